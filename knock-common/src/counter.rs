@@ -1,0 +1,56 @@
+//! Per-outcome packet counters, the entries of the `COUNTERS` per-CPU array.
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident = $index:literal, $label:literal; )*) => {
+        /// One counter of the `COUNTERS` map.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u32)]
+        pub enum Counter {
+            $( $(#[$doc])* $name = $index, )*
+        }
+
+        impl Counter {
+            pub const ALL: &'static [Counter] = &[$(Counter::$name),*];
+
+            /// The name used in logs and status output.
+            pub const fn label(self) -> &'static str {
+                match self {
+                    $( Counter::$name => $label, )*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    /// A knock advanced an attempt.
+    KnockAccepted = 0, "knocks_accepted";
+    /// A packet to a knock port was dropped, so the port looks filtered.
+    KnockPortDropped = 1, "knock_port_dropped";
+    /// A sequence completed and its door opened.
+    DoorOpened = 2, "doors_opened";
+    /// A sequence completed for a door that was already open.
+    DoorRefreshed = 3, "doors_refreshed";
+    /// An attempt was reset by a wrong packet.
+    AttemptReset = 4, "attempts_reset";
+    /// An attempt timed out.
+    AttemptTimedOut = 5, "attempts_timed_out";
+    /// A first knock found no free attempt slot.
+    AttemptCrowded = 6, "attempts_crowded";
+    /// A new connection to a protected port passed through an open door.
+    GateAllowed = 7, "gate_allowed";
+    /// A new connection to a protected port was dropped.
+    GateDropped = 8, "gate_dropped";
+    /// A frame with headers knock cannot trust was dropped.
+    Malformed = 9, "malformed_dropped";
+    /// A door could not open because the gate map is full.
+    GateFull = 10, "gate_full";
+    /// A first knock could not be stored because the progress map refused the insert.
+    ProgressFull = 11, "progress_insert_failed";
+    /// An event was lost because the ring buffer was full.
+    EventsLost = 12, "events_lost";
+}
+
+/// Number of counters, the size of the `COUNTERS` map.
+pub const COUNT: u32 = 13;
+const _: () = assert!(Counter::ALL.len() == COUNT as usize);

@@ -1,0 +1,38 @@
+//! Events the XDP program sends to user space through the `EVENTS` ring buffer.
+
+use crate::Addr;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// When it happened (monotonic clock, ns).
+    pub time_ns: u64,
+    /// For `OPENED` and `REFRESHED`: when the door closes (monotonic clock, ns).
+    pub expires_ns: u64,
+    pub addr: Addr,
+    /// One of the `kind` constants.
+    pub kind: u8,
+    pub door: u8,
+    /// For `STAGE`, `RESET` and `TIMED_OUT`: the stage reached.
+    pub stage: u8,
+    pub _pad: [u8; 5],
+}
+crate::assert_layout!(Event, size = 40, align = 8);
+
+/// Values of [`Event::kind`].
+pub mod kind {
+    /// A knock was accepted.
+    pub const STAGE: u8 = 1;
+    /// A sequence completed and the door opened for the source.
+    pub const OPENED: u8 = 2;
+    /// A sequence completed while the door was already open; its deadline moved.
+    pub const REFRESHED: u8 = 3;
+    /// A packet that was not the next knock ended an attempt.
+    pub const RESET: u8 = 4;
+    /// An attempt outlived the sequence timeout.
+    pub const TIMED_OUT: u8 = 5;
+    /// A first knock found every attempt slot of its source taken.
+    pub const CROWDED: u8 = 6;
+    /// A sequence completed but the gate map is full: the door stayed shut.
+    pub const GATE_FULL: u8 = 7;
+}

@@ -1,0 +1,295 @@
+//! The frame classifier: from the raw bytes of an Ethernet frame to a [`Segment`], or to the
+//! reason it is not one. It is generic over [`FrameBytes`] so the XDP program runs it over packet
+//! memory with the verifier's bounds checks, and the host tests and fuzzers run the very same
+//! code over byte slices.
+//!
+//! The rule it serves: anything that could reach a port must be classified exactly; what cannot
+//! be classified, but might reach a port, is [`Frame::Malformed`] and gets dropped.
+
+use crate::Addr;
+use crate::segment::{PROTO_TCP, PROTO_UDP, Segment};
+
+/// Bounds-checked access to the bytes of a frame: the one helper every header read goes through.
+pub trait FrameBytes {
+    /// The `N` bytes at `offset`, or `None` when the frame ends before them.
+    fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
+
+    /// The frame's length in bytes.
+    fn len(&self) -> usize;
+}
+
+impl FrameBytes for [u8] {
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let end = offset.checked_add(N)?;
+        self.get(offset..end)?.try_into().ok()
+    }
+
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+}
+
+/// What a frame is, as far as knock is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Not TCP or UDP over IP, or a later fragment: it cannot open a connection by itself.
+    Other,
+    /// A TCP or UDP header whose destination port and flags are known.
+    Segment(Segment),
+    /// Headers the host would reject, or that knock cannot follow, where a port could hide.
+    Malformed(Malformed),
+}
+
+/// Why a frame could not be classified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Malformed {
+    /// The IP header is cut short.
+    TruncatedIp,
+    /// Wrong version, a header length below the minimum, or a total length that disagrees with it.
+    BadIpHeader,
+    /// The TCP or UDP header is cut short within the IP payload.
+    TruncatedTransport,
+    /// A TCP header with a data offset below five words.
+    BadTcpHeader,
+    /// An IPv4 fragment that would overlap the TCP header (RFC 1858).
+    TinyFragment,
+    /// More IPv6 extension headers, or more header bytes, than knock follows.
+    TooDeep,
+}
+
+const ETH_HEADER: usize = 14;
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERTYPE_VLAN: u16 = 0x8100;
+const ETHERTYPE_QINQ: u16 = 0x88a8;
+const MAX_VLAN_TAGS: usize = 2;
+
+const IPV6_HEADER: usize = 40;
+const MAX_EXTENSION_HEADERS: usize = 8;
+/// Extension headers deeper than this are not followed; the frame counts as malformed.
+pub const MAX_TRANSPORT_OFFSET: usize = 512;
+
+/// The bytes of the TCP header that knock reads: ports, sequence numbers, data offset, flags.
+const TCP_NEEDED: usize = 14;
+const UDP_HEADER: usize = 8;
+
+/// Classifies an Ethernet frame.
+#[inline(always)]
+pub fn classify<F: FrameBytes + ?Sized>(frame: &F) -> Frame {
+    let Some(eth) = frame.bytes::<ETH_HEADER>(0) else {
+        return Frame::Other;
+    };
+    let l2_unicast = eth[0] & 1 == 0;
+    let mut ethertype = u16::from_be_bytes([eth[12], eth[13]]);
+    let mut offset = ETH_HEADER;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != ETHERTYPE_VLAN && ethertype != ETHERTYPE_QINQ {
+            break;
+        }
+        let Some(tag) = frame.bytes::<4>(offset) else {
+            return Frame::Other;
+        };
+        ethertype = u16::from_be_bytes([tag[2], tag[3]]);
+        offset += 4;
+    }
+    match ethertype {
+        ETHERTYPE_IPV4 => ipv4(frame, offset, l2_unicast),
+        ETHERTYPE_IPV6 => ipv6(frame, offset, l2_unicast),
+        // A third tag or any other protocol never reaches the host's IP stack on this device.
+        _ => Frame::Other,
+    }
+}
+
+#[inline(always)]
+fn ipv4<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Frame {
+    let Some(ip) = frame.bytes::<20>(l3) else {
+        return Frame::Malformed(Malformed::TruncatedIp);
+    };
+    let header_len = usize::from(ip[0] & 0x0f) * 4;
+    if ip[0] >> 4 != 4 || header_len < 20 {
+        return Frame::Malformed(Malformed::BadIpHeader);
+    }
+    let total_len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if total_len < header_len {
+        return Frame::Malformed(Malformed::BadIpHeader);
+    }
+    if l3 + total_len > frame.len() {
+        return Frame::Malformed(Malformed::TruncatedIp);
+    }
+    let proto = ip[9];
+    let fragment = u16::from_be_bytes([ip[6], ip[7]]);
+    let more_fragments = fragment & 0x2000 != 0;
+    let fragment_offset = fragment & 0x1fff;
+    if fragment_offset != 0 {
+        // A fragment that starts inside the TCP header could rewrite its ports or flags after the
+        // first fragment was judged (RFC 1858); legitimate stacks never send one.
+        if proto == PROTO_TCP && usize::from(fragment_offset) * 8 < 20 {
+            return Frame::Malformed(Malformed::TinyFragment);
+        }
+        return Frame::Other;
+    }
+    let src = Addr::from_ipv4([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = Addr::from_ipv4([ip[16], ip[17], ip[18], ip[19]]);
+    // Class D and E, including the limited broadcast address, reach more than one host.
+    let unicast = l2_unicast && ip[16] < 224;
+    let ends = Payload {
+        start: l3 + header_len,
+        end: l3 + total_len,
+    };
+    transport(frame, proto, ends, src, dst, unicast, more_fragments)
+}
+
+#[inline(always)]
+fn ipv6<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Frame {
+    let Some(ip) = frame.bytes::<IPV6_HEADER>(l3) else {
+        return Frame::Malformed(Malformed::TruncatedIp);
+    };
+    if ip[0] >> 4 != 6 {
+        return Frame::Malformed(Malformed::BadIpHeader);
+    }
+    let payload_len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+    let available = frame.len().saturating_sub(l3 + IPV6_HEADER);
+    // A zero payload length announces a jumbogram, whose length lives in an option; the frame's
+    // own end bounds it then.
+    let payload_len = if payload_len == 0 {
+        available
+    } else {
+        payload_len
+    };
+    if payload_len > available {
+        return Frame::Malformed(Malformed::TruncatedIp);
+    }
+    let mut src = [0u8; 16];
+    src.copy_from_slice(&ip[8..24]);
+    let mut dst = [0u8; 16];
+    dst.copy_from_slice(&ip[24..40]);
+    let unicast = l2_unicast && dst[0] != 0xff;
+    let end = l3 + IPV6_HEADER + payload_len;
+
+    let mut next = ip[6];
+    let mut offset = l3 + IPV6_HEADER;
+    let mut more_fragments = false;
+    for _ in 0..MAX_EXTENSION_HEADERS {
+        let length = match next {
+            HOP_BY_HOP | ROUTING | DESTINATION_OPTIONS | MOBILITY | HIP | SHIM6 => {
+                let Some(h) = frame.bytes::<2>(offset) else {
+                    return Frame::Malformed(Malformed::TruncatedIp);
+                };
+                next = h[0];
+                (usize::from(h[1]) + 1) * 8
+            }
+            AUTHENTICATION => {
+                let Some(h) = frame.bytes::<2>(offset) else {
+                    return Frame::Malformed(Malformed::TruncatedIp);
+                };
+                next = h[0];
+                (usize::from(h[1]) + 2) * 4
+            }
+            FRAGMENT => {
+                let Some(h) = frame.bytes::<4>(offset) else {
+                    return Frame::Malformed(Malformed::TruncatedIp);
+                };
+                next = h[0];
+                let field = u16::from_be_bytes([h[2], h[3]]);
+                if field >> 3 != 0 {
+                    // Later fragments carry no header chain (RFC 8200 puts all of it in the first).
+                    return Frame::Other;
+                }
+                more_fragments = field & 1 != 0;
+                8
+            }
+            _ => {
+                let ends = Payload { start: offset, end };
+                return transport(
+                    frame,
+                    next,
+                    ends,
+                    Addr::from_ipv6(src),
+                    Addr::from_ipv6(dst),
+                    unicast,
+                    more_fragments,
+                );
+            }
+        };
+        offset += length;
+        if offset > l3 + MAX_TRANSPORT_OFFSET {
+            return Frame::Malformed(Malformed::TooDeep);
+        }
+    }
+    Frame::Malformed(Malformed::TooDeep)
+}
+
+const HOP_BY_HOP: u8 = 0;
+const ROUTING: u8 = 43;
+const FRAGMENT: u8 = 44;
+const AUTHENTICATION: u8 = 51;
+const DESTINATION_OPTIONS: u8 = 60;
+const MOBILITY: u8 = 135;
+const HIP: u8 = 139;
+const SHIM6: u8 = 140;
+
+/// Where the IP payload starts and where the IP header says it ends.
+#[derive(Clone, Copy)]
+struct Payload {
+    start: usize,
+    end: usize,
+}
+
+impl Payload {
+    #[inline(always)]
+    fn holds(&self, len: usize) -> bool {
+        self.start + len <= self.end
+    }
+}
+
+#[inline(always)]
+fn transport<F: FrameBytes + ?Sized>(
+    frame: &F,
+    proto: u8,
+    payload: Payload,
+    src: Addr,
+    dst: Addr,
+    unicast: bool,
+    fragment: bool,
+) -> Frame {
+    let segment = |dport: u16, tcp_flags: u8| {
+        Frame::Segment(Segment {
+            src,
+            dst,
+            proto,
+            dport,
+            tcp_flags,
+            unicast,
+            fragment,
+        })
+    };
+    match proto {
+        PROTO_TCP => {
+            let (Some(tcp), true) = (
+                frame.bytes::<TCP_NEEDED>(payload.start),
+                payload.holds(TCP_NEEDED),
+            ) else {
+                return Frame::Malformed(Malformed::TruncatedTransport);
+            };
+            if tcp[12] >> 4 < 5 {
+                return Frame::Malformed(Malformed::BadTcpHeader);
+            }
+            segment(u16::from_be_bytes([tcp[2], tcp[3]]), tcp[13])
+        }
+        PROTO_UDP => {
+            let (Some(udp), true) = (
+                frame.bytes::<UDP_HEADER>(payload.start),
+                payload.holds(UDP_HEADER),
+            ) else {
+                return Frame::Malformed(Malformed::TruncatedTransport);
+            };
+            segment(u16::from_be_bytes([udp[2], udp[3]]), 0)
+        }
+        _ => Frame::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests;

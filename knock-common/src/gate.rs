@@ -1,0 +1,132 @@
+//! The gate: which doors are open for a source, and until when.
+//!
+//! The `GATE` hash map holds one [`Pass`] per source that has opened a door. It is a plain hash
+//! map, not an LRU: only completed sequences add entries, so a flood of spoofed first knocks
+//! cannot evict an open door. Which doors guard a port is told by the port's class byte (its
+//! guard group) and the `GUARDS` array, so the gate decision is one array read, one hash lookup
+//! and a scan of eight slots.
+
+/// How many doors can be open for one source at once.
+pub const DOORS_PER_PASS: usize = 8;
+
+/// The doors open for one source.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// When each slot's door closes (monotonic clock, ns); a passed deadline frees the slot.
+    pub expires_ns: [u64; DOORS_PER_PASS],
+    /// The door id held by each slot.
+    pub door: [u8; DOORS_PER_PASS],
+}
+crate::assert_layout!(Pass, size = 72, align = 8);
+
+/// What opening a door did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opening {
+    /// The door was closed and is now open.
+    Opened,
+    /// The door was already open; its deadline moved.
+    Refreshed,
+    /// Every slot holds another open door.
+    Full,
+}
+
+impl Pass {
+    /// Whether any door in `guarding` (a mask of door ids) is open at `now_ns`.
+    #[inline(always)]
+    pub fn admits(&self, guarding: u64, now_ns: u64) -> bool {
+        let mut admitted = false;
+        for slot in 0..DOORS_PER_PASS {
+            let guards = (guarding >> (self.door[slot] & 63)) & 1 != 0;
+            admitted |= guards && self.expires_ns[slot] > now_ns;
+        }
+        admitted
+    }
+
+    /// Opens `door` until `expires_ns`, or moves its deadline if it is already open.
+    #[inline(always)]
+    pub fn open(&mut self, door: u8, expires_ns: u64, now_ns: u64) -> Opening {
+        // The slot already holding the door wins; else the first free one.
+        let mut held = DOORS_PER_PASS;
+        let mut free = DOORS_PER_PASS;
+        for slot in (0..DOORS_PER_PASS).rev() {
+            let live = self.expires_ns[slot] > now_ns;
+            if live && self.door[slot] == door {
+                held = slot;
+            }
+            if !live {
+                free = slot;
+            }
+        }
+        let (slot, opening) = if held < DOORS_PER_PASS {
+            (held, Opening::Refreshed)
+        } else if free < DOORS_PER_PASS {
+            (free, Opening::Opened)
+        } else {
+            return Opening::Full;
+        };
+        let slot = slot & (DOORS_PER_PASS - 1);
+        self.door[slot] = door;
+        if self.expires_ns[slot] < expires_ns || opening == Opening::Opened {
+            self.expires_ns[slot] = expires_ns;
+        }
+        opening
+    }
+
+    /// The open doors at `now_ns`, with their deadlines.
+    pub fn open_doors(&self, now_ns: u64) -> impl Iterator<Item = (u8, u64)> + '_ {
+        (0..DOORS_PER_PASS)
+            .filter(move |&slot| self.expires_ns[slot] > now_ns)
+            .map(|slot| (self.door[slot], self.expires_ns[slot]))
+    }
+
+    pub fn is_closed_at(&self, now_ns: u64) -> bool {
+        self.open_doors(now_ns).next().is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_pass_admits_nothing() {
+        assert!(!Pass::default().admits(u64::MAX, 0));
+    }
+
+    #[test]
+    fn an_open_door_admits_its_ports_until_its_deadline() {
+        let mut pass = Pass::default();
+        assert_eq!(pass.open(3, 100, 10), Opening::Opened);
+        assert!(pass.admits(1 << 3, 99));
+        assert!(!pass.admits(1 << 3, 100), "closed at its deadline");
+        assert!(!pass.admits(1 << 4, 50), "another door's ports stay shut");
+    }
+
+    #[test]
+    fn opening_an_open_door_refreshes_it() {
+        let mut pass = Pass::default();
+        pass.open(3, 100, 10);
+        assert_eq!(pass.open(3, 150, 20), Opening::Refreshed);
+        assert!(pass.admits(1 << 3, 120));
+        assert_eq!(pass.open_doors(20).count(), 1);
+    }
+
+    #[test]
+    fn a_closed_door_opens_again_in_a_free_slot() {
+        let mut pass = Pass::default();
+        pass.open(3, 100, 10);
+        assert_eq!(pass.open(3, 300, 200), Opening::Opened);
+        assert!(pass.admits(1 << 3, 250));
+    }
+
+    #[test]
+    fn a_full_pass_refuses_a_ninth_door() {
+        let mut pass = Pass::default();
+        for door in 0..DOORS_PER_PASS as u8 {
+            assert_eq!(pass.open(door, 100, 0), Opening::Opened);
+        }
+        assert_eq!(pass.open(9, 100, 0), Opening::Full);
+        assert_eq!(pass.open(2, 100, 0), Opening::Refreshed);
+    }
+}

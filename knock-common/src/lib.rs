@@ -1,0 +1,85 @@
+//! What the XDP program and user space share: the map layouts, the limits, the frame classifier
+//! and the knock state machine. Everything here is plain data and pure functions, so the host
+//! unit tests exercise exactly the code the kernel runs.
+#![no_std]
+
+#[cfg(any(test, feature = "craft"))]
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod addr;
+pub mod counter;
+#[cfg(any(test, feature = "craft"))]
+pub mod craft;
+pub mod door;
+pub mod event;
+pub mod frame;
+pub mod gate;
+pub mod ports;
+pub mod progress;
+pub mod segment;
+pub mod settings;
+
+pub use addr::Addr;
+pub use door::{Door, ProgressRule, ProtoPort};
+pub use segment::Segment;
+
+/// The most doors one configuration may hold. Door ids index 64-bit masks.
+pub const MAX_DOORS: usize = 64;
+/// The longest knock sequence, as in knockd.
+pub const MAX_STEPS: usize = 32;
+/// The most ports one door may protect.
+pub const MAX_GUARDED_PORTS: usize = 8;
+/// The most attempts one source can have in progress at once (doors that share a prefix).
+pub const ATTEMPTS_PER_SOURCE: usize = 8;
+
+/// Names of the maps, shared so user space finds what the program declares.
+pub mod maps {
+    pub const DOORS: &str = "DOORS";
+    pub const PORTS: &str = "PORTS";
+    pub const FIRST_STEPS: &str = "FIRST_STEPS";
+    pub const PROGRESS: &str = "PROGRESS";
+    pub const GATE: &str = "GATE";
+    pub const GUARDS: &str = "GUARDS";
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const EVENTS: &str = "EVENTS";
+}
+
+/// The name of the XDP program in the object file.
+pub const PROGRAM: &str = "knock";
+
+/// Declares that a type shared through a map has the given size on every target, so a 32-bit
+/// loader and the 64-bit BPF program agree on its layout.
+#[macro_export]
+macro_rules! assert_layout {
+    ($ty:ty, size = $size:expr, align = $align:expr) => {
+        const _: () = assert!(core::mem::size_of::<$ty>() == $size);
+        const _: () = assert!(core::mem::align_of::<$ty>() == $align);
+    };
+}
+
+/// Marks map types as plain old data for aya's user-space map API.
+#[cfg(feature = "user")]
+macro_rules! impl_pod {
+    ($($ty:ty),* $(,)?) => {
+        $(
+            // SAFETY: the type is `#[repr(C)]`, holds only integers and arrays of integers, and has
+            // no implicit padding (sizes are asserted next to each definition).
+            unsafe impl aya::Pod for $ty {}
+        )*
+    };
+}
+
+#[cfg(feature = "user")]
+impl_pod!(
+    addr::Addr,
+    door::Door,
+    door::ProtoPort,
+    gate::Pass,
+    progress::Progress,
+    settings::Settings,
+    ports::FirstSteps,
+    event::Event,
+);

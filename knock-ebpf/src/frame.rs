@@ -1,0 +1,34 @@
+//! Packet memory behind the classifier's one bounds-checked accessor.
+
+use aya_ebpf::programs::XdpContext;
+use knock_common::frame::FrameBytes;
+
+pub struct XdpFrame<'a> {
+    ctx: &'a XdpContext,
+}
+
+impl<'a> XdpFrame<'a> {
+    #[inline(always)]
+    pub fn new(ctx: &'a XdpContext) -> Self {
+        Self { ctx }
+    }
+}
+
+impl FrameBytes for XdpFrame<'_> {
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let start = self.ctx.data();
+        let end = self.ctx.data_end();
+        if start + offset + N > end {
+            return None;
+        }
+        // SAFETY: the N bytes at `offset` lie inside the packet, checked just above in the form
+        // the verifier tracks.
+        Some(unsafe { ((start + offset) as *const [u8; N]).read_unaligned() })
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.ctx.data_end() - self.ctx.data()
+    }
+}

@@ -1,0 +1,52 @@
+//! The gate: admitting new connections to protected ports, and opening doors.
+
+use knock_common::counter::Counter;
+use knock_common::event::kind;
+use knock_common::gate::{Opening, Pass};
+use knock_common::ports;
+use knock_common::{Addr, Door};
+
+use crate::maps::{GATE, GUARDS, Scratch};
+use crate::report::{count, emit};
+
+/// Whether `source` may open a new connection to a guarded port of class `class` now.
+#[inline(always)]
+pub fn admits(source: Addr, class: u8, now_ns: u64) -> bool {
+    let Some(guarding) = GUARDS.get(ports::guard_group(class)) else {
+        return false;
+    };
+    match GATE.get_ptr(source) {
+        // SAFETY: a hash map value; a concurrent update can at worst give a stale deadline.
+        Some(pass) => unsafe { (*pass).admits(*guarding, now_ns) },
+        None => false,
+    }
+}
+
+/// Opens `door` for `source` until `now + open time`, or moves the deadline of a door that is
+/// already open, so that a repeated sequence never runs the start command twice.
+#[inline(always)]
+pub fn open(source: Addr, id: u8, door: &Door, now_ns: u64, scratch: *mut Scratch) {
+    let expires_ns = now_ns.saturating_add(door.open_ns);
+    let opening = match GATE.get_ptr_mut(source) {
+        // SAFETY: as in `admits`.
+        Some(pass) => unsafe { (*pass).open(id, expires_ns, now_ns) },
+        None => {
+            // SAFETY: this CPU's scratch slot; its pass field is used only here.
+            let pass = unsafe { &mut (*scratch).pass };
+            *pass = Pass::default();
+            let opening = pass.open(id, expires_ns, now_ns);
+            if GATE.insert(source, &*pass, 0).is_err() {
+                Opening::Full
+            } else {
+                opening
+            }
+        }
+    };
+    let (counter, kind) = match opening {
+        Opening::Opened => (Counter::DoorOpened, kind::OPENED),
+        Opening::Refreshed => (Counter::DoorRefreshed, kind::REFRESHED),
+        Opening::Full => (Counter::GateFull, kind::GATE_FULL),
+    };
+    count(counter);
+    emit(kind, source, id, 0, now_ns, expires_ns);
+}

@@ -1,0 +1,75 @@
+//! Every map of the program. Sizes here are defaults; user space resizes the progress and gate
+//! maps from the configuration before loading.
+
+use aya_ebpf::macros::map;
+use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf};
+use knock_common::gate::Pass;
+use knock_common::ports::{self, FirstSteps};
+use knock_common::progress::Progress;
+use knock_common::settings::Settings;
+use knock_common::{Addr, Door, MAX_DOORS, ProtoPort, Segment, counter};
+
+/// Doors by id.
+#[map]
+pub static DOORS: Array<Door> = Array::with_max_entries(MAX_DOORS as u32, 0);
+
+/// One class byte per (protocol, port): the fast path's only lookup.
+#[map]
+pub static PORTS: Array<u64> = Array::with_max_entries(ports::WORDS, 0);
+
+/// For each first knock, the doors it starts.
+#[map]
+pub static FIRST_STEPS: HashMap<ProtoPort, FirstSteps> =
+    HashMap::with_max_entries(MAX_DOORS as u32, 0);
+
+/// Knock progress per source. An LRU map: sources are untrusted, so under pressure the least
+/// recently seen attempts give way.
+#[map]
+pub static PROGRESS: LruHashMap<Addr, Progress> = LruHashMap::with_max_entries(16384, 0);
+
+/// Open doors per source. Not an LRU: only completed sequences add entries.
+#[map]
+pub static GATE: HashMap<Addr, Pass> = HashMap::with_max_entries(4096, 0);
+
+/// For each guard group (see `ports::guard_group`), the doors that open its port.
+#[map]
+pub static GUARDS: Array<u64> = Array::with_max_entries(ports::GUARD_GROUPS, 0);
+
+/// Per-CPU working memory for one packet. Values kept in map memory are opaque to the
+/// verifier, so keeping loop-carried state here stops its path count from multiplying.
+#[repr(C)]
+pub struct Scratch {
+    /// The classified packet. Passing it through memory makes every path out of the classifier
+    /// look alike to the verifier, which then checks the rest of the program once instead of
+    /// once per header shape.
+    pub segment: Segment,
+    /// A new source's progress, built here: too large for the 512-byte BPF stack.
+    pub progress: Progress,
+    /// Doors to open once the state machine has run.
+    pub opens: Opens,
+    /// A new source's pass, built here.
+    pub pass: Pass,
+}
+
+/// The most doors one packet can open: doors whose sequences end alike open together.
+pub const OPENS_PER_PACKET: usize = 4;
+
+/// Doors a packet completed, opened once the state machine has finished with the packet.
+#[repr(C)]
+pub struct Opens {
+    pub door: [u8; OPENS_PER_PACKET],
+    pub count: u32,
+}
+
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Events for user space: stages, openings, resets, timeouts.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);

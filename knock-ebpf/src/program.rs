@@ -1,0 +1,201 @@
+//! The XDP entry point and the per-packet decision.
+
+use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::macros::xdp;
+use aya_ebpf::programs::XdpContext;
+use aya_log_ebpf::debug;
+use knock_common::counter::Counter;
+use knock_common::event::kind;
+use knock_common::frame::{Frame, classify};
+use knock_common::ports::{self, GUARDED, KNOCK, SERVED};
+use knock_common::progress::{Change, DoorBook, Observer, Progress, advance};
+use knock_common::{Addr, Door, ProtoPort, Segment};
+
+use crate::frame::XdpFrame;
+use crate::gate;
+use crate::maps::{
+    DOORS, FIRST_STEPS, OPENS_PER_PACKET, Opens, PORTS, PROGRESS, SCRATCH, SETTINGS, Scratch,
+};
+use crate::report::{count, emit};
+
+#[xdp]
+#[inline(always)]
+pub fn knock(ctx: XdpContext) -> u32 {
+    match try_knock(&ctx) {
+        Ok(action) => action,
+        Err(Fault) => XDP_PASS,
+    }
+}
+
+/// A map the program depends on is missing an entry it always has; only a broken load can
+/// cause it. The frame passes: failing closed here would cut the host off entirely.
+struct Fault;
+
+#[inline(always)]
+fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
+    let segment = match classify(&XdpFrame::new(ctx)) {
+        Frame::Other => return Ok(XDP_PASS),
+        Frame::Malformed(_) => {
+            count(Counter::Malformed);
+            return Ok(XDP_DROP);
+        }
+        Frame::Segment(segment) => segment,
+    };
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(Fault)?;
+    // SAFETY: this CPU's scratch slot, used only for the packet at hand. The volatile write
+    // keeps the compiler from forwarding the classifier's registers past the memory.
+    let segment: &Segment = unsafe {
+        core::ptr::write_volatile(&raw mut (*scratch).segment, segment);
+        &(*scratch).segment
+    };
+    let (word, shift) = ports::slot(segment.proto, segment.dport);
+    let class = ports::class_in(*PORTS.get(word).ok_or(Fault)?, shift);
+    let contact = segment.is_contact();
+    if class == 0 && !contact {
+        return Ok(XDP_PASS);
+    }
+    let strict_doors = SETTINGS.get(0).ok_or(Fault)?.strict_doors;
+    if class == 0 && strict_doors == 0 {
+        return Ok(XDP_PASS);
+    }
+
+    let now_ns = unsafe { bpf_ktime_get_ns() };
+    let mut action = XDP_PASS;
+    let port = ProtoPort {
+        port: segment.dport,
+        proto: segment.proto,
+        _pad: 0,
+    };
+    if class & GUARDED != 0 && contact {
+        if gate::admits(segment.src, class, now_ns) {
+            count(Counter::GateAllowed);
+        } else {
+            count(Counter::GateDropped);
+            debug!(
+                ctx,
+                "gate: dropped a new connection to port {}", segment.dport
+            );
+            action = XDP_DROP;
+        }
+    }
+    if segment.fragment {
+        return Ok(action);
+    }
+    let at_knock_port = class & KNOCK != 0;
+    if at_knock_port || (contact && segment.unicast) {
+        track(segment, port, at_knock_port, now_ns);
+    }
+    if at_knock_port && class & SERVED == 0 {
+        count(Counter::KnockPortDropped);
+        action = XDP_DROP;
+    }
+    Ok(action)
+}
+
+/// Runs the knock state machine for the packet's source, then opens the doors it completed.
+#[inline(always)]
+fn track(segment: &Segment, port: ProtoPort, at_knock_port: bool, now_ns: u64) {
+    let first_step_doors = if at_knock_port {
+        match FIRST_STEPS.get_ptr(port) {
+            // SAFETY: written only by user space when the configuration changes.
+            Some(first) => unsafe { (*first).doors },
+            None => 0,
+        }
+    } else {
+        0
+    };
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch slot, used only for the packet at hand; the segment lives in
+    // another field of it, which these borrows leave alone.
+    let (fresh, opens) = unsafe { (&mut (*scratch).progress, &mut (*scratch).opens) };
+    opens.count = 0;
+    let mut witness = Witness {
+        source: segment.src,
+        now_ns,
+        opens,
+    };
+    let (progress, fresh) = match PROGRESS.get_ptr_mut(segment.src) {
+        // SAFETY: the entry of this source; packets of one source are handled one at a time on
+        // one CPU in practice, and a race can only lose a knock, never open a door.
+        Some(progress) => (unsafe { &mut *progress }, false),
+        // State for a source is only created by a first knock.
+        None if first_step_doors != 0 => {
+            *fresh = Progress::default();
+            (fresh, true)
+        }
+        None => return,
+    };
+    advance(
+        progress,
+        &DoorMap,
+        first_step_doors,
+        at_knock_port,
+        segment,
+        now_ns,
+        &mut witness,
+    );
+    if fresh {
+        if !progress.is_empty() && PROGRESS.insert(segment.src, &*progress, 0).is_err() {
+            count(Counter::ProgressFull);
+        }
+    } else if progress.is_empty() {
+        let _ = PROGRESS.remove(segment.src);
+    }
+    open_completed(segment.src, scratch, now_ns);
+}
+
+/// Opens the doors whose sequences this packet completed.
+#[inline(always)]
+fn open_completed(source: Addr, scratch: *mut Scratch, now_ns: u64) {
+    for index in 0..OPENS_PER_PACKET {
+        // SAFETY: this CPU's scratch slot; read field by field, as `gate::open` writes another.
+        let (count, id) = unsafe { ((*scratch).opens.count, (*scratch).opens.door[index]) };
+        if index as u32 >= count {
+            break;
+        }
+        if let Some(door) = DOORS.get(u32::from(id)) {
+            gate::open(source, id, door, now_ns, scratch);
+        }
+    }
+}
+
+struct DoorMap;
+
+impl DoorBook for DoorMap {
+    #[inline(always)]
+    fn door(&self, id: u8) -> Option<&Door> {
+        DOORS.get(u32::from(id))
+    }
+}
+
+/// Turns state machine changes into counters and events, and notes the doors to open.
+struct Witness<'a> {
+    source: Addr,
+    now_ns: u64,
+    opens: &'a mut Opens,
+}
+
+impl Observer for Witness<'_> {
+    #[inline(always)]
+    fn observe(&mut self, id: u8, _door: &Door, change: Change) {
+        let (counter, kind, stage) = match change {
+            Change::Stage(stage) => (Counter::KnockAccepted, kind::STAGE, stage),
+            Change::Opened => {
+                let slot = self.opens.count as usize;
+                if slot < OPENS_PER_PACKET {
+                    self.opens.door[slot] = id;
+                    self.opens.count += 1;
+                }
+                return;
+            }
+            Change::Reset(stage) => (Counter::AttemptReset, kind::RESET, stage),
+            Change::TimedOut(stage) => (Counter::AttemptTimedOut, kind::TIMED_OUT, stage),
+            Change::Crowded => (Counter::AttemptCrowded, kind::CROWDED, 0),
+        };
+        count(counter);
+        emit(kind, self.source, id, stage, self.now_ns, 0);
+    }
+}

@@ -1,0 +1,88 @@
+//! `knock-user check`: validate a configuration and show what knock will do with it.
+
+use std::fmt::Write as _;
+
+use knock_common::ProgressRule;
+
+use crate::config::Config;
+
+/// A human-readable summary of the effective doors.
+pub fn describe(config: &Config) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} door(s)",
+        config.path.display(),
+        config.doors.len()
+    );
+    let options = &config.options;
+    let _ = writeln!(
+        out,
+        "  options: syslog {}, log file {}, interface {}, progress for {} sources, gate for {} entries",
+        if options.use_syslog { "on" } else { "off" },
+        options
+            .log_file
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), |p| p.display().to_string()),
+        if options.interfaces.is_empty() {
+            "from the default route".to_owned()
+        } else {
+            options.interfaces.join(", ")
+        },
+        options.progress_capacity,
+        options.gate_capacity,
+    );
+    for door in &config.doors {
+        let _ = writeln!(out, "[{}] (line {})", door.name, door.line);
+        let steps: Vec<String> = door
+            .sequence
+            .iter()
+            .map(|s| format!("{}:{}", s.port, s.proto_name()))
+            .collect();
+        if let Some(file) = &door.one_time_sequences {
+            let _ = writeln!(out, "  one-time sequences: {}", file.display());
+        }
+        if !steps.is_empty() {
+            let _ = writeln!(out, "  sequence:      {}", steps.join(", "));
+        }
+        let _ = writeln!(out, "  tcp flags:     {}", door.tcp_flags);
+        let _ = writeln!(out, "  seq timeout:   {} s", door.seq_timeout.as_secs());
+        let protect: Vec<String> = door
+            .protect
+            .iter()
+            .map(|p| format!("{}:{}", p.port, p.proto_name()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  opens:         {} for {} s (Cmd_Timeout)",
+            if protect.is_empty() {
+                "no port (Protect = none)".to_owned()
+            } else {
+                protect.join(", ")
+            },
+            door.cmd_timeout.as_secs()
+        );
+        let _ = writeln!(
+            out,
+            "  progress:      {}",
+            match door.progress {
+                ProgressRule::Strict => "strict (any other new connection or datagram resets)",
+                ProgressRule::Knockd => "knockd (only ports of some sequence reset)",
+            }
+        );
+        if let Some(target) = door.target {
+            let _ = writeln!(out, "  target:        {target}");
+        }
+        for (label, command) in [
+            ("start", &door.start_command),
+            ("start (IPv6)", &door.start_command_6),
+            ("stop", &door.stop_command),
+            ("stop (IPv6)", &door.stop_command_6),
+        ] {
+            if let Some(command) = command {
+                let _ = writeln!(out, "  {:<14} {command}", format!("{label}:"));
+            }
+        }
+    }
+    out
+}

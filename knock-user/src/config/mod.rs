@@ -1,0 +1,139 @@
+//! The knockd.conf reader: the same files knockd reads, with every mistake reported by file,
+//! line and key.
+
+mod error;
+mod parse;
+mod value;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use knock_common::{ProgressRule, ProtoPort};
+
+pub use error::{ConfigError, ErrorKind};
+pub use parse::parse;
+pub use value::TcpFlags;
+
+/// Where knockd and knock look for their configuration.
+pub const DEFAULT_PATH: &str = "/etc/knockd.conf";
+
+/// A whole configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub path: PathBuf,
+    pub options: Options,
+    pub doors: Vec<DoorConfig>,
+}
+
+/// The `[options]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub use_syslog: bool,
+    pub log_file: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub interfaces: Vec<String>,
+    /// How many sources may have knocks in progress at once (knock extension).
+    pub progress_capacity: u32,
+    /// How many open doors and admitted ports the gate holds at once (knock extension).
+    pub gate_capacity: u32,
+}
+
+pub const DEFAULT_PROGRESS_CAPACITY: u32 = 16_384;
+pub const DEFAULT_GATE_CAPACITY: u32 = 4_096;
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            use_syslog: false,
+            log_file: None,
+            pid_file: None,
+            interfaces: Vec::new(),
+            progress_capacity: DEFAULT_PROGRESS_CAPACITY,
+            gate_capacity: DEFAULT_GATE_CAPACITY,
+        }
+    }
+}
+
+/// One door: a section other than `[options]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DoorConfig {
+    pub name: String,
+    /// The line of the section header, for messages.
+    pub line: usize,
+    pub sequence: Vec<ProtoPort>,
+    pub one_time_sequences: Option<PathBuf>,
+    pub seq_timeout: Duration,
+    pub tcp_flags: TcpFlags,
+    pub start_command: Option<String>,
+    pub start_command_6: Option<String>,
+    pub stop_command: Option<String>,
+    pub stop_command_6: Option<String>,
+    pub cmd_timeout: Duration,
+    pub target: Option<IpAddr>,
+    /// The ports the door opens (knock extension `Protect`, default tcp/22).
+    pub protect: Vec<ProtoPort>,
+    /// How wrong packets affect an attempt (knock extension `Progress`).
+    pub progress: ProgressRule,
+}
+
+pub const DEFAULT_SEQ_TIMEOUT: Duration = Duration::from_secs(25);
+pub const DEFAULT_CMD_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_PROTECTED_PORT: ProtoPort = ProtoPort::tcp(22);
+
+impl DoorConfig {
+    pub fn new(name: &str, line: usize) -> Self {
+        Self {
+            name: name.to_owned(),
+            line,
+            sequence: Vec::new(),
+            one_time_sequences: None,
+            seq_timeout: DEFAULT_SEQ_TIMEOUT,
+            tcp_flags: TcpFlags::default(),
+            start_command: None,
+            start_command_6: None,
+            stop_command: None,
+            stop_command_6: None,
+            cmd_timeout: DEFAULT_CMD_TIMEOUT,
+            target: None,
+            protect: vec![DEFAULT_PROTECTED_PORT],
+            progress: ProgressRule::Strict,
+        }
+    }
+
+    /// The start command for a source of this family: `Start_Command_6` falls back to
+    /// `Start_Command` for IPv6, as in knockd.
+    pub fn start_command_for(&self, ip: IpAddr) -> Option<&str> {
+        match ip {
+            IpAddr::V6(_) => self
+                .start_command_6
+                .as_deref()
+                .or(self.start_command.as_deref()),
+            IpAddr::V4(_) => self.start_command.as_deref(),
+        }
+    }
+
+    pub fn stop_command_for(&self, ip: IpAddr) -> Option<&str> {
+        match ip {
+            IpAddr::V6(_) => self
+                .stop_command_6
+                .as_deref()
+                .or(self.stop_command.as_deref()),
+            IpAddr::V4(_) => self.stop_command.as_deref(),
+        }
+    }
+}
+
+/// Reads and parses a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError {
+        path: path.to_owned(),
+        line: 0,
+        key: None,
+        kind: ErrorKind::Unreadable(source.to_string()),
+    })?;
+    parse(path, &text)
+}
+
+#[cfg(test)]
+mod tests;

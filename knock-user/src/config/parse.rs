@@ -1,0 +1,326 @@
+//! The line-by-line reader of knockd.conf.
+//!
+//! Differences from knockd, all toward catching mistakes: unknown keys, repeated keys, empty
+//! values and bad numbers are errors instead of being ignored or read as zero; a `#` after
+//! whitespace starts a comment in every value except commands (which the shell reads anyway).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use knock_common::MAX_DOORS;
+use knock_common::ports::GUARD_GROUPS;
+
+use super::value;
+use super::{Config, ConfigError, DoorConfig, ErrorKind, Options};
+
+/// What a key is once its aliases are resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    UseSyslog,
+    LogFile,
+    PidFile,
+    Interface,
+    ProgressCapacity,
+    GateCapacity,
+    Sequence,
+    OneTimeSequences,
+    SeqTimeout,
+    TcpFlags,
+    StartCommand,
+    StartCommand6,
+    CmdTimeout,
+    StopCommand,
+    StopCommand6,
+    Target,
+    Protect,
+    Progress,
+}
+
+impl Key {
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "usesyslog" => Self::UseSyslog,
+            "logfile" => Self::LogFile,
+            "pidfile" => Self::PidFile,
+            "interface" => Self::Interface,
+            "progress_capacity" => Self::ProgressCapacity,
+            "gate_capacity" => Self::GateCapacity,
+            "sequence" => Self::Sequence,
+            "one_time_sequences" => Self::OneTimeSequences,
+            "seq_timeout" | "timeout" => Self::SeqTimeout,
+            "tcpflags" => Self::TcpFlags,
+            "start_command" | "command" => Self::StartCommand,
+            "start_command_6" | "command_6" => Self::StartCommand6,
+            "cmd_timeout" => Self::CmdTimeout,
+            "stop_command" => Self::StopCommand,
+            "stop_command_6" => Self::StopCommand6,
+            "target" => Self::Target,
+            "protect" => Self::Protect,
+            "progress" => Self::Progress,
+            _ => return None,
+        })
+    }
+
+    const fn is_option(self) -> bool {
+        matches!(
+            self,
+            Self::UseSyslog
+                | Self::LogFile
+                | Self::PidFile
+                | Self::Interface
+                | Self::ProgressCapacity
+                | Self::GateCapacity
+        )
+    }
+
+    const fn is_command(self) -> bool {
+        matches!(
+            self,
+            Self::StartCommand | Self::StartCommand6 | Self::StopCommand | Self::StopCommand6
+        )
+    }
+
+    /// Keys that may appear more than once in a section.
+    const fn repeats(self) -> bool {
+        matches!(self, Self::Interface)
+    }
+}
+
+enum Section {
+    None,
+    Options,
+    Door(usize),
+}
+
+struct Reader<'a> {
+    path: &'a Path,
+    options: Options,
+    doors: Vec<DoorConfig>,
+    section: Section,
+    seen: HashMap<Key, usize>,
+}
+
+/// Parses the text of a configuration file; `path` is only used in messages.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let mut reader = Reader {
+        path,
+        options: Options::default(),
+        doors: Vec::new(),
+        section: Section::None,
+        seen: HashMap::new(),
+    };
+    for (index, raw) in text.lines().enumerate() {
+        reader.line(index + 1, raw)?;
+    }
+    reader.finish()
+}
+
+impl Reader<'_> {
+    fn error(&self, line: usize, key: Option<&str>, kind: ErrorKind) -> ConfigError {
+        ConfigError {
+            path: self.path.to_owned(),
+            line,
+            key: key.map(str::to_owned),
+            kind,
+        }
+    }
+
+    fn line(&mut self, number: usize, raw: &str) -> Result<(), ConfigError> {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return Ok(());
+        }
+        if let Some(header) = line.strip_prefix('[') {
+            return self.section(number, header);
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            if line.eq_ignore_ascii_case("usesyslog") {
+                return self.set(number, "UseSyslog", Key::UseSyslog, "");
+            }
+            return Err(self.error(number, Some(line), ErrorKind::MissingEquals));
+        };
+        let name = name.trim();
+        let key = Key::from_name(name)
+            .ok_or_else(|| self.error(number, Some(name), ErrorKind::UnknownKey))?;
+        if key == Key::UseSyslog {
+            return Err(self.error(number, Some(name), ErrorKind::UseSyslogWithValue));
+        }
+        let value = if key.is_command() {
+            value.trim()
+        } else {
+            strip_comment(value)
+        };
+        if value.is_empty() {
+            return Err(self.error(number, Some(name), ErrorKind::MissingValue("this key")));
+        }
+        self.set(number, name, key, value)
+    }
+
+    fn section(&mut self, number: usize, header: &str) -> Result<(), ConfigError> {
+        let name = header
+            .strip_suffix(']')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| self.error(number, None, ErrorKind::BadSection))?;
+        self.seen.clear();
+        if name.eq_ignore_ascii_case("options") {
+            self.section = Section::Options;
+            return Ok(());
+        }
+        if let Some(first) = self.doors.iter().find(|d| d.name == name) {
+            let kind = ErrorKind::DuplicateDoor(name.to_owned(), first.line);
+            return Err(self.error(number, None, kind));
+        }
+        self.doors.push(DoorConfig::new(name, number));
+        self.section = Section::Door(self.doors.len() - 1);
+        Ok(())
+    }
+
+    fn set(&mut self, number: usize, name: &str, key: Key, value: &str) -> Result<(), ConfigError> {
+        let bad = |reader: &Self, message: String| {
+            reader.error(number, Some(name), ErrorKind::BadValue(message))
+        };
+        let door_index = match (&self.section, key.is_option()) {
+            (Section::None, _) => {
+                return Err(self.error(number, Some(name), ErrorKind::OutsideSection));
+            }
+            (Section::Options, false) => {
+                return Err(self.error(number, Some(name), ErrorKind::DoorKeyInOptions));
+            }
+            (Section::Door(_), true) => {
+                return Err(self.error(number, Some(name), ErrorKind::OptionKeyInDoor));
+            }
+            (Section::Options, true) => None,
+            (Section::Door(index), false) => Some(*index),
+        };
+        if !key.repeats() {
+            if let Some(first) = self.seen.insert(key, number) {
+                return Err(self.error(number, Some(name), ErrorKind::Duplicate(first)));
+            }
+        }
+        let Some(index) = door_index else {
+            let options = &mut self.options;
+            match key {
+                Key::UseSyslog => options.use_syslog = true,
+                Key::LogFile => options.log_file = Some(value.into()),
+                Key::PidFile => options.pid_file = Some(value.into()),
+                Key::Interface => {
+                    for iface in value.split(',').map(str::trim) {
+                        if iface.is_empty() || iface.len() > 15 || iface.contains('/') {
+                            let message = format!("`{iface}` is not an interface name");
+                            return Err(bad(self, message));
+                        }
+                        self.options.interfaces.push(iface.to_owned());
+                    }
+                }
+                Key::ProgressCapacity => {
+                    let n =
+                        value::capacity(value, 16, 16 * 1024 * 1024).map_err(|m| bad(self, m))?;
+                    self.options.progress_capacity = n;
+                }
+                Key::GateCapacity => {
+                    let n = value::capacity(value, 16, 1024 * 1024).map_err(|m| bad(self, m))?;
+                    self.options.gate_capacity = n;
+                }
+                _ => unreachable!("door keys are rejected in [options] above"),
+            }
+            return Ok(());
+        };
+        let parsed: Result<(), String> = (|| {
+            let door = &mut self.doors[index];
+            match key {
+                Key::Sequence => door.sequence = value::sequence(value)?,
+                Key::OneTimeSequences => door.one_time_sequences = Some(value.into()),
+                Key::SeqTimeout => door.seq_timeout = value::seconds(value)?,
+                Key::TcpFlags => door.tcp_flags = value::tcp_flags(value)?,
+                Key::StartCommand => door.start_command = Some(value.to_owned()),
+                Key::StartCommand6 => door.start_command_6 = Some(value.to_owned()),
+                Key::CmdTimeout => door.cmd_timeout = value::seconds(value)?,
+                Key::StopCommand => door.stop_command = Some(value.to_owned()),
+                Key::StopCommand6 => door.stop_command_6 = Some(value.to_owned()),
+                Key::Target => door.target = Some(value::address(value)?),
+                Key::Protect => door.protect = value::protected_ports(value)?,
+                Key::Progress => door.progress = value::progress_rule(value)?,
+                _ => unreachable!("option keys are rejected in doors above"),
+            }
+            Ok(())
+        })();
+        parsed.map_err(|message| bad(self, message))
+    }
+
+    fn finish(self) -> Result<Config, ConfigError> {
+        if self.doors.is_empty() {
+            return Err(self.error(0, None, ErrorKind::NoDoors));
+        }
+        if self.doors.len() > MAX_DOORS {
+            let line = self.doors[MAX_DOORS].line;
+            return Err(self.error(line, None, ErrorKind::TooManyDoors { max: MAX_DOORS }));
+        }
+        for door in &self.doors {
+            match (door.sequence.is_empty(), door.one_time_sequences.is_some()) {
+                (true, false) => {
+                    let kind = ErrorKind::NoSequence(door.name.clone());
+                    return Err(self.error(door.line, None, kind));
+                }
+                (false, true) => {
+                    let kind = ErrorKind::TwoSequences(door.name.clone());
+                    return Err(self.error(door.line, None, kind));
+                }
+                _ => {}
+            }
+        }
+        self.check_overlaps()?;
+        Ok(Config {
+            path: self.path.to_owned(),
+            options: self.options,
+            doors: self.doors,
+        })
+    }
+
+    /// A protected port cannot also be a knock: the knock would be dropped before the gate saw it.
+    /// And the gate tells protected ports apart in a five-bit group number.
+    fn check_overlaps(&self) -> Result<(), ConfigError> {
+        let mut protected = std::collections::BTreeSet::new();
+        for door in &self.doors {
+            protected.extend(door.protect.iter().copied());
+            if protected.len() >= GUARD_GROUPS as usize {
+                let message = format!(
+                    "more than {} distinct protected ports across all doors",
+                    GUARD_GROUPS - 1
+                );
+                return Err(self.error(door.line, Some("Protect"), ErrorKind::BadValue(message)));
+            }
+        }
+        for door in &self.doors {
+            for port in &door.protect {
+                if let Some(other) = self.doors.iter().find(|d| d.sequence.contains(port)) {
+                    let message = format!(
+                        "port {}:{} is protected by door `{}` and is also a knock of door `{}`",
+                        port.port,
+                        port.proto_name(),
+                        door.name,
+                        other.name
+                    );
+                    return Err(self.error(
+                        door.line,
+                        Some("Protect"),
+                        ErrorKind::BadValue(message),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Cuts a trailing ` # comment` from a value.
+fn strip_comment(value: &str) -> &str {
+    let mut previous_is_space = true;
+    for (index, c) in value.char_indices() {
+        if c == '#' && previous_is_space {
+            return value[..index].trim();
+        }
+        previous_is_space = c.is_whitespace();
+    }
+    value.trim()
+}

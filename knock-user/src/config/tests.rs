@@ -1,0 +1,290 @@
+use std::path::Path;
+use std::time::Duration;
+
+use knock_common::segment::tcp_flags::{ACK, SYN};
+use knock_common::{ProgressRule, ProtoPort};
+
+use super::*;
+
+/// The configuration of the Raspberry Pi guide, byte for byte.
+pub const GUIDE: &str = "[options]
+        UseSyslog
+
+[openSSH]
+        sequence    = 4438,1813,8235
+        seq_timeout = 5
+        command     = /sbin/iptables -A KNOCKD -s %IP% -p tcp --dport 22 -j ACCEPT
+        tcpflags    = syn
+";
+
+/// Debian's /etc/knockd.conf as the knockd package installs it.
+pub const DEBIAN: &str = "[options]
+\tUseSyslog
+
+[openSSH]
+\tsequence    = 7000,8000,9000
+\tseq_timeout = 5
+\tcommand     = /sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT
+\ttcpflags    = syn
+
+[closeSSH]
+\tsequence    = 9000,8000,7000
+\tseq_timeout = 5
+\tcommand     = /sbin/iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT
+\ttcpflags    = syn
+
+[openHTTPS]
+\tsequence    = 12345,54321,24680,13579
+\tseq_timeout = 5
+\tcommand     = /usr/local/sbin/knock_add -i -c INPUT -p tcp -d 443 -f %IP%
+\ttcpflags    = syn
+";
+
+fn parse_str(text: &str) -> Result<Config, ConfigError> {
+    parse(Path::new("/etc/knockd.conf"), text)
+}
+
+fn error_of(text: &str) -> ConfigError {
+    parse_str(text).expect_err("the configuration should be rejected")
+}
+
+#[test]
+fn the_guide_configuration_reads_verbatim() {
+    let config = parse_str(GUIDE).unwrap();
+    assert!(config.options.use_syslog);
+    let [door] = config.doors.as_slice() else {
+        panic!("one door expected");
+    };
+    assert_eq!(door.name, "openSSH");
+    assert_eq!(
+        door.sequence,
+        [
+            ProtoPort::tcp(4438),
+            ProtoPort::tcp(1813),
+            ProtoPort::tcp(8235)
+        ]
+    );
+    assert_eq!(door.seq_timeout, Duration::from_secs(5));
+    assert_eq!(
+        door.start_command.as_deref(),
+        Some("/sbin/iptables -A KNOCKD -s %IP% -p tcp --dport 22 -j ACCEPT")
+    );
+    assert_eq!(door.tcp_flags, TcpFlags { set: SYN, clear: 0 });
+    assert_eq!(door.cmd_timeout, DEFAULT_CMD_TIMEOUT);
+    assert_eq!(door.protect, [ProtoPort::tcp(22)]);
+    assert_eq!(door.progress, ProgressRule::Strict);
+}
+
+#[test]
+fn debians_default_configuration_reads_verbatim() {
+    let config = parse_str(DEBIAN).unwrap();
+    let names: Vec<&str> = config.doors.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["openSSH", "closeSSH", "openHTTPS"]);
+    assert_eq!(config.doors[2].sequence.len(), 4);
+}
+
+#[test]
+fn keys_are_case_insensitive_and_aliases_work() {
+    let config = parse_str(
+        "[Door]\nSEQUENCE = 1,2\nTimeout = 7\nCOMMAND = a %IP%\nCommand_6 = b %IP%\nCmd_Timeout = 3\n",
+    )
+    .unwrap();
+    let door = &config.doors[0];
+    assert_eq!(door.seq_timeout, Duration::from_secs(7));
+    assert_eq!(door.cmd_timeout, Duration::from_secs(3));
+    assert_eq!(door.start_command.as_deref(), Some("a %IP%"));
+    assert_eq!(door.start_command_6.as_deref(), Some("b %IP%"));
+}
+
+#[test]
+fn steps_carry_their_protocol() {
+    let config = parse_str("[d]\nsequence = 7000:udp, 8000:TCP ,9000\n").unwrap();
+    assert_eq!(
+        config.doors[0].sequence,
+        [
+            ProtoPort::udp(7000),
+            ProtoPort::tcp(8000),
+            ProtoPort::tcp(9000)
+        ]
+    );
+}
+
+#[test]
+fn tcp_flags_take_negations() {
+    let config = parse_str("[d]\nsequence = 1\ntcpflags = fin, !syn,!ack\n").unwrap();
+    assert_eq!(
+        config.doors[0].tcp_flags,
+        TcpFlags {
+            set: 0x01,
+            clear: SYN | ACK
+        }
+    );
+}
+
+#[test]
+fn ipv6_commands_fall_back_to_the_ipv4_ones() {
+    let config =
+        parse_str("[d]\nsequence = 1\ncommand = up %IP%\nstop_command = down %IP%\n").unwrap();
+    let door = &config.doors[0];
+    let v6 = "2001:db8::2".parse().unwrap();
+    assert_eq!(door.start_command_for(v6), Some("up %IP%"));
+    assert_eq!(door.stop_command_for(v6), Some("down %IP%"));
+}
+
+#[test]
+fn an_inline_comment_is_cut_from_values_but_not_from_commands() {
+    let config =
+        parse_str("[d]\nsequence = 1,2 # two knocks\ncommand = echo %IP% # note\n").unwrap();
+    assert_eq!(config.doors[0].sequence.len(), 2);
+    assert_eq!(
+        config.doors[0].start_command.as_deref(),
+        Some("echo %IP% # note")
+    );
+}
+
+#[test]
+fn extension_keys_set_protected_ports_and_the_progress_rule() {
+    let config =
+        parse_str("[d]\nsequence = 1\nprotect = 2222, 51820:udp\nprogress = knockd\n").unwrap();
+    assert_eq!(
+        config.doors[0].protect,
+        [ProtoPort::tcp(2222), ProtoPort::udp(51820)]
+    );
+    assert_eq!(config.doors[0].progress, ProgressRule::Knockd);
+    let none = parse_str("[d]\nsequence = 1\nprotect = none\n").unwrap();
+    assert!(none.doors[0].protect.is_empty());
+}
+
+#[test]
+fn an_unknown_key_names_file_line_and_key() {
+    let error = error_of("[options]\n  UseSyslog\n[d]\n  sequence = 1\n  sequense = 2\n");
+    assert_eq!(error.line, 5);
+    assert_eq!(error.key.as_deref(), Some("sequense"));
+    assert_eq!(error.kind, ErrorKind::UnknownKey);
+    assert!(
+        error
+            .to_string()
+            .starts_with("/etc/knockd.conf:5: sequense: unknown key")
+    );
+}
+
+#[test]
+fn port_zero_and_ports_above_65535_are_rejected() {
+    for bad in ["0", "65536", "70000", "abc", "22:sctp"] {
+        let error = error_of(&format!("[d]\nsequence = 1,{bad}\n"));
+        assert_eq!(
+            (error.line, error.key.as_deref()),
+            (2, Some("sequence")),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn a_sequence_holds_at_most_thirty_two_knocks() {
+    let ports: Vec<String> = (1001..=1033).map(|p| p.to_string()).collect();
+    let error = error_of(&format!("[d]\nsequence = {}\n", ports.join(",")));
+    assert!(error.to_string().contains("at most 32"), "{error}");
+    let ok: Vec<String> = (1001..=1032).map(|p| p.to_string()).collect();
+    assert!(parse_str(&format!("[d]\nsequence = {}\n", ok.join(","))).is_ok());
+}
+
+#[test]
+fn bad_values_are_errors_not_zero() {
+    for (line, text) in [
+        ("seq_timeout = five", "not a whole number"),
+        ("seq_timeout = 0", "at least 1"),
+        ("cmd_timeout = -1", "not a whole number"),
+        ("tcpflags = syn,bogus", "not a TCP flag"),
+        ("tcpflags = syn,!syn", "twice"),
+        ("target = 300.1.1.1", "not an IPv4 or IPv6 address"),
+        ("progress = lenient", "not a progress rule"),
+    ] {
+        let error = error_of(&format!("[d]\nsequence = 1\n{line}\n"));
+        assert_eq!(error.line, 3, "{line}");
+        assert!(error.to_string().contains(text), "{line}: {error}");
+    }
+}
+
+#[test]
+fn use_syslog_with_a_value_is_rejected_as_knockd_does() {
+    let error = error_of("[options]\nUseSyslog = yes\n[d]\nsequence = 1\n");
+    assert_eq!(error.kind, ErrorKind::UseSyslogWithValue);
+}
+
+#[test]
+fn a_line_without_equals_is_rejected() {
+    let error = error_of("[d]\nsequence 1,2,3\n");
+    assert_eq!((error.line, error.kind), (2, ErrorKind::MissingEquals));
+}
+
+#[test]
+fn a_key_set_twice_names_both_lines() {
+    let error = error_of("[d]\nsequence = 1\nsequence = 2\n");
+    assert_eq!((error.line, error.kind), (3, ErrorKind::Duplicate(2)));
+}
+
+#[test]
+fn keys_must_sit_in_the_right_section() {
+    assert_eq!(error_of("sequence = 1\n").kind, ErrorKind::OutsideSection);
+    assert_eq!(
+        error_of("[options]\nsequence = 1\n").kind,
+        ErrorKind::DoorKeyInOptions
+    );
+    assert_eq!(
+        error_of("[d]\nsequence = 1\nlogfile = /tmp/x\n").kind,
+        ErrorKind::OptionKeyInDoor
+    );
+}
+
+#[test]
+fn a_door_needs_a_sequence() {
+    let error = error_of("[options]\nUseSyslog\n[d]\ncommand = true\n");
+    assert_eq!(
+        (error.line, error.kind),
+        (3, ErrorKind::NoSequence("d".into()))
+    );
+}
+
+#[test]
+fn a_door_name_is_used_once() {
+    let error = error_of("[d]\nsequence = 1\n[d]\nsequence = 2\n");
+    assert_eq!(error.kind, ErrorKind::DuplicateDoor("d".into(), 1));
+}
+
+#[test]
+fn a_configuration_without_doors_is_rejected() {
+    assert_eq!(error_of("[options]\nUseSyslog\n").kind, ErrorKind::NoDoors);
+}
+
+#[test]
+fn sixty_four_doors_fit_and_sixty_five_do_not() {
+    let doors = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("[door{i}]\nsequence = {}\n", 1000 + i))
+            .collect()
+    };
+    assert_eq!(parse_str(&doors(64)).unwrap().doors.len(), 64);
+    let error = error_of(&doors(65));
+    assert_eq!(error.kind, ErrorKind::TooManyDoors { max: 64 });
+}
+
+#[test]
+fn a_protected_port_cannot_be_a_knock() {
+    let error = error_of("[d]\nsequence = 22,23\n");
+    assert_eq!(error.key.as_deref(), Some("Protect"));
+    assert!(
+        error.to_string().contains("port 22:tcp is protected"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_unreadable_file_names_the_path() {
+    let error = load(Path::new("/nonexistent/knockd.conf")).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("/nonexistent/knockd.conf: cannot read")
+    );
+}

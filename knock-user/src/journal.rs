@@ -1,0 +1,130 @@
+//! knockd-style log lines: to stderr, to syslog (ident `knockd`, facility user, level notice,
+//! as knockd logs, so existing log watchers keep matching), and to a LogFile as
+//! `[YYYY-MM-DD HH:MM] message`.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Mutex;
+
+pub struct Journal {
+    stderr: bool,
+    syslog: bool,
+    verbose: bool,
+    log_file: Mutex<Option<File>>,
+}
+
+/// The syslog identity. knockd's, so that filters written for knockd keep working.
+const IDENT: &std::ffi::CStr = c"knockd";
+
+impl Journal {
+    /// A journal that only writes to stderr; for the client and the operator commands.
+    pub fn stderr_only(verbose: bool) -> Self {
+        Self {
+            stderr: true,
+            syslog: false,
+            verbose,
+            log_file: Mutex::new(None),
+        }
+    }
+
+    pub fn new(use_syslog: bool, log_file: Option<&Path>, verbose: bool) -> std::io::Result<Self> {
+        let file = match log_file {
+            Some(path) => Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("LogFile {}: {e}", path.display()))
+                    })?,
+            ),
+            None => None,
+        };
+        if use_syslog {
+            // SAFETY: IDENT is a 'static C string, as openlog requires.
+            unsafe { libc::openlog(IDENT.as_ptr(), 0, libc::LOG_USER) };
+        }
+        Ok(Self {
+            stderr: true,
+            syslog: use_syslog,
+            verbose,
+            log_file: Mutex::new(file),
+        })
+    }
+
+    pub fn is_verbose(&self) -> bool {
+        self.verbose
+    }
+
+    /// A line knockd would log: it goes everywhere.
+    pub fn line(&self, message: &str) {
+        if self.stderr {
+            eprintln!("{message}");
+        }
+        if self.syslog {
+            if let Ok(text) = CString::new(message.replace('\0', " ")) {
+                // SAFETY: "%s" with one valid C string argument.
+                unsafe { libc::syslog(libc::LOG_NOTICE, c"%s".as_ptr(), text.as_ptr()) };
+            }
+        }
+        let mut file = self
+            .log_file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(file) = file.as_mut() {
+            // A failing log file must not stop the daemon; stderr still has the line.
+            let _ = writeln!(file, "[{}] {message}", local_minute());
+        }
+    }
+
+    /// A line only shown with `-v`.
+    pub fn detail(&self, message: &str) {
+        if self.verbose {
+            self.line(message);
+        }
+    }
+}
+
+/// The local time as knockd's LogFile shows it: `YYYY-MM-DD HH:MM`.
+fn local_minute() -> String {
+    // SAFETY: time(NULL) and localtime_r into a zeroed tm we own.
+    let tm = unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&now, &mut tm);
+        tm
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_file_lines_carry_knockds_timestamp_format() {
+        let dir = std::env::temp_dir().join(format!("knock-journal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("knockd.log");
+        let journal = Journal::new(false, Some(&path), false).unwrap();
+        journal.line("198.51.100.2: openSSH: Stage 1");
+        journal.detail("hidden without -v");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let line = text.lines().next().unwrap();
+        let (stamp, message) = line.split_once("] ").unwrap();
+        assert_eq!(message, "198.51.100.2: openSSH: Stage 1");
+        assert_eq!(stamp.len(), "[2026-11-28 17:54".len(), "{stamp}");
+        assert!(stamp.starts_with("[20"));
+        assert_eq!(text.lines().count(), 1);
+    }
+}

@@ -1,0 +1,16 @@
+//! knock's user space: configuration, loading the XDP program, the daemon, the client.
+
+pub mod check;
+pub mod client;
+pub mod clock;
+pub mod command;
+pub mod config;
+pub mod daemon;
+pub mod events;
+pub mod journal;
+pub mod keeper;
+pub mod loader;
+pub mod plan;
+pub mod sweep;
+mod watch;
+mod xdplog;

@@ -1,0 +1,262 @@
+//! Loading the XDP program into the kernel, attaching it to an interface, and writing a plan
+//! into its maps.
+
+use std::collections::BTreeSet;
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{ProgramError, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use knock_common::counter::Counter;
+use knock_common::gate::Pass;
+use knock_common::ports::FirstSteps;
+use knock_common::progress::Progress;
+use knock_common::settings::Settings;
+use knock_common::{Addr, Door, MAX_DOORS, PROGRAM, ProtoPort, maps};
+
+use crate::plan::Plan;
+
+/// The XDP program, built by build.rs and embedded in this binary.
+pub static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/knock"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the kernel refused the knock program's maps or object: {0}")]
+    Object(#[from] aya::EbpfError),
+    #[error("the kernel refused the knock program: {0}")]
+    Program(#[from] ProgramError),
+    #[error("the knock program lacks its map {0}; the binary is broken")]
+    MissingMap(&'static str),
+    #[error("the object holds no XDP program named `knock`; the binary is broken")]
+    MissingProgram,
+    #[error("the kernel refused an update of map {map}: {source}")]
+    Map {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("no network interface named `{0}`")]
+    NoSuchInterface(String),
+    #[error(
+        "cannot attach in native XDP mode to {iface}: {source}. The driver may not support native XDP; \
+         run again with `--xdp-mode skb` to use generic XDP"
+    )]
+    Native { iface: String, source: ProgramError },
+    #[error("cannot attach to {iface}: {source}")]
+    Other { iface: String, source: ProgramError },
+}
+
+/// How the program attaches to an interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// In the driver, before the kernel allocates anything for the packet.
+    #[default]
+    Native,
+    /// In the generic path, for drivers without native XDP.
+    Skb,
+}
+
+impl AttachMode {
+    fn xdp(self) -> XdpMode {
+        match self {
+            Self::Native => XdpMode::Driver,
+            Self::Skb => XdpMode::Skb,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Skb => "skb",
+        }
+    }
+}
+
+/// Capacities of the maps that hold per-source state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacities {
+    pub progress: u32,
+    pub gate: u32,
+}
+
+/// The loaded program and its maps.
+pub struct Knock {
+    ebpf: Ebpf,
+    pushed: Option<Plan>,
+}
+
+impl Knock {
+    /// Loads the program and creates its maps. `debug` turns on the program's per-packet logs.
+    pub fn load(capacities: Capacities, debug: bool) -> Result<Self, LoadError> {
+        // aya-log levels: 0 disables every log statement, 5 enables up to trace.
+        let log_level: u8 = if debug { 5 } else { 0 };
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(maps::PROGRESS, capacities.progress)
+            .map_max_entries(maps::GATE, capacities.gate)
+            .override_global("AYA_LOG_LEVEL", &log_level, false)
+            .load(PROGRAM_OBJECT)?;
+        program_mut(&mut ebpf)?.load()?;
+        Ok(Self { ebpf, pushed: None })
+    }
+
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    pub fn program(&self) -> Result<&Xdp, LoadError> {
+        let program = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or(LoadError::MissingProgram)?;
+        Ok(program.try_into()?)
+    }
+
+    /// Instructions of the program as loaded, and how many the verifier walked to accept it.
+    pub fn instruction_count(&self) -> Option<(u32, u32)> {
+        let info = self.program().ok()?.info().ok()?;
+        let loaded = info.size_translated()? / 8;
+        Some((loaded, info.verified_instruction_count()?))
+    }
+
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<(), AttachError> {
+        let program = program_mut(&mut self.ebpf).map_err(|e| AttachError::Other {
+            iface: iface.to_owned(),
+            source: match e {
+                LoadError::Program(p) => p,
+                _ => ProgramError::NotLoaded,
+            },
+        })?;
+        match program.attach(iface, mode.xdp()) {
+            Ok(_) => Ok(()),
+            Err(ProgramError::UnknownInterface { name }) => Err(AttachError::NoSuchInterface(name)),
+            Err(source) if mode == AttachMode::Native => Err(AttachError::Native {
+                iface: iface.to_owned(),
+                source,
+            }),
+            Err(source) => Err(AttachError::Other {
+                iface: iface.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Writes a plan into the maps, clearing whatever the previous plan set and this one does not.
+    pub fn push(&mut self, plan: &Plan) -> Result<(), LoadError> {
+        let previous = self.pushed.take();
+        let mut doors: Array<_, Door> = self.array(maps::DOORS)?;
+        for id in 0..MAX_DOORS {
+            let door = plan.doors.get(id).copied().unwrap_or(Door {
+                step_count: 0,
+                ..Door::new()
+            });
+            doors
+                .set(id as u32, door, 0)
+                .map_err(map_error(maps::DOORS))?;
+        }
+        let mut first: HashMap<_, ProtoPort, FirstSteps> = self.hash(maps::FIRST_STEPS)?;
+        if let Some(previous) = &previous {
+            for port in previous.first_steps.keys() {
+                if !plan.first_steps.contains_key(port) {
+                    let _ = first.remove(port);
+                }
+            }
+        }
+        for (port, doors) in &plan.first_steps {
+            first
+                .insert(port, FirstSteps { doors: *doors }, 0)
+                .map_err(map_error(maps::FIRST_STEPS))?;
+        }
+        let mut words: Array<_, u64> = self.array(maps::PORTS)?;
+        let stale: BTreeSet<u32> = previous
+            .iter()
+            .flat_map(|p| p.port_words.keys().copied())
+            .filter(|w| !plan.port_words.contains_key(w))
+            .collect();
+        for word in stale {
+            words.set(word, 0, 0).map_err(map_error(maps::PORTS))?;
+        }
+        for (word, value) in &plan.port_words {
+            words
+                .set(*word, *value, 0)
+                .map_err(map_error(maps::PORTS))?;
+        }
+        let mut guards: Array<_, u64> = self.array(maps::GUARDS)?;
+        for (group, doors) in plan.guards.iter().enumerate() {
+            guards
+                .set(group as u32, *doors, 0)
+                .map_err(map_error(maps::GUARDS))?;
+        }
+        let mut settings: Array<_, Settings> = self.array(maps::SETTINGS)?;
+        let generation = previous.as_ref().map_or(1, |p| p.settings.generation + 1);
+        let mut pushed = plan.clone();
+        pushed.settings.generation = generation;
+        settings
+            .set(0, pushed.settings, 0)
+            .map_err(map_error(maps::SETTINGS))?;
+        self.pushed = Some(pushed);
+        Ok(())
+    }
+
+    /// The packet counters, summed over CPUs.
+    pub fn counters(&self) -> Result<Vec<(Counter, u64)>, LoadError> {
+        let map = self
+            .ebpf
+            .map(maps::COUNTERS)
+            .ok_or(LoadError::MissingMap(maps::COUNTERS))?;
+        let counters: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(map_error(maps::COUNTERS))?;
+        Counter::ALL
+            .iter()
+            .map(|counter| {
+                let values = counters
+                    .get(&(*counter as u32), 0)
+                    .map_err(map_error(maps::COUNTERS))?;
+                Ok((*counter, values.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// The event ring buffer; it can be taken once.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self
+            .ebpf
+            .take_map(maps::EVENTS)
+            .ok_or(LoadError::MissingMap(maps::EVENTS))?;
+        RingBuf::try_from(map).map_err(map_error(maps::EVENTS))
+    }
+
+    pub fn progress(&mut self) -> Result<HashMap<&mut MapData, Addr, Progress>, LoadError> {
+        self.hash(maps::PROGRESS)
+    }
+
+    pub fn gate(&mut self) -> Result<HashMap<&mut MapData, Addr, Pass>, LoadError> {
+        self.hash(maps::GATE)
+    }
+
+    fn array<V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<Array<&mut MapData, V>, LoadError> {
+        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+        Array::try_from(map).map_err(map_error(name))
+    }
+
+    fn hash<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<HashMap<&mut MapData, K, V>, LoadError> {
+        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+        HashMap::try_from(map).map_err(map_error(name))
+    }
+}
+
+fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
+    let program = ebpf.program_mut(PROGRAM).ok_or(LoadError::MissingProgram)?;
+    Ok(program.try_into()?)
+}
+
+fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> LoadError {
+    move |source| LoadError::Map { map, source }
+}

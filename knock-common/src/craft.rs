@@ -217,7 +217,7 @@ impl Craft {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 frame.extend_from_slice(&0x0800u16.to_be_bytes());
                 let mut options = self.ipv4_options.clone();
-                while options.len() % 4 != 0 {
+                while !options.len().is_multiple_of(4) {
                     options.push(0);
                 }
                 let header_len = 20 + options.len();
@@ -251,7 +251,7 @@ impl Craft {
                 for (i, ext) in self.ipv6_extensions.iter().enumerate() {
                     let mut body = ext.body.clone();
                     let unit = if ext.kind == 51 { 4 } else { 8 };
-                    while (body.len() + 2) % unit != 0 || body.len() + 2 < 8 {
+                    while !(body.len() + 2).is_multiple_of(unit) || body.len() + 2 < 8 {
                         body.push(0);
                     }
                     let total = body.len() + 2;

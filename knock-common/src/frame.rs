@@ -15,7 +15,7 @@ pub trait FrameBytes {
     fn bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]>;
 
     /// The frame's length in bytes.
-    fn len(&self) -> usize;
+    fn length(&self) -> usize;
 }
 
 impl FrameBytes for [u8] {
@@ -25,8 +25,8 @@ impl FrameBytes for [u8] {
         self.get(offset..end)?.try_into().ok()
     }
 
-    fn len(&self) -> usize {
-        <[u8]>::len(self)
+    fn length(&self) -> usize {
+        self.len()
     }
 }
 
@@ -115,7 +115,7 @@ fn ipv4<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Frame
     if total_len < header_len {
         return Frame::Malformed(Malformed::BadIpHeader);
     }
-    if l3 + total_len > frame.len() {
+    if l3 + total_len > frame.length() {
         return Frame::Malformed(Malformed::TruncatedIp);
     }
     let proto = ip[9];
@@ -150,7 +150,7 @@ fn ipv6<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Frame
         return Frame::Malformed(Malformed::BadIpHeader);
     }
     let payload_len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
-    let available = frame.len().saturating_sub(l3 + IPV6_HEADER);
+    let available = frame.length().saturating_sub(l3 + IPV6_HEADER);
     // A zero payload length announces a jumbogram, whose length lives in an option; the frame's
     // own end bounds it then.
     let payload_len = if payload_len == 0 {

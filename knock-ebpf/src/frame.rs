@@ -28,7 +28,7 @@ impl FrameBytes for XdpFrame<'_> {
     }
 
     #[inline(always)]
-    fn len(&self) -> usize {
+    fn length(&self) -> usize {
         self.ctx.data_end() - self.ctx.data()
     }
 }

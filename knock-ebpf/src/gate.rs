@@ -35,7 +35,9 @@ pub fn open(source: Addr, id: u8, door: &Door, now_ns: u64, scratch: *mut Scratc
             let pass = unsafe { &mut (*scratch).pass };
             *pass = Pass::default();
             let opening = pass.open(id, expires_ns, now_ns);
-            if GATE.insert(source, &*pass, 0).is_err() {
+            // A reference into the scratch map, not a copy: the stack has no room for it.
+            let pass: &Pass = pass;
+            if GATE.insert(source, pass, 0).is_err() {
                 Opening::Full
             } else {
                 opening

@@ -138,7 +138,9 @@ fn track(segment: &Segment, port: ProtoPort, at_knock_port: bool, now_ns: u64) {
         &mut witness,
     );
     if fresh {
-        if !progress.is_empty() && PROGRESS.insert(segment.src, &*progress, 0).is_err() {
+        // A reference into the scratch map, not a copy: the stack has no room for it.
+        let progress: &Progress = progress;
+        if !progress.is_empty() && PROGRESS.insert(segment.src, progress, 0).is_err() {
             count(Counter::ProgressFull);
         }
     } else if progress.is_empty() {

@@ -63,11 +63,11 @@ impl Journal {
         if self.stderr {
             eprintln!("{message}");
         }
-        if self.syslog {
-            if let Ok(text) = CString::new(message.replace('\0', " ")) {
-                // SAFETY: "%s" with one valid C string argument.
-                unsafe { libc::syslog(libc::LOG_NOTICE, c"%s".as_ptr(), text.as_ptr()) };
-            }
+        if self.syslog
+            && let Ok(text) = CString::new(message.replace('\0', " "))
+        {
+            // SAFETY: "%s" with one valid C string argument.
+            unsafe { libc::syslog(libc::LOG_NOTICE, c"%s".as_ptr(), text.as_ptr()) };
         }
         let mut file = self
             .log_file

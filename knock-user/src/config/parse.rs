@@ -193,10 +193,10 @@ impl Reader<'_> {
             (Section::Options, true) => None,
             (Section::Door(index), false) => Some(*index),
         };
-        if !key.repeats() {
-            if let Some(first) = self.seen.insert(key, number) {
-                return Err(self.error(number, Some(name), ErrorKind::Duplicate(first)));
-            }
+        if !key.repeats()
+            && let Some(first) = self.seen.insert(key, number)
+        {
+            return Err(self.error(number, Some(name), ErrorKind::Duplicate(first)));
         }
         let Some(index) = door_index else {
             let options = &mut self.options;

@@ -1,0 +1,291 @@
+//! knock end to end: the daemon guards a veth in a network namespace, real clients knock from
+//! another namespace, and real sockets connect. Needs root: `cargo xtask test` runs it.
+#![cfg(feature = "privileged-tests")]
+
+use std::io::{Read as _, Write as _};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use knock_lab::{Daemon, Lab, Listener, SERVER_V4, connects};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_knock-user");
+const SHORT: Duration = Duration::from_millis(700);
+
+/// The guide's configuration, verbatim.
+const GUIDE: &str = "[options]\n        UseSyslog\n\n[openSSH]\n        sequence    = 4438,1813,8235\n        seq_timeout = 5\n        command     = /sbin/iptables -A KNOCKD -s %IP% -p tcp --dport 22 -j ACCEPT\n        tcpflags    = syn\n";
+
+/// A lab with the daemon running `config` on the server side and a listener on port 22.
+struct Scene {
+    daemon: Daemon,
+    listener: Listener,
+    lab: Lab,
+    _dir: TempDir,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scene(config: &str) -> Scene {
+    let lab = Lab::new().expect("the lab builds");
+    // The guide's start command appends to a KNOCKD chain; give the server one.
+    lab.server
+        .command("iptables")
+        .args(["-N", "KNOCKD"])
+        .output()
+        .expect("iptables runs");
+    let dir = std::env::temp_dir().join(format!(
+        "knock-e2e-{}-{}",
+        std::process::id(),
+        lab.server_if
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("knockd.conf");
+    std::fs::write(&path, config.replace("$DIR", &dir.to_string_lossy())).unwrap();
+    let listener = Listener::start(&lab.server, 22).expect("a listener on port 22");
+    let daemon = Daemon::start(
+        &lab.server,
+        Path::new(BINARY),
+        &[
+            "--config",
+            &path.to_string_lossy(),
+            "--interface",
+            &lab.server_if,
+            "-v",
+        ],
+    )
+    .expect("the daemon starts");
+    Scene {
+        daemon,
+        listener,
+        lab,
+        _dir: TempDir(dir),
+    }
+}
+
+impl Scene {
+    fn ssh(&self) -> std::io::Result<std::net::TcpStream> {
+        connects(&self.lab.client, SERVER_V4.into(), 22, SHORT)
+    }
+
+    fn real_knock(&self, args: &[&str]) -> Output {
+        let output = self
+            .lab
+            .client
+            .command("knock")
+            .args(args)
+            .output()
+            .expect("knock runs");
+        assert!(output.status.success(), "knock failed: {output:?}");
+        output
+    }
+
+    fn our_knock(&self, args: &[&str]) -> Output {
+        let output = self
+            .lab
+            .client
+            .command(BINARY)
+            .arg("knock")
+            .args(args)
+            .output()
+            .expect("knock-user runs");
+        assert!(
+            output.status.success(),
+            "knock-user knock failed: {output:?}"
+        );
+        output
+    }
+
+    fn knockd_rules(&self) -> String {
+        let output = self
+            .lab
+            .server
+            .command("iptables")
+            .args(["-S", "KNOCKD"])
+            .output()
+            .expect("iptables runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+#[test]
+fn the_guide_configuration_keeps_ssh_shut_until_the_real_knock_client_knocks() {
+    let s = scene(GUIDE);
+    assert!(
+        s.ssh().is_err(),
+        "port 22 must be invisible before the knock"
+    );
+    assert_eq!(s.listener.accepted(), 0);
+    s.real_knock(&["198.51.100.1", "4438", "1813", "8235"]);
+    s.daemon
+        .wait_for("OPEN SESAME", Duration::from_secs(5))
+        .expect("the door opens");
+    s.ssh().expect("port 22 accepts after the knock");
+    assert_eq!(s.listener.wait_accepted(1, Duration::from_secs(2)), 1);
+}
+
+#[test]
+fn the_start_command_runs_with_the_clients_address() {
+    let s = scene(GUIDE);
+    s.real_knock(&["198.51.100.1", "4438", "1813", "8235"]);
+    let line = s
+        .daemon
+        .wait_for("running command", Duration::from_secs(5))
+        .expect("the command runs");
+    assert_eq!(
+        line,
+        "openSSH: running command: /sbin/iptables -A KNOCKD -s 198.51.100.2 -p tcp --dport 22 -j ACCEPT"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        s.knockd_rules()
+            .contains("-A KNOCKD -s 198.51.100.2/32 -p tcp -m tcp --dport 22 -j ACCEPT"),
+        "{}",
+        s.knockd_rules()
+    );
+}
+
+#[test]
+fn the_daemon_logs_knockds_lines_for_each_stage() {
+    let s = scene(GUIDE);
+    s.real_knock(&["198.51.100.1", "4438", "1813", "8235"]);
+    s.daemon
+        .wait_for("OPEN SESAME", Duration::from_secs(5))
+        .expect("the door opens");
+    let log = s.daemon.log();
+    for expected in [
+        "198.51.100.2: openSSH: Stage 1",
+        "198.51.100.2: openSSH: Stage 2",
+        "198.51.100.2: openSSH: OPEN SESAME",
+    ] {
+        assert!(
+            log.iter().any(|l| l == expected),
+            "missing `{expected}` in {log:#?}"
+        );
+    }
+}
+
+#[test]
+fn knock_users_own_client_opens_the_door() {
+    let s = scene(GUIDE);
+    s.our_knock(&["198.51.100.1", "4438", "1813", "8235"]);
+    s.daemon
+        .wait_for("OPEN SESAME", Duration::from_secs(5))
+        .expect("the door opens");
+    s.ssh().expect("port 22 accepts after the knock");
+}
+
+#[test]
+fn knocks_in_the_wrong_order_keep_the_door_shut() {
+    let s = scene(GUIDE);
+    s.real_knock(&["198.51.100.1", "4438", "8235", "1813"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(s.ssh().is_err());
+    assert!(!s.daemon.log().iter().any(|l| l.contains("OPEN SESAME")));
+}
+
+#[test]
+fn a_connection_to_another_port_between_knocks_keeps_the_door_shut() {
+    let s = scene(GUIDE);
+    s.real_knock(&["198.51.100.1", "4438", "1813"]);
+    let _ = connects(
+        &s.lab.client,
+        SERVER_V4.into(),
+        80,
+        Duration::from_millis(200),
+    );
+    s.real_knock(&["198.51.100.1", "8235"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(s.ssh().is_err());
+    assert!(
+        s.daemon
+            .wait_for("sequence reset", Duration::from_secs(2))
+            .is_some()
+    );
+}
+
+#[test]
+fn a_sequence_slower_than_its_timeout_keeps_the_door_shut() {
+    let s = scene(&GUIDE.replace("seq_timeout = 5", "seq_timeout = 1"));
+    s.real_knock(&["-d", "600", "198.51.100.1", "4438", "1813", "8235"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(s.ssh().is_err());
+    s.daemon
+        .wait_for("sequence timeout (stage 2)", Duration::from_secs(3))
+        .expect("the timeout is logged");
+}
+
+#[test]
+fn an_established_connection_outlives_its_door() {
+    let s = scene(
+        "[openSSH]\nsequence = 4438,1813,8235\ncmd_timeout = 1\nstop_command = echo closing %IP%\n",
+    );
+    s.our_knock(&["198.51.100.1", "4438", "1813", "8235"]);
+    let mut session = s.ssh().expect("port 22 accepts after the knock");
+    s.daemon
+        .wait_for(
+            "openSSH: running command: echo closing 198.51.100.2",
+            Duration::from_secs(5),
+        )
+        .expect("the door closes and its stop command runs");
+    assert!(s.ssh().is_err(), "new connections are dropped again");
+    // The listener keeps accepted streams open; writing and reading proves the session lives.
+    session
+        .write_all(b"still here")
+        .expect("the session still sends");
+    session
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    match session.read(&mut buf) {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::TimedOut => {}
+        other => panic!("the session should be open and quiet, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_failing_command_is_logged_with_its_status_and_the_daemon_goes_on() {
+    let s = scene("[openSSH]\nsequence = 4438,1813,8235\ncommand = exit 7\n");
+    s.our_knock(&["198.51.100.1", "4438", "1813", "8235"]);
+    s.daemon
+        .wait_for(
+            "openSSH: command returned non-zero status code (7)",
+            Duration::from_secs(5),
+        )
+        .expect("the failure is logged");
+    s.ssh().expect("the door opened anyway");
+    let (_, clean) = s.daemon.stop();
+    assert!(clean, "the daemon exits cleanly on SIGINT");
+}
+
+#[test]
+fn the_daemon_detaches_when_it_stops() {
+    let s = scene(GUIDE);
+    assert!(s.ssh().is_err());
+    let (log, clean) = s.daemon.stop();
+    assert!(clean, "{log:#?}");
+    assert!(log.iter().any(|l| l == "shutting down"));
+    let link = s
+        .lab
+        .server
+        .ip(&["link", "show", &s.lab.server_if])
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "no XDP program left"
+    );
+    s_connects_freely(&s.lab);
+}
+
+fn s_connects_freely(lab: &Lab) {
+    let ip: IpAddr = SERVER_V4.into();
+    connects(&lab.client, ip, 22, SHORT).expect("without knock, port 22 is plain open");
+}

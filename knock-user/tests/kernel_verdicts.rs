@@ -1,0 +1,251 @@
+//! Exact verdicts of the loaded XDP program on crafted frames, through BPF_PROG_TEST_RUN.
+//! Needs root and a kernel with BPF: `cargo xtask test` runs it.
+#![cfg(feature = "privileged-tests")]
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use aya::TestRunOptions;
+use aya::programs::TestRun as _;
+use knock_common::Addr;
+use knock_common::counter::Counter;
+use knock_common::craft::Craft;
+use knock_common::segment::tcp_flags::{ACK, SYN};
+use knock_user::config;
+use knock_user::loader::{Capacities, Knock};
+use knock_user::plan::Plan;
+
+const PASS: u32 = 2;
+const DROP: u32 = 1;
+
+const GUIDE: &str = "[options]\n        UseSyslog\n\n[openSSH]\n        sequence    = 4438,1813,8235\n        seq_timeout = 5\n        command     = /sbin/iptables -A KNOCKD -s %IP% -p tcp --dport 22 -j ACCEPT\n        tcpflags    = syn\n";
+
+fn client() -> IpAddr {
+    "198.51.100.2".parse().unwrap()
+}
+fn server() -> IpAddr {
+    "198.51.100.1".parse().unwrap()
+}
+
+/// The program loaded with a configuration, and a way to adjust the plan before pushing it.
+fn load_with(text: &str, adjust: impl FnOnce(&mut Plan)) -> Knock {
+    let config = config::parse(Path::new("test.conf"), text).expect("a valid configuration");
+    let mut plan = Plan::new(&config, &BTreeSet::new());
+    adjust(&mut plan);
+    let mut knock = Knock::load(
+        Capacities {
+            progress: 1024,
+            gate: 256,
+        },
+        false,
+    )
+    .expect("the program loads");
+    knock.push(&plan).expect("the plan is written");
+    knock
+}
+
+fn guide() -> Knock {
+    load_with(GUIDE, |_| {})
+}
+
+fn verdict(knock: &Knock, frame: &[u8]) -> u32 {
+    let program = knock.program().expect("the program is loaded");
+    program
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            ..TestRunOptions::default()
+        })
+        .expect("test_run runs")
+        .return_value
+}
+
+fn syn(port: u16) -> Vec<u8> {
+    Craft::tcp(client(), server(), port, SYN).build()
+}
+
+fn counter(knock: &Knock, which: Counter) -> u64 {
+    knock
+        .counters()
+        .expect("counters")
+        .into_iter()
+        .find(|(c, _)| *c == which)
+        .map_or(0, |(_, v)| v)
+}
+
+fn knock_sequence(knock: &Knock) {
+    for port in [4438, 1813, 8235] {
+        assert_eq!(verdict(knock, &syn(port)), DROP, "knock on {port}");
+    }
+}
+
+fn sources_in_progress(knock: &mut Knock) -> usize {
+    knock.progress().unwrap().keys().count()
+}
+
+#[test]
+fn a_knock_is_dropped_and_counted() {
+    let mut knock = guide();
+    assert_eq!(verdict(&knock, &syn(4438)), DROP);
+    assert_eq!(counter(&knock, Counter::KnockAccepted), 1);
+    assert_eq!(counter(&knock, Counter::KnockPortDropped), 1);
+    let progress = knock.progress().unwrap();
+    let entry = progress
+        .get(&Addr::from(client()), 0)
+        .expect("progress for the source");
+    assert_eq!(entry.attempts[0].stage, 1);
+}
+
+#[test]
+fn an_unknocked_syn_to_ssh_is_dropped() {
+    let knock = guide();
+    assert_eq!(verdict(&knock, &syn(22)), DROP);
+    assert_eq!(counter(&knock, Counter::GateDropped), 1);
+}
+
+#[test]
+fn a_syn_to_ssh_passes_after_the_sequence() {
+    let mut knock = guide();
+    knock_sequence(&knock);
+    assert_eq!(counter(&knock, Counter::DoorOpened), 1);
+    assert_eq!(verdict(&knock, &syn(22)), PASS);
+    assert_eq!(counter(&knock, Counter::GateAllowed), 1);
+    assert_eq!(
+        sources_in_progress(&mut knock),
+        0,
+        "a completed attempt leaves no progress"
+    );
+}
+
+#[test]
+fn the_door_opens_for_the_knocking_source_alone() {
+    let knock = guide();
+    knock_sequence(&knock);
+    let other = Craft::tcp("198.51.100.3".parse().unwrap(), server(), 22, SYN).build();
+    assert_eq!(verdict(&knock, &other), DROP);
+}
+
+#[test]
+fn an_ack_to_ssh_passes_without_a_knock() {
+    let knock = guide();
+    let ack = Craft::tcp(client(), server(), 22, ACK).build();
+    assert_eq!(verdict(&knock, &ack), PASS);
+}
+
+#[test]
+fn unrelated_traffic_passes() {
+    let knock = guide();
+    assert_eq!(verdict(&knock, &syn(80)), PASS);
+    assert_eq!(
+        verdict(&knock, &Craft::udp(client(), server(), 53).build()),
+        PASS
+    );
+    let v6 = Craft::tcp(
+        "2001:db8::2".parse().unwrap(),
+        "2001:db8::1".parse().unwrap(),
+        443,
+        SYN,
+    );
+    assert_eq!(verdict(&knock, &v6.build()), PASS);
+    let mut arp = syn(80);
+    arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    assert_eq!(verdict(&knock, &arp), PASS);
+}
+
+#[test]
+fn knocks_out_of_order_keep_the_door_shut() {
+    let knock = guide();
+    for port in [4438, 8235, 1813] {
+        verdict(&knock, &syn(port));
+    }
+    assert_eq!(verdict(&knock, &syn(22)), DROP);
+    assert_eq!(counter(&knock, Counter::AttemptReset), 1);
+}
+
+#[test]
+fn a_connection_to_another_port_between_knocks_resets_the_attempt() {
+    let knock = guide();
+    verdict(&knock, &syn(4438));
+    verdict(&knock, &syn(80));
+    verdict(&knock, &syn(1813));
+    verdict(&knock, &syn(8235));
+    assert_eq!(verdict(&knock, &syn(22)), DROP);
+}
+
+#[test]
+fn a_retransmitted_knock_is_tolerated() {
+    let knock = guide();
+    for port in [4438, 4438, 1813, 1813, 8235] {
+        verdict(&knock, &syn(port));
+    }
+    assert_eq!(verdict(&knock, &syn(22)), PASS);
+}
+
+#[test]
+fn the_kernel_enforces_the_sequence_timeout() {
+    let knock = load_with(GUIDE, |plan| plan.doors[0].seq_timeout_ns = 100_000_000);
+    verdict(&knock, &syn(4438));
+    verdict(&knock, &syn(1813));
+    std::thread::sleep(Duration::from_millis(150));
+    verdict(&knock, &syn(8235));
+    assert_eq!(verdict(&knock, &syn(22)), DROP);
+    assert_eq!(counter(&knock, Counter::AttemptTimedOut), 1);
+}
+
+#[test]
+fn the_kernel_closes_the_door_after_cmd_timeout() {
+    let knock = load_with(GUIDE, |plan| plan.doors[0].open_ns = 100_000_000);
+    knock_sequence(&knock);
+    assert_eq!(verdict(&knock, &syn(22)), PASS);
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(verdict(&knock, &syn(22)), DROP);
+    let ack = Craft::tcp(client(), server(), 22, ACK).build();
+    assert_eq!(
+        verdict(&knock, &ack),
+        PASS,
+        "an established session outlives its door"
+    );
+}
+
+#[test]
+fn a_repeated_sequence_refreshes_an_open_door_instead_of_opening_it_again() {
+    let knock = guide();
+    knock_sequence(&knock);
+    knock_sequence(&knock);
+    assert_eq!(counter(&knock, Counter::DoorOpened), 1);
+    assert_eq!(counter(&knock, Counter::DoorRefreshed), 1);
+}
+
+#[test]
+fn truncated_frames_never_count_as_a_knock_nor_open_anything() {
+    let mut knock = guide();
+    for port in [4438, 1813, 8235] {
+        let frame = syn(port);
+        // XDP never sees less than an Ethernet header, and test_run refuses shorter input.
+        for len in 14..frame.len() {
+            verdict(&knock, &frame[..len]);
+        }
+    }
+    assert_eq!(counter(&knock, Counter::KnockAccepted), 0);
+    assert_eq!(sources_in_progress(&mut knock), 0);
+    assert_eq!(verdict(&knock, &syn(22)), DROP);
+}
+
+#[test]
+fn an_ipv6_source_knocks_and_connects_like_an_ipv4_one() {
+    let knock = guide();
+    let (c, s): (IpAddr, IpAddr) = (
+        "2001:db8::2".parse().unwrap(),
+        "2001:db8::1".parse().unwrap(),
+    );
+    for port in [4438, 1813, 8235] {
+        assert_eq!(verdict(&knock, &Craft::tcp(c, s, port, SYN).build()), DROP);
+    }
+    assert_eq!(verdict(&knock, &Craft::tcp(c, s, 22, SYN).build()), PASS);
+    assert_eq!(
+        verdict(&knock, &syn(22)),
+        DROP,
+        "the IPv4 client did not knock"
+    );
+}

@@ -20,15 +20,15 @@ pub static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("the kernel refused the knock program's maps or object: {0}")]
+    #[error("the kernel refused the knock program's maps or object")]
     Object(#[from] aya::EbpfError),
-    #[error("the kernel refused the knock program: {0}")]
+    #[error("the kernel refused the knock program")]
     Program(#[from] ProgramError),
     #[error("the knock program lacks its map {0}; the binary is broken")]
     MissingMap(&'static str),
     #[error("the object holds no XDP program named `knock`; the binary is broken")]
     MissingProgram,
-    #[error("the kernel refused an update of map {map}: {source}")]
+    #[error("the kernel refused an update of map {map}")]
     Map {
         map: &'static str,
         source: aya::maps::MapError,
@@ -40,11 +40,11 @@ pub enum AttachError {
     #[error("no network interface named `{0}`")]
     NoSuchInterface(String),
     #[error(
-        "cannot attach in native XDP mode to {iface}: {source}. The driver may not support native XDP; \
-         run again with `--xdp-mode skb` to use generic XDP"
+        "cannot attach in native XDP mode to {iface} (its driver may lack native XDP; \
+         run again with `--xdp-mode skb` to use generic XDP)"
     )]
     Native { iface: String, source: ProgramError },
-    #[error("cannot attach to {iface}: {source}")]
+    #[error("cannot attach to {iface}")]
     Other { iface: String, source: ProgramError },
 }
 
@@ -197,6 +197,13 @@ impl Knock {
             .map_err(map_error(maps::SETTINGS))?;
         self.pushed = Some(pushed);
         Ok(())
+    }
+
+    /// The door records last pushed into the kernel.
+    pub fn pushed_doors(&self) -> Vec<Door> {
+        self.pushed
+            .as_ref()
+            .map_or_else(Vec::new, |p| p.doors.clone())
     }
 
     /// The packet counters, summed over CPUs.

@@ -289,3 +289,68 @@ fn s_connects_freely(lab: &Lab) {
     let ip: IpAddr = SERVER_V4.into();
     connects(&lab.client, ip, 22, SHORT).expect("without knock, port 22 is plain open");
 }
+
+#[test]
+fn a_lone_knock_times_out_in_the_log_without_further_packets() {
+    let s = scene(&GUIDE.replace("seq_timeout = 5", "seq_timeout = 1"));
+    s.real_knock(&["198.51.100.1", "4438"]);
+    s.daemon
+        .wait_for(
+            "198.51.100.2: openSSH: sequence timeout (stage 1)",
+            Duration::from_secs(4),
+        )
+        .expect("the sweeper notices the stale attempt by itself");
+}
+
+#[test]
+fn mixed_udp_and_tcp_knocks_from_both_clients_open_the_door() {
+    let s = scene("[mixed]\nsequence = 7000:udp,8000,9000:udp\n");
+    s.real_knock(&["198.51.100.1", "7000:udp", "8000:tcp", "9000:udp"]);
+    s.daemon
+        .wait_for("mixed: OPEN SESAME", Duration::from_secs(5))
+        .expect("knock opens");
+    s.ssh().expect("port 22 accepts");
+    let s = scene("[mixed]\nsequence = 7000:udp,8000,9000:udp\n");
+    s.our_knock(&["-u", "198.51.100.1", "7000", "8000:tcp", "9000"]);
+    s.daemon
+        .wait_for("mixed: OPEN SESAME", Duration::from_secs(5))
+        .expect("knock-user knock opens");
+    s.ssh().expect("port 22 accepts");
+}
+
+#[test]
+fn a_failed_native_attach_names_the_interface_and_suggests_skb_mode() {
+    let ns = knock_lab::Netns::create(&format!("knock-{}-bridge", std::process::id())).unwrap();
+    // A bridge has no native XDP support.
+    ns.ip(&["link", "add", "knbr0", "type", "bridge"]).unwrap();
+    ns.ip(&["link", "set", "knbr0", "up"]).unwrap();
+    let dir = std::env::temp_dir().join(format!("knock-bridge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("knockd.conf");
+    std::fs::write(&config, GUIDE).unwrap();
+    let output = ns
+        .command(BINARY)
+        .args([
+            "run",
+            "--config",
+            &config.to_string_lossy(),
+            "--interface",
+            "knbr0",
+        ])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("native XDP mode to knbr0"), "{stderr}");
+    assert!(stderr.contains("--xdp-mode skb"), "{stderr}");
+    let skb = ns
+        .command(BINARY)
+        .args(["run", "--xdp-mode", "skb", "--config", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert!(
+        !skb.status.success(),
+        "a missing file fails before attaching"
+    );
+}

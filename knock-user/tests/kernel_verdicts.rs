@@ -249,3 +249,24 @@ fn an_ipv6_source_knocks_and_connects_like_an_ipv4_one() {
         "the IPv4 client did not knock"
     );
 }
+
+#[test]
+fn the_sweeper_removes_stale_progress_and_closed_passes() {
+    let mut knock = load_with(GUIDE, |plan| {
+        plan.doors[0].seq_timeout_ns = 50_000_000;
+        plan.doors[0].open_ns = 50_000_000;
+    });
+    knock_sequence(&knock);
+    let late = Craft::tcp("198.51.100.9".parse().unwrap(), server(), 4438, SYN).build();
+    verdict(&knock, &late);
+    assert_eq!(sources_in_progress(&mut knock), 1);
+    assert_eq!(knock.gate().unwrap().keys().count(), 1);
+    std::thread::sleep(Duration::from_millis(80));
+    let now = knock_user::clock::monotonic_ns();
+    let doors = knock.pushed_doors();
+    let timeouts = knock_user::sweep::progress(&mut knock.progress().unwrap(), &doors, now);
+    assert_eq!(timeouts.len(), 1);
+    assert_eq!(sources_in_progress(&mut knock), 0);
+    assert_eq!(knock_user::sweep::gate(&mut knock.gate().unwrap(), now), 0);
+    assert_eq!(knock.gate().unwrap().keys().count(), 0);
+}

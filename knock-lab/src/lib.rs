@@ -6,6 +6,7 @@
 
 mod daemon;
 mod netns;
+mod raw;
 mod socket;
 
 pub use daemon::Daemon;
@@ -19,6 +20,8 @@ pub const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 /// A second client address on the client side, for "another source" cases.
 pub const OTHER_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 3);
+/// A second server address, for doors with a `Target`.
+pub const SERVER_ALT_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 4);
 pub const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
 
@@ -93,5 +96,35 @@ impl Lab {
         } else {
             SERVER_V4.into()
         }
+    }
+
+    /// The MAC address of an interface in a namespace.
+    pub fn mac(ns: &Netns, iface: &str) -> std::io::Result<[u8; 6]> {
+        let output = ns.ip(&["-o", "link", "show", iface])?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mac = text
+            .split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .ok_or_else(|| std::io::Error::other(format!("no MAC address for {iface}: {text}")))?;
+        let mut bytes = [0u8; 6];
+        for (byte, part) in bytes.iter_mut().zip(mac.split(':')) {
+            *byte = u8::from_str_radix(part, 16).map_err(std::io::Error::other)?;
+        }
+        Ok(bytes)
+    }
+
+    /// Sends a raw Ethernet frame out of the client's veth, toward the server, exactly as given
+    /// except that unicast Ethernet addresses are replaced by the real ones of the pair.
+    pub fn send_from_client(&self, frame: &[u8]) -> std::io::Result<()> {
+        let mut frame = frame.to_vec();
+        if frame.len() >= 12 {
+            if frame[0] & 1 == 0 {
+                frame[..6].copy_from_slice(&Self::mac(&self.server, &self.server_if)?);
+            }
+            frame[6..12].copy_from_slice(&Self::mac(&self.client, &self.client_if)?);
+        }
+        let iface = self.client_if.clone();
+        self.client.enter(move || raw::send(&iface, &frame))?
     }
 }

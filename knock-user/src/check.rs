@@ -65,7 +65,7 @@ pub fn describe(config: &Config) -> String {
         let _ = writeln!(
             out,
             "  progress:      {}",
-            match door.progress {
+            match door.progress_rule() {
                 ProgressRule::Strict => "strict (any other new connection or datagram resets)",
                 ProgressRule::Knockd => "knockd (only ports of some sequence reset)",
             }

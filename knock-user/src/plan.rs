@@ -114,7 +114,7 @@ fn door_record(config: &DoorConfig) -> Door {
     door.open_ns = duration_ns(config.cmd_timeout);
     door.flags_set = config.tcp_flags.set;
     door.flags_clear = config.tcp_flags.clear;
-    door.rule = config.progress as u8;
+    door.rule = config.progress_rule() as u8;
     door
 }
 

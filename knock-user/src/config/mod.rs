@@ -35,8 +35,10 @@ pub struct Options {
     pub interfaces: Vec<String>,
     /// How many sources may have knocks in progress at once (knock extension).
     pub progress_capacity: u32,
-    /// How many open doors and admitted ports the gate holds at once (knock extension).
+    /// How many sources the gate holds open doors for at once (knock extension).
     pub gate_capacity: u32,
+    /// The progress rule of doors that do not set their own (knock extension `Progress`).
+    pub progress: ProgressRule,
 }
 
 pub const DEFAULT_PROGRESS_CAPACITY: u32 = 16_384;
@@ -51,6 +53,7 @@ impl Default for Options {
             interfaces: Vec::new(),
             progress_capacity: DEFAULT_PROGRESS_CAPACITY,
             gate_capacity: DEFAULT_GATE_CAPACITY,
+            progress: ProgressRule::Strict,
         }
     }
 }
@@ -73,8 +76,9 @@ pub struct DoorConfig {
     pub target: Option<IpAddr>,
     /// The ports the door opens (knock extension `Protect`, default tcp/22).
     pub protect: Vec<ProtoPort>,
-    /// How wrong packets affect an attempt (knock extension `Progress`).
-    pub progress: ProgressRule,
+    /// How wrong packets affect an attempt (knock extension `Progress`). Always set once the
+    /// file is parsed: a door without its own takes the [options] default.
+    pub progress: Option<ProgressRule>,
 }
 
 pub const DEFAULT_SEQ_TIMEOUT: Duration = Duration::from_secs(25);
@@ -97,8 +101,12 @@ impl DoorConfig {
             cmd_timeout: DEFAULT_CMD_TIMEOUT,
             target: None,
             protect: vec![DEFAULT_PROTECTED_PORT],
-            progress: ProgressRule::Strict,
+            progress: None,
         }
+    }
+
+    pub fn progress_rule(&self) -> ProgressRule {
+        self.progress.unwrap_or_default()
     }
 
     /// The start command for a source of this family: `Start_Command_6` falls back to

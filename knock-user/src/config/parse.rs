@@ -180,13 +180,15 @@ impl Reader<'_> {
         let bad = |reader: &Self, message: String| {
             reader.error(number, Some(name), ErrorKind::BadValue(message))
         };
-        let door_index = match (&self.section, key.is_option()) {
+        // `Progress` also sits in [options], as the default for doors that do not set it.
+        let door_index = match (&self.section, key.is_option() || key == Key::Progress) {
             (Section::None, _) => {
                 return Err(self.error(number, Some(name), ErrorKind::OutsideSection));
             }
             (Section::Options, false) => {
                 return Err(self.error(number, Some(name), ErrorKind::DoorKeyInOptions));
             }
+            (Section::Door(index), true) if key == Key::Progress => Some(*index),
             (Section::Door(_), true) => {
                 return Err(self.error(number, Some(name), ErrorKind::OptionKeyInDoor));
             }
@@ -218,6 +220,10 @@ impl Reader<'_> {
                         value::capacity(value, 16, 16 * 1024 * 1024).map_err(|m| bad(self, m))?;
                     self.options.progress_capacity = n;
                 }
+                Key::Progress => {
+                    let rule = value::progress_rule(value).map_err(|m| bad(self, m))?;
+                    self.options.progress = rule;
+                }
                 Key::GateCapacity => {
                     let n = value::capacity(value, 16, 1024 * 1024).map_err(|m| bad(self, m))?;
                     self.options.gate_capacity = n;
@@ -240,7 +246,7 @@ impl Reader<'_> {
                 Key::StopCommand6 => door.stop_command_6 = Some(value.to_owned()),
                 Key::Target => door.target = Some(value::address(value)?),
                 Key::Protect => door.protect = value::protected_ports(value)?,
-                Key::Progress => door.progress = value::progress_rule(value)?,
+                Key::Progress => door.progress = Some(value::progress_rule(value)?),
                 _ => unreachable!("option keys are rejected in doors above"),
             }
             Ok(())
@@ -270,10 +276,15 @@ impl Reader<'_> {
             }
         }
         self.check_overlaps()?;
+        let default_rule = self.options.progress;
+        let mut doors = self.doors;
+        for door in &mut doors {
+            door.progress.get_or_insert(default_rule);
+        }
         Ok(Config {
             path: self.path.to_owned(),
             options: self.options,
-            doors: self.doors,
+            doors,
         })
     }
 

@@ -72,7 +72,7 @@ fn the_guide_configuration_reads_verbatim() {
     assert_eq!(door.tcp_flags, TcpFlags { set: SYN, clear: 0 });
     assert_eq!(door.cmd_timeout, DEFAULT_CMD_TIMEOUT);
     assert_eq!(door.protect, [ProtoPort::tcp(22)]);
-    assert_eq!(door.progress, ProgressRule::Strict);
+    assert_eq!(door.progress, Some(ProgressRule::Strict));
 }
 
 #[test]
@@ -150,7 +150,7 @@ fn extension_keys_set_protected_ports_and_the_progress_rule() {
         config.doors[0].protect,
         [ProtoPort::tcp(2222), ProtoPort::udp(51820)]
     );
-    assert_eq!(config.doors[0].progress, ProgressRule::Knockd);
+    assert_eq!(config.doors[0].progress, Some(ProgressRule::Knockd));
     let none = parse_str("[d]\nsequence = 1\nprotect = none\n").unwrap();
     assert!(none.doors[0].protect.is_empty());
 }
@@ -287,4 +287,14 @@ fn an_unreadable_file_names_the_path() {
             .to_string()
             .starts_with("/nonexistent/knockd.conf: cannot read")
     );
+}
+
+#[test]
+fn progress_in_options_is_the_default_for_doors_without_their_own() {
+    let config = parse_str(
+        "[options]\nprogress = knockd\n[a]\nsequence = 1\n[b]\nsequence = 2\nprogress = strict\n",
+    )
+    .unwrap();
+    assert_eq!(config.doors[0].progress_rule(), ProgressRule::Knockd);
+    assert_eq!(config.doors[1].progress_rule(), ProgressRule::Strict);
 }

@@ -46,8 +46,10 @@ impl Addr {
     }
 
     /// True for IPv4 addresses (stored IPv4-mapped).
+    #[inline(always)]
     pub fn is_ipv4(&self) -> bool {
-        self.octets[..10] == [0; 10] && self.octets[10] == 0xff && self.octets[11] == 0xff
+        let o = &self.octets;
+        self.halves().0 == 0 && o[8] == 0 && o[9] == 0 && o[10] == 0xff && o[11] == 0xff
     }
 
     pub fn ip(&self) -> IpAddr {

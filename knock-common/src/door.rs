@@ -79,7 +79,10 @@ pub struct Door {
     /// A [`ProgressRule`] as its `u8` value.
     pub rule: u8,
     pub has_target: u8,
-    pub _pad: [u8; 2],
+    /// Bumped by user space whenever the door's definition changes, so that attempts begun
+    /// under the old definition end instead of continuing under the new one.
+    pub revision: u8,
+    pub _pad: u8,
 }
 crate::assert_layout!(Door, size = 200, align = 8);
 
@@ -99,7 +102,8 @@ impl Door {
             flags_clear: tcp_flags::ACK,
             rule: ProgressRule::Strict as u8,
             has_target: 0,
-            _pad: [0; 2],
+            revision: 0,
+            _pad: 0,
         }
     }
 

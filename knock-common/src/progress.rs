@@ -16,7 +16,9 @@ pub struct Attempt {
     pub door: u8,
     /// How many knocks of the sequence have arrived; 0 marks a free slot.
     pub stage: u8,
-    pub _pad: [u8; 6],
+    /// The door's revision when the attempt began.
+    pub revision: u8,
+    pub _pad: [u8; 5],
 }
 crate::assert_layout!(Attempt, size = 16, align = 8);
 
@@ -109,7 +111,8 @@ pub fn advance<B: DoorBook + ?Sized, O: Observer>(
             attempt.stage = 0;
             continue;
         };
-        if attempt.stage >= door.step_count {
+        if attempt.stage >= door.step_count || attempt.revision != door.revision {
+            // The door changed under the attempt (a reload, a one-time sequence used up).
             attempt.stage = 0;
             continue;
         }
@@ -173,7 +176,8 @@ pub fn advance<B: DoorBook + ?Sized, O: Observer>(
             started_ns: now_ns,
             door: id,
             stage: 1,
-            _pad: [0; 6],
+            revision: door.revision,
+            _pad: [0; 5],
         };
         observer.observe(id, door, Change::Stage(1));
     }
@@ -188,6 +192,9 @@ pub fn expire<B: DoorBook + ?Sized, O: Observer>(
 ) {
     for attempt in progress.attempts.iter_mut().filter(|a| !a.is_free()) {
         match book.door(attempt.door) {
+            Some(door) if door.revision != attempt.revision || door.step_count == 0 => {
+                attempt.stage = 0;
+            }
             Some(door) if now_ns.saturating_sub(attempt.started_ns) > door.seq_timeout_ns => {
                 observer.observe(attempt.door, door, Change::TimedOut(attempt.stage));
                 attempt.stage = 0;

@@ -8,6 +8,16 @@ pub struct Settings {
     pub strict_doors: u64,
     /// Bumped by user space on every configuration push.
     pub generation: u32,
-    pub _pad: u32,
+    /// `IPV4_ONLY` and future switches.
+    pub flags: u32,
+}
+
+/// IPv6 packets are never knocks (knockd's `-4`); the gate still guards IPv6.
+pub const IPV4_ONLY: u32 = 1;
+
+impl Settings {
+    pub const fn ipv4_only(&self) -> bool {
+        self.flags & IPV4_ONLY != 0
+    }
 }
 crate::assert_layout!(Settings, size = 16, align = 8);

@@ -55,8 +55,8 @@ fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
     if class == 0 && !contact {
         return Ok(XDP_PASS);
     }
-    let strict_doors = SETTINGS.get(0).ok_or(Fault)?.strict_doors;
-    if class == 0 && strict_doors == 0 {
+    let settings = SETTINGS.get(0).ok_or(Fault)?;
+    if class == 0 && settings.strict_doors == 0 {
         return Ok(XDP_PASS);
     }
 
@@ -83,7 +83,8 @@ fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
         return Ok(action);
     }
     let at_knock_port = class & KNOCK != 0;
-    if at_knock_port || (contact && segment.unicast) {
+    let heard = !(settings.ipv4_only() && !segment.src.is_ipv4());
+    if heard && (at_knock_port || (contact && segment.unicast)) {
         track(segment, port, at_knock_port, now_ns);
     }
     if at_knock_port && class & SERVED == 0 {

@@ -86,3 +86,30 @@ pub fn describe(config: &Config) -> String {
     }
     out
 }
+
+/// Things that work but deserve a second look: a knock port that the host serves keeps serving,
+/// so a port scan sees it open, and knocks on it only count; a one-time door with no sequence
+/// left cannot open.
+pub fn warnings(
+    config: &Config,
+    served: &std::collections::BTreeSet<knock_common::ProtoPort>,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for door in &config.doors {
+        for step in door.sequence.iter().filter(|s| served.contains(s)) {
+            warnings.push(format!(
+                "[{}]: knock port {}:{} is also a port this host serves; knocks on it count but pass through to the service",
+                door.name,
+                step.port,
+                step.proto_name()
+            ));
+        }
+        if door.one_time_sequences.is_some() && door.sequence.is_empty() {
+            warnings.push(format!(
+                "[{}]: every one-time sequence is used; the door cannot open",
+                door.name
+            ));
+        }
+    }
+    warnings
+}

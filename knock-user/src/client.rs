@@ -143,7 +143,7 @@ fn tcp_knock(target: SocketAddr) -> std::io::Result<()> {
     // SAFETY: fd is a fresh descriptor nobody else owns; dropping it closes the socket, which
     // in SYN_SENT discards it without sending anything more.
     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    let (storage, len) = sockaddr(target);
+    let (storage, len) = sockaddr_of(target);
     // SAFETY: storage holds a valid sockaddr of `len` bytes for this family.
     let rc = unsafe { libc::connect(socket.as_raw_fd(), (&raw const storage).cast(), len) };
     if rc < 0 {
@@ -155,7 +155,8 @@ fn tcp_knock(target: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
-fn sockaddr(target: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+/// A socket address in the C form the system calls take.
+pub(crate) fn sockaddr_of(target: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: an all-zero sockaddr_storage is valid.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let len = match target {

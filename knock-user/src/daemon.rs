@@ -1,5 +1,5 @@
 //! `knock-user run`: load, attach, push the configuration, then turn kernel events into log
-//! lines and commands until a signal says stop.
+//! lines and commands until SIGINT or SIGTERM; SIGHUP re-reads the configuration.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -7,17 +7,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use knock_common::ProtoPort;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::clock;
 use crate::config::{self, Config};
 use crate::events;
 use crate::journal::Journal;
-use crate::keeper::Keeper;
+use crate::keeper::{Keeper, doors_by_id};
 use crate::loader::{AttachMode, Capacities, Knock};
-use crate::plan::Plan;
+use crate::names::Names;
+use crate::onetime;
+use crate::plan::{Plan, Switches};
+use crate::served;
 use crate::sweep;
 use crate::xdplog;
+
+/// Where knockd writes its pid when it runs as a daemon; init scripts look there.
+pub const DEFAULT_PID_FILE: &str = "/var/run/knockd.pid";
 
 pub struct RunOptions {
     pub config: PathBuf,
@@ -25,102 +32,292 @@ pub struct RunOptions {
     pub mode: AttachMode,
     pub verbose: bool,
     pub debug: bool,
+    /// Detach from the terminal and write a pid file (knockd's `-d`).
+    pub daemon: bool,
+    /// Show host names of sources (knockd's `-l`).
+    pub lookup: bool,
+    pub switches: Switches,
+    /// Overrides the configuration's PidFile (knockd's `-p`).
+    pub pid_file: Option<PathBuf>,
+    /// Overrides the configuration's LogFile (knockd's `-g`).
+    pub log_file: Option<PathBuf>,
 }
 
 /// How often stale progress and gate entries are cleared.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often the served ports are looked up again.
+const SERVED_EVERY: Duration = Duration::from_secs(5);
 
-pub async fn run(options: RunOptions) -> anyhow::Result<()> {
-    let config = Arc::new(config::load(&options.config)?);
-    let journal = Arc::new(
-        Journal::new(
-            config.options.use_syslog,
-            config.options.log_file.as_deref(),
-            options.verbose,
-        )
-        .context("cannot open the log")?,
-    );
-    let interfaces = interfaces(&options, &config)?;
-    let plan = Plan::new(&config, &BTreeSet::new());
-    let capacities = Capacities {
-        progress: config.options.progress_capacity,
-        gate: config.options.gate_capacity,
-    };
-    let mut knock =
-        Knock::load(capacities, options.debug).context("cannot load the XDP program")?;
-    let _xdp_log = if options.debug {
-        Some(xdplog::start(knock.ebpf_mut())?)
+struct Daemon {
+    options: RunOptions,
+    config: Config,
+    plan: Plan,
+    served: BTreeSet<ProtoPort>,
+    interfaces: Vec<String>,
+    capacities: Capacities,
+    knock: Knock,
+    journal: Arc<Journal>,
+    keeper: Keeper,
+}
+
+/// Runs the daemon until a signal stops it.
+pub fn run(options: RunOptions) -> anyhow::Result<()> {
+    let daemon = Daemon::prepare(options)?;
+    let pid_file = if daemon.options.daemon {
+        let path = daemon
+            .options
+            .pid_file
+            .clone()
+            .or_else(|| daemon.config.options.pid_file.clone())
+            .unwrap_or_else(|| DEFAULT_PID_FILE.into());
+        crate::detach::detach().context("cannot become a daemon")?;
+        Some(crate::detach::PidFile::write(path, &daemon.journal))
     } else {
         None
     };
-    knock
-        .push(&plan)
-        .context("cannot write the configuration into the kernel")?;
-    for iface in &interfaces {
-        knock.attach(iface, options.mode)?;
-    }
-    journal.line(&format!(
-        "starting up, listening on {}",
-        interfaces.join(", ")
-    ));
-    journal.detail(&format!(
-        "knock: {} door(s), {} XDP, program of {} instructions, progress for {} sources, gate for {} entries",
-        config.doors.len(),
-        options.mode.name(),
-        knock.instruction_count().map_or_else(
-            || "an unknown number of".to_owned(),
-            |(loaded, verified)| format!("{loaded} (verifier walked {verified})")
-        ),
-        capacities.progress,
-        capacities.gate,
-    ));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(daemon.serve());
+    drop(pid_file);
+    result
+}
 
-    let mut ring =
-        crate::watch::readable(knock.take_events()?).context("cannot watch the event ring")?;
-    let mut keeper = Keeper::new(Arc::clone(&config), Arc::clone(&journal));
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut sweep = tokio::time::interval(SWEEP_EVERY);
-    let mut next_close: Option<u64> = None;
-    loop {
-        let close_in = next_close.map_or(Duration::from_secs(3600), clock::until);
-        tokio::select! {
-            readable = ring.readable_mut() => {
-                let mut guard = readable.context("the event ring failed")?;
-                let ring = &mut guard.get_inner_mut().0;
-                while let Some(item) = ring.next() {
-                    match events::decode(&item) {
-                        Ok(event) => keeper.on_event(event),
-                        Err(error) => journal.line(&format!("knock: ignored a bad event: {error}")),
+impl Daemon {
+    /// Everything that can fail for a reason the operator should see on the terminal: the
+    /// configuration, the log, the program, the interfaces.
+    fn prepare(options: RunOptions) -> anyhow::Result<Self> {
+        let config = config::load(&options.config)?;
+        let journal = Arc::new(
+            Journal::new(
+                config.options.use_syslog,
+                options
+                    .log_file
+                    .as_deref()
+                    .or(config.options.log_file.as_deref()),
+                options.verbose,
+            )
+            .context("cannot open the log")?,
+        );
+        let interfaces = interfaces(&options, &config)?;
+        let served = served::ports();
+        let plan = Plan::new(&config, &served, options.switches);
+        let capacities = Capacities {
+            progress: config.options.progress_capacity,
+            gate: config.options.gate_capacity,
+        };
+        let mut knock =
+            Knock::load(capacities, options.debug).context("cannot load the XDP program")?;
+        knock
+            .push(&plan)
+            .context("cannot write the configuration into the kernel")?;
+        for iface in &interfaces {
+            knock.attach(iface, options.mode)?;
+        }
+        let keeper = Keeper::new(
+            doors_by_id(&config, &plan),
+            Arc::clone(&journal),
+            Names::new(options.lookup),
+        );
+        Ok(Self {
+            options,
+            config,
+            plan,
+            served,
+            interfaces,
+            capacities,
+            knock,
+            journal,
+            keeper,
+        })
+    }
+
+    async fn serve(mut self) -> anyhow::Result<()> {
+        let _xdp_log = if self.options.debug {
+            Some(xdplog::start(self.knock.ebpf_mut())?)
+        } else {
+            None
+        };
+        self.announce();
+        let mut ring = crate::watch::readable(self.knock.take_events()?)
+            .context("cannot watch the event ring")?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        let mut served_check = tokio::time::interval(SERVED_EVERY);
+        let mut next_close: Option<u64> = None;
+        loop {
+            let close_in = next_close.map_or(Duration::from_secs(3600), clock::until);
+            tokio::select! {
+                readable = ring.readable_mut() => {
+                    let mut guard = readable.context("the event ring failed")?;
+                    let mut used_up = Vec::new();
+                    while let Some(item) = guard.get_inner_mut().0.next() {
+                        match events::decode(&item) {
+                            Ok(event) => used_up.extend(self.keeper.on_event(event)),
+                            Err(error) => self.journal.line(&format!("knock: ignored a bad event: {error}")),
+                        }
                     }
+                    guard.clear_ready();
+                    for id in used_up {
+                        self.next_one_time_sequence(id);
+                    }
+                    next_close = self.keeper.close_due();
                 }
-                guard.clear_ready();
-                next_close = keeper.close_due();
-            }
-            _ = tokio::time::sleep(close_in) => {
-                next_close = keeper.close_due();
-            }
-            _ = sweep.tick() => {
-                let now = clock::monotonic_ns();
-                let doors = &plan.doors;
-                let timeouts = sweep::progress(&mut knock.progress()?, doors, now);
-                for event in timeouts {
-                    keeper.on_event(event);
+                _ = tokio::time::sleep(close_in) => next_close = self.keeper.close_due(),
+                _ = sweep.tick() => {
+                    self.sweep()?;
+                    next_close = self.keeper.close_due();
                 }
-                sweep::gate(&mut knock.gate()?, now);
-                keeper.reap();
-                next_close = keeper.close_due();
+                _ = served_check.tick() => self.check_served(),
+                _ = hangup.recv() => self.reload(),
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
             }
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
+        }
+        self.journal.line("shutting down");
+        self.keeper.close_all();
+        self.keeper.finish().await;
+        // Dropping the program detaches it and frees its maps.
+        drop(self.knock);
+        Ok(())
+    }
+
+    fn announce(&self) {
+        self.journal.line(&format!(
+            "starting up, listening on {}",
+            self.interfaces.join(", ")
+        ));
+        self.journal.detail(&format!(
+            "knock: {} door(s), {} XDP, program of {} instructions, progress for {} sources, gate for {} sources",
+            self.config.doors.len(),
+            self.options.mode.name(),
+            self.knock.instruction_count().map_or_else(
+                || "an unknown number of".to_owned(),
+                |(loaded, verified)| format!("{loaded} (verifier walked {verified})")
+            ),
+            self.capacities.progress,
+            self.capacities.gate,
+        ));
+    }
+
+    fn sweep(&mut self) -> anyhow::Result<()> {
+        let now = clock::monotonic_ns();
+        let timeouts = sweep::progress(&mut self.knock.progress()?, &self.plan.doors, now);
+        for event in timeouts {
+            self.keeper.on_event(event);
+        }
+        sweep::gate(&mut self.knock.gate()?, now);
+        self.keeper.reap();
+        Ok(())
+    }
+
+    /// Applies a new configuration, or a changed one-time sequence or served port, keeping
+    /// door ids so attempts and open doors of unchanged doors survive.
+    fn apply(&mut self, config: Config) -> anyhow::Result<()> {
+        let next = self.plan.next(&config, &self.served, self.options.switches);
+        let removed = self.plan.removed_in(&next);
+        sweep::forget_doors(&mut self.knock.gate()?, &removed);
+        self.knock.push(&next)?;
+        self.keeper.set_doors(doors_by_id(&config, &next), &removed);
+        self.config = config;
+        self.plan = next;
+        Ok(())
+    }
+
+    fn reload(&mut self) {
+        let path = self.options.config.clone();
+        self.journal
+            .line(&format!("Re-reading config file: {}", path.display()));
+        let config = match config::load(&path) {
+            Ok(config) => config,
+            Err(error) => {
+                self.journal.line(&format!(
+                    "the new configuration is broken, so the running one stays: {error}"
+                ));
+                return;
+            }
+        };
+        if config.options.interfaces != self.config.options.interfaces
+            || config.options.progress_capacity != self.capacities.progress
+            || config.options.gate_capacity != self.capacities.gate
+        {
+            self.journal.line(
+                "Interface, Progress_Capacity and Gate_Capacity take effect at the next start",
+            );
+        }
+        if let Err(error) = self.journal.reopen(
+            config.options.use_syslog,
+            self.options
+                .log_file
+                .as_deref()
+                .or(config.options.log_file.as_deref()),
+        ) {
+            self.journal
+                .line(&format!("cannot reopen the log file: {error}"));
+        }
+        let doors = config.doors.len();
+        match self.apply(config) {
+            Ok(()) => self
+                .journal
+                .line(&format!("configuration reloaded: {doors} door(s)")),
+            Err(error) => self
+                .journal
+                .line(&format!("cannot apply the new configuration: {error:#}")),
         }
     }
-    journal.line("shutting down");
-    keeper.close_all();
-    keeper.finish().await;
-    // Dropping `knock` detaches the program and frees its maps.
-    drop(knock);
-    Ok(())
+
+    /// A one-time door just used its sequence: mark it used and move on to the next one.
+    fn next_one_time_sequence(&mut self, id: u8) {
+        let Some(name) = self.plan.names.get(usize::from(id)).cloned().flatten() else {
+            return;
+        };
+        let mut config = self.config.clone();
+        let Some(door) = config.doors.iter_mut().find(|d| d.name == name) else {
+            return;
+        };
+        let (Some(file), Some(line)) = (door.one_time_sequences.clone(), door.one_time_line) else {
+            return;
+        };
+        if let Err(error) = onetime::mark_used(&file, line) {
+            self.journal.line(&format!(
+                "{name}: cannot mark line {line} of {} used: {error}",
+                file.display()
+            ));
+        }
+        match door.load_one_time(&file) {
+            Ok(()) if door.sequence.is_empty() => self.journal.line(&format!(
+                "{name}: no one-time sequence left in {}; the door is closed",
+                file.display()
+            )),
+            Ok(()) => {}
+            Err(error) => {
+                self.journal
+                    .line(&format!("{name}: {error}; the door is closed"));
+                door.sequence.clear();
+                door.one_time_line = None;
+            }
+        }
+        if let Err(error) = self.apply(config) {
+            self.journal.line(&format!(
+                "{name}: cannot load the next one-time sequence: {error:#}"
+            ));
+        }
+    }
+
+    fn check_served(&mut self) {
+        let served = served::ports();
+        if served == self.served {
+            return;
+        }
+        self.served = served;
+        let config = self.config.clone();
+        if let Err(error) = self.apply(config) {
+            self.journal
+                .line(&format!("cannot update the served ports: {error:#}"));
+        }
+    }
 }
 
 /// The interfaces to attach to: the command line wins, then the configuration, then the

@@ -7,10 +7,11 @@ use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct Journal {
     stderr: bool,
-    syslog: bool,
+    syslog: AtomicBool,
     verbose: bool,
     log_file: Mutex<Option<File>>,
 }
@@ -23,13 +24,25 @@ impl Journal {
     pub fn stderr_only(verbose: bool) -> Self {
         Self {
             stderr: true,
-            syslog: false,
+            syslog: false.into(),
             verbose,
             log_file: Mutex::new(None),
         }
     }
 
     pub fn new(use_syslog: bool, log_file: Option<&Path>, verbose: bool) -> std::io::Result<Self> {
+        let journal = Self {
+            stderr: true,
+            syslog: false.into(),
+            verbose,
+            log_file: Mutex::new(None),
+        };
+        journal.reopen(use_syslog, log_file)?;
+        Ok(journal)
+    }
+
+    /// Switches syslog on or off and (re)opens the log file, as knockd does on SIGHUP.
+    pub fn reopen(&self, use_syslog: bool, log_file: Option<&Path>) -> std::io::Result<()> {
         let file = match log_file {
             Some(path) => Some(
                 OpenOptions::new()
@@ -46,12 +59,9 @@ impl Journal {
             // SAFETY: IDENT is a 'static C string, as openlog requires.
             unsafe { libc::openlog(IDENT.as_ptr(), 0, libc::LOG_USER) };
         }
-        Ok(Self {
-            stderr: true,
-            syslog: use_syslog,
-            verbose,
-            log_file: Mutex::new(file),
-        })
+        self.syslog.store(use_syslog, Ordering::Relaxed);
+        *self.log_file.lock().unwrap_or_else(|p| p.into_inner()) = file;
+        Ok(())
     }
 
     pub fn is_verbose(&self) -> bool {
@@ -63,7 +73,7 @@ impl Journal {
         if self.stderr {
             eprintln!("{message}");
         }
-        if self.syslog
+        if self.syslog.load(Ordering::Relaxed)
             && let Ok(text) = CString::new(message.replace('\0', " "))
         {
             // SAFETY: "%s" with one valid C string argument.

@@ -14,6 +14,8 @@ use crate::command::{self, COMMAND_DEADLINE};
 use crate::config::{Config, DoorConfig};
 use crate::events::DoorEvent;
 use crate::journal::Journal;
+use crate::names::Names;
+use crate::plan::Plan;
 
 struct OpenDoor {
     expires_ns: u64,
@@ -21,25 +23,50 @@ struct OpenDoor {
     start: Option<JoinHandle<()>>,
 }
 
+/// The doors of a configuration by kernel id.
+pub fn doors_by_id(config: &Config, plan: &Plan) -> Vec<Option<DoorConfig>> {
+    plan.names
+        .iter()
+        .map(|name| {
+            let name = name.as_deref()?;
+            config.doors.iter().find(|d| d.name == name).cloned()
+        })
+        .collect()
+}
+
 pub struct Keeper {
-    config: Arc<Config>,
+    doors: Vec<Option<DoorConfig>>,
     journal: Arc<Journal>,
+    names: Names,
     open: HashMap<(Addr, u8), OpenDoor>,
     commands: JoinSet<()>,
 }
 
 impl Keeper {
-    pub fn new(config: Arc<Config>, journal: Arc<Journal>) -> Self {
+    pub fn new(doors: Vec<Option<DoorConfig>>, journal: Arc<Journal>, names: Names) -> Self {
         Self {
-            config,
+            doors,
             journal,
+            names,
             open: HashMap::new(),
             commands: JoinSet::new(),
         }
     }
 
-    pub fn config(&self) -> &Arc<Config> {
-        &self.config
+    /// Takes a new configuration's doors. Doors whose ids are in `removed` close now.
+    pub fn set_doors(&mut self, doors: Vec<Option<DoorConfig>>, removed: &[u8]) {
+        let closing: Vec<(Addr, u8)> = self
+            .open
+            .keys()
+            .filter(|(_, id)| removed.contains(id))
+            .copied()
+            .collect();
+        for (source, id) in closing {
+            if let Some(open) = self.open.remove(&(source, id)) {
+                self.close(source, id, open);
+            }
+        }
+        self.doors = doors;
     }
 
     pub fn open_doors(&self) -> usize {
@@ -47,7 +74,7 @@ impl Keeper {
     }
 
     fn door(&self, id: u8) -> Option<&DoorConfig> {
-        self.config.doors.get(usize::from(id))
+        self.doors.get(usize::from(id)).and_then(Option::as_ref)
     }
 
     fn name(&self, id: u8) -> String {
@@ -55,30 +82,48 @@ impl Keeper {
             .map_or_else(|| format!("door#{id}"), |d| d.name.clone())
     }
 
-    pub fn on_event(&mut self, event: DoorEvent) {
-        let journal = Arc::clone(&self.journal);
+    /// The source as log lines show it, with its host name under `--lookup`.
+    fn who(&self, source: Addr) -> String {
+        self.names.label(source.ip())
+    }
+
+    fn say(&self, source: Addr, door: u8, what: &str) {
+        self.journal.line(&format!(
+            "{}: {}: {what}",
+            self.who(source),
+            self.name(door)
+        ));
+    }
+
+    /// Logs an event and runs its commands. Returns the id of a one-time door that has just
+    /// used its sequence, so the caller can move it to the next one.
+    pub fn on_event(&mut self, event: DoorEvent) -> Option<u8> {
         match event {
             DoorEvent::Stage {
                 source,
                 door,
                 stage,
-            } => {
-                journal.line(&format!("{source}: {}: Stage {stage}", self.name(door)));
-            }
+            } => self.say(source, door, &format!("Stage {stage}")),
             DoorEvent::Opened {
                 source,
                 door,
                 expires_ns,
             } => {
-                journal.line(&format!("{source}: {}: OPEN SESAME", self.name(door)));
+                self.say(source, door, "OPEN SESAME");
                 let start = self.spawn_command(door, source, Which::Start, None);
                 if let Some(previous) = self
                     .open
                     .insert((source, door), OpenDoor { expires_ns, start })
                 {
                     // The kernel saw the door as closed (its deadline had passed) before this
-                    // sweep did: close the old opening first so its stop command is not lost.
+                    // daemon did: close the old opening first so its stop command is not lost.
                     self.close(source, door, previous);
+                }
+                if self
+                    .door(door)
+                    .is_some_and(|d| d.one_time_sequences.is_some())
+                {
+                    return Some(door);
                 }
             }
             DoorEvent::Refreshed {
@@ -86,52 +131,45 @@ impl Keeper {
                 door,
                 expires_ns,
             } => {
-                journal.line(&format!(
-                    "{source}: {}: OPEN SESAME (already open: stays open longer, command not repeated)",
-                    self.name(door)
-                ));
-                match self.open.get_mut(&(source, door)) {
-                    Some(open) => open.expires_ns = expires_ns,
-                    None => {
-                        self.open.insert(
-                            (source, door),
-                            OpenDoor {
-                                expires_ns,
-                                start: None,
-                            },
-                        );
-                    }
-                }
+                self.say(
+                    source,
+                    door,
+                    "OPEN SESAME (already open: stays open longer, command not repeated)",
+                );
+                self.open
+                    .entry((source, door))
+                    .and_modify(|open| open.expires_ns = expires_ns)
+                    .or_insert(OpenDoor {
+                        expires_ns,
+                        start: None,
+                    });
             }
             DoorEvent::Reset {
                 source,
                 door,
                 stage,
-            } => {
-                journal.detail(&format!(
-                    "{source}: {}: sequence reset by a wrong knock (stage {stage})",
-                    self.name(door)
-                ));
-            }
+            } => self.journal.detail(&format!(
+                "{}: {}: sequence reset by a wrong knock (stage {stage})",
+                self.who(source),
+                self.name(door)
+            )),
             DoorEvent::TimedOut {
                 source,
                 door,
                 stage,
-            } => {
-                journal.line(&format!(
-                    "{source}: {}: sequence timeout (stage {stage})",
-                    self.name(door)
-                ));
-            }
-            DoorEvent::Crowded { source, door } => journal.line(&format!(
-                "{source}: {}: too many attempts in progress from this source; knock ignored",
-                self.name(door)
-            )),
-            DoorEvent::GateFull { source, door } => journal.line(&format!(
-                "{source}: {}: the gate is full (raise Gate_Capacity); the door stays shut",
-                self.name(door)
-            )),
+            } => self.say(source, door, &format!("sequence timeout (stage {stage})")),
+            DoorEvent::Crowded { source, door } => self.say(
+                source,
+                door,
+                "too many attempts in progress from this source; knock ignored",
+            ),
+            DoorEvent::GateFull { source, door } => self.say(
+                source,
+                door,
+                "the gate is full (raise Gate_Capacity); the door stays shut",
+            ),
         }
+        None
     }
 
     /// Closes every door whose deadline has passed and returns when the next one is due.
@@ -175,12 +213,14 @@ impl Keeper {
             .and_then(|d| d.stop_command_for(source.ip()))
             .is_some();
         if has_stop {
-            self.journal
-                .line(&format!("{source}: {}: command timeout", self.name(door)));
+            self.say(source, door, "command timeout");
             self.spawn_command(door, source, Which::Stop, open.start);
         } else {
-            self.journal
-                .detail(&format!("{source}: {}: door closed", self.name(door)));
+            self.journal.detail(&format!(
+                "{}: {}: door closed",
+                self.who(source),
+                self.name(door)
+            ));
             if let Some(start) = open.start {
                 self.commands.spawn(async move {
                     let _ = start.await;

@@ -1,19 +1,25 @@
-//! From a configuration to the contents of the kernel's maps: door records, port classes and
-//! first-knock masks. Pure, so it is tested without a kernel.
+//! From a configuration to the contents of the kernel's maps: door records, port classes,
+//! first-knock masks and guard groups. Pure, so it is tested without a kernel.
+//!
+//! Door ids are stable across reloads: a door keeps its id as long as its name stays, so
+//! attempts and open doors survive a reload; a door whose definition changed gets a new
+//! revision, which ends the attempts begun under the old one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use knock_common::ports::{self, KNOCK, SERVED};
-use knock_common::settings::Settings;
-use knock_common::{Addr, Door, MAX_GUARDED_PORTS, MAX_STEPS, ProgressRule, ProtoPort};
+use knock_common::settings::{IPV4_ONLY, Settings};
+use knock_common::{Addr, Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, ProgressRule, ProtoPort};
 
 use crate::config::{Config, DoorConfig};
 
 /// Everything the XDP program needs to know about a configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
-    /// Door records; the index is the door id.
+    /// Door records by id; ids without a door hold an empty record.
     pub doors: Vec<Door>,
+    /// For each id, the name of its door, if any.
+    pub names: Vec<Option<String>>,
     /// The non-zero words of the `PORTS` map, by index.
     pub port_words: BTreeMap<u32, u64>,
     /// For each first knock, the mask of doors it starts.
@@ -23,16 +29,83 @@ pub struct Plan {
     pub settings: Settings,
 }
 
+/// Program-wide switches from the command line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Switches {
+    /// knockd's `-4`: IPv6 packets are never knocks.
+    pub ipv4_only: bool,
+}
+
 impl Plan {
-    /// Builds the plan for `config`. `served` are the ports the host listens on: knocks on them
-    /// are counted but let through, so the service keeps working.
-    pub fn new(config: &Config, served: &BTreeSet<ProtoPort>) -> Self {
-        let doors: Vec<Door> = config.doors.iter().map(door_record).collect();
+    /// The plan for a first configuration: door ids follow the file's order. `served` are the
+    /// ports the host listens on: knocks on them are counted but let through.
+    pub fn new(config: &Config, served: &BTreeSet<ProtoPort>, switches: Switches) -> Self {
+        let ids: Vec<usize> = (0..config.doors.len()).collect();
+        Self::build(config, &ids, &[], served, switches)
+    }
+
+    /// The plan for a configuration that replaces `self`: doors keep their ids by name, and a
+    /// door whose record changed gets the next revision.
+    pub fn next(&self, config: &Config, served: &BTreeSet<ProtoPort>, switches: Switches) -> Self {
+        let mut taken: BTreeSet<usize> = BTreeSet::new();
+        let mut ids: Vec<Option<usize>> = config
+            .doors
+            .iter()
+            .map(|door| {
+                let id = self.id_of(&door.name)?;
+                taken.insert(id);
+                Some(id)
+            })
+            .collect();
+        // New doors prefer ids nobody used before, so a removed door's id (whose open doors are
+        // being closed) is reused last.
+        let used_before: BTreeSet<usize> = (0..self.names.len())
+            .filter(|id| self.names[*id].is_some())
+            .collect();
+        let mut fresh = (0..MAX_DOORS).filter(|id| !used_before.contains(id));
+        let mut recycled = (0..MAX_DOORS).filter(|id| used_before.contains(id));
+        for slot in ids.iter_mut().filter(|slot| slot.is_none()) {
+            let id = fresh
+                .by_ref()
+                .find(|id| !taken.contains(id))
+                .or_else(|| recycled.by_ref().find(|id| !taken.contains(id)));
+            if let Some(id) = id {
+                taken.insert(id);
+                *slot = Some(id);
+            }
+        }
+        // The configuration holds at most MAX_DOORS doors, so every door found an id.
+        let ids: Vec<usize> = ids.into_iter().flatten().collect();
+        Self::build(config, &ids, &self.doors, served, switches)
+    }
+
+    fn build(
+        config: &Config,
+        ids: &[usize],
+        previous: &[Door],
+        served: &BTreeSet<ProtoPort>,
+        switches: Switches,
+    ) -> Self {
+        let len = ids.iter().map(|id| id + 1).max().unwrap_or(0);
+        let mut doors = vec![empty_door(); len];
+        let mut names = vec![None; len];
+        for (door, &id) in config.doors.iter().zip(ids) {
+            let mut record = door_record(door);
+            if let Some(old) = previous.get(id).filter(|old| old.step_count > 0) {
+                record.revision = old.revision;
+                if !same_definition(old, &record) {
+                    record.revision = old.revision.wrapping_add(1);
+                }
+            }
+            doors[id] = record;
+            names[id] = Some(door.name.clone());
+        }
+
         let mut classes: BTreeMap<ProtoPort, u8> = BTreeMap::new();
         let mut guarding: BTreeMap<ProtoPort, u64> = BTreeMap::new();
         let mut first_steps: BTreeMap<ProtoPort, u64> = BTreeMap::new();
         let mut strict_doors = 0u64;
-        for (id, door) in doors.iter().enumerate() {
+        for (id, door) in doors.iter().enumerate().filter(|(_, d)| d.step_count > 0) {
             for step in door.sequence() {
                 let class = classes.entry(*step).or_default();
                 *class |= KNOCK;
@@ -40,14 +113,19 @@ impl Plan {
                     *class |= SERVED;
                 }
             }
-            for port in door.guarded_ports() {
-                *guarding.entry(*port).or_default() |= 1 << id;
-            }
             if let Some(first) = door.sequence().first() {
                 *first_steps.entry(*first).or_default() |= 1 << id;
             }
             if door.progress_rule() == ProgressRule::Strict {
                 strict_doors |= 1 << id;
+            }
+        }
+        // A door whose one-time sequences ran out still guards its ports: nobody can open it.
+        for (id, door) in doors.iter().enumerate() {
+            if names.get(id).is_some_and(Option::is_some) {
+                for port in door.guarded_ports() {
+                    *guarding.entry(*port).or_default() |= 1 << id;
+                }
             }
         }
         // Guard groups in port order; the configuration allows at most GUARD_GROUPS - 1 ports.
@@ -68,15 +146,21 @@ impl Plan {
         }
         Self {
             doors,
+            names,
             port_words,
             first_steps,
             guards,
             settings: Settings {
                 strict_doors,
                 generation: 0,
-                _pad: 0,
+                flags: if switches.ipv4_only { IPV4_ONLY } else { 0 },
             },
         }
+    }
+
+    /// The id of the door with this name.
+    pub fn id_of(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n.as_deref() == Some(name))
     }
 
     /// The class byte of a port, as the kernel will read it.
@@ -86,6 +170,29 @@ impl Plan {
             .get(&word)
             .map_or(0, |w| ports::class_in(*w, shift))
     }
+
+    /// Ids that had a door in `self` and have none in `next`.
+    pub fn removed_in(&self, next: &Plan) -> Vec<u8> {
+        (0..self.names.len())
+            .filter(|&id| {
+                self.names[id].is_some() && next.names.get(id).is_none_or(Option::is_none)
+            })
+            .map(|id| id as u8)
+            .collect()
+    }
+}
+
+fn empty_door() -> Door {
+    Door {
+        step_count: 0,
+        guarded_count: 0,
+        ..Door::new()
+    }
+}
+
+/// Two records define the same door if everything but the revision matches.
+fn same_definition(a: &Door, b: &Door) -> bool {
+    Door { revision: 0, ..*a } == Door { revision: 0, ..*b }
 }
 
 fn door_record(config: &DoorConfig) -> Door {
@@ -123,88 +230,4 @@ fn duration_ns(duration: std::time::Duration) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use knock_common::ports::GUARDED;
-    use knock_common::segment::tcp_flags::SYN;
-
-    use super::*;
-    use crate::config::parse;
-
-    fn plan_of(text: &str, served: &[ProtoPort]) -> Plan {
-        let config = parse(Path::new("test.conf"), text).unwrap();
-        Plan::new(&config, &served.iter().copied().collect())
-    }
-
-    #[test]
-    fn the_guide_door_becomes_one_record_with_its_steps_and_timeouts() {
-        let plan = plan_of(
-            "[openSSH]\nsequence = 4438,1813,8235\nseq_timeout = 5\ntcpflags = syn\n",
-            &[],
-        );
-        let door = &plan.doors[0];
-        assert_eq!(
-            door.sequence(),
-            [
-                ProtoPort::tcp(4438),
-                ProtoPort::tcp(1813),
-                ProtoPort::tcp(8235)
-            ]
-        );
-        assert_eq!(door.seq_timeout_ns, 5_000_000_000);
-        assert_eq!(door.open_ns, 10_000_000_000);
-        assert_eq!((door.flags_set, door.flags_clear), (SYN, 0));
-        assert_eq!(door.guarded_ports(), [ProtoPort::tcp(22)]);
-    }
-
-    #[test]
-    fn knock_ports_and_protected_ports_get_their_classes() {
-        let plan = plan_of("[d]\nsequence = 7000:udp,8000\n", &[]);
-        assert_eq!(plan.class_of(ProtoPort::udp(7000)), KNOCK);
-        assert_eq!(plan.class_of(ProtoPort::tcp(7000)), 0);
-        assert_eq!(plan.class_of(ProtoPort::tcp(8000)), KNOCK);
-        assert_eq!(plan.class_of(ProtoPort::tcp(22)) & GUARDED, GUARDED);
-        assert_eq!(plan.class_of(ProtoPort::tcp(80)), 0);
-    }
-
-    #[test]
-    fn a_served_knock_port_is_marked_to_pass() {
-        let plan = plan_of("[d]\nsequence = 80,8000\n", &[ProtoPort::tcp(80)]);
-        assert_eq!(plan.class_of(ProtoPort::tcp(80)), KNOCK | SERVED);
-        assert_eq!(plan.class_of(ProtoPort::tcp(8000)), KNOCK);
-    }
-
-    #[test]
-    fn doors_sharing_a_first_knock_share_its_mask() {
-        let plan = plan_of(
-            "[a]\nsequence = 1,2\n[b]\nsequence = 1,3\n[c]\nsequence = 4\n",
-            &[],
-        );
-        assert_eq!(plan.first_steps[&ProtoPort::tcp(1)], 0b011);
-        assert_eq!(plan.first_steps[&ProtoPort::tcp(4)], 0b100);
-        assert!(!plan.first_steps.contains_key(&ProtoPort::tcp(2)));
-    }
-
-    #[test]
-    fn each_protected_port_gets_a_guard_group_naming_its_doors() {
-        let plan = plan_of(
-            "[a]\nsequence = 1\n[b]\nsequence = 2\nprotect = 22, 443\n[c]\nsequence = 3\nprotect = none\n",
-            &[],
-        );
-        let group = |port| ports::guard_group(plan.class_of(port)) as usize;
-        assert_eq!(plan.guards[group(ProtoPort::tcp(22))], 0b011);
-        assert_eq!(plan.guards[group(ProtoPort::tcp(443))], 0b010);
-        assert_ne!(group(ProtoPort::tcp(22)), group(ProtoPort::tcp(443)));
-        assert_eq!(plan.guards[0], 0, "group 0 means unguarded");
-    }
-
-    #[test]
-    fn only_strict_doors_are_in_the_strict_mask() {
-        let plan = plan_of(
-            "[a]\nsequence = 1\n[b]\nsequence = 2\nprogress = knockd\n",
-            &[],
-        );
-        assert_eq!(plan.settings.strict_doors, 0b01);
-    }
-}
+mod tests;

@@ -62,6 +62,26 @@ pub fn gate(map: &mut HashMap<&mut MapData, Addr, Pass>, now_ns: u64) -> usize {
     remaining
 }
 
+/// Closes, in every pass, the slots of doors that no longer exist, so their ids can be reused.
+pub fn forget_doors(map: &mut HashMap<&mut MapData, Addr, Pass>, doors: &[u8]) {
+    if doors.is_empty() {
+        return;
+    }
+    let entries: Vec<(Addr, Pass)> = map.iter().filter_map(Result::ok).collect();
+    for (source, mut pass) in entries {
+        let mut changed = false;
+        for slot in 0..pass.door.len() {
+            if doors.contains(&pass.door[slot]) && pass.expires_ns[slot] != 0 {
+                pass.expires_ns[slot] = 0;
+                changed = true;
+            }
+        }
+        if changed {
+            let _ = map.insert(source, pass, 0);
+        }
+    }
+}
+
 struct Collector {
     source: Addr,
     events: Vec<DoorEvent>,

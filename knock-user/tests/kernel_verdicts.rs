@@ -15,7 +15,7 @@ use knock_common::craft::Craft;
 use knock_common::segment::tcp_flags::{ACK, SYN};
 use knock_user::config;
 use knock_user::loader::{Capacities, Knock};
-use knock_user::plan::Plan;
+use knock_user::plan::{Plan, Switches};
 
 const PASS: u32 = 2;
 const DROP: u32 = 1;
@@ -32,7 +32,7 @@ fn server() -> IpAddr {
 /// The program loaded with a configuration, and a way to adjust the plan before pushing it.
 fn load_with(text: &str, adjust: impl FnOnce(&mut Plan)) -> Knock {
     let config = config::parse(Path::new("test.conf"), text).expect("a valid configuration");
-    let mut plan = Plan::new(&config, &BTreeSet::new());
+    let mut plan = Plan::new(&config, &BTreeSet::new(), Switches::default());
     adjust(&mut plan);
     let mut knock = Knock::load(
         Capacities {

@@ -386,3 +386,14 @@ fn lowest_bit_finds_every_position() {
         assert_eq!(lowest_bit((1 << i) | (1u64 << 63)), i as u8);
     }
 }
+
+#[test]
+fn an_attempt_ends_when_its_door_changes_revision() {
+    let mut k = Knocker::new(std::vec![guide_door()]);
+    k.send(syn(4438), 0.0);
+    k.doors[0].revision = 1;
+    assert_eq!(k.send(syn(1813), 0.1), []);
+    assert!(k.progress.is_empty());
+    assert_eq!(k.send(syn(4438), 0.2), [(0, Change::Stage(1))]);
+    assert_eq!(k.progress.attempts[0].revision, 1);
+}

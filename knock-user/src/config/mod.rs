@@ -3,7 +3,7 @@
 
 mod error;
 mod parse;
-mod value;
+pub(crate) mod value;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -66,6 +66,9 @@ pub struct DoorConfig {
     pub line: usize,
     pub sequence: Vec<ProtoPort>,
     pub one_time_sequences: Option<PathBuf>,
+    /// For a one-time door, the line of its file that `sequence` came from; `None` with
+    /// `one_time_sequences` set means every sequence is used and the door is closed.
+    pub one_time_line: Option<usize>,
     pub seq_timeout: Duration,
     pub tcp_flags: TcpFlags,
     pub start_command: Option<String>,
@@ -92,6 +95,7 @@ impl DoorConfig {
             line,
             sequence: Vec::new(),
             one_time_sequences: None,
+            one_time_line: None,
             seq_timeout: DEFAULT_SEQ_TIMEOUT,
             tcp_flags: TcpFlags::default(),
             start_command: None,
@@ -132,7 +136,7 @@ impl DoorConfig {
     }
 }
 
-/// Reads and parses a configuration file.
+/// Reads and parses a configuration file, and reads the current sequence of one-time doors.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError {
         path: path.to_owned(),
@@ -140,7 +144,32 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         key: None,
         kind: ErrorKind::Unreadable(source.to_string()),
     })?;
-    parse(path, &text)
+    let mut config = parse(path, &text)?;
+    for door in &mut config.doors {
+        if let Some(file) = &door.one_time_sequences {
+            let file = crate::onetime::resolve(path, file);
+            door.load_one_time(&file)?;
+            door.one_time_sequences = Some(file);
+        }
+    }
+    Ok(config)
+}
+
+impl DoorConfig {
+    /// Takes the first unused sequence of a one-time file as this door's sequence.
+    pub fn load_one_time(&mut self, file: &Path) -> Result<(), ConfigError> {
+        match crate::onetime::current(file)? {
+            Some(current) => {
+                self.sequence = current.sequence;
+                self.one_time_line = Some(current.line);
+            }
+            None => {
+                self.sequence.clear();
+                self.one_time_line = None;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

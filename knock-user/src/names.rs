@@ -6,10 +6,13 @@ use std::ffi::CStr;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+/// Host names by address; `None` while a lookup runs or when there is no name.
+type Cache = Arc<Mutex<HashMap<IpAddr, Option<String>>>>;
+
 #[derive(Clone, Default)]
 pub struct Names {
     /// `None` when lookups are off.
-    cache: Option<Arc<Mutex<HashMap<IpAddr, Option<String>>>>>,
+    cache: Option<Cache>,
 }
 
 impl Names {

@@ -87,6 +87,13 @@ impl Lab {
             "dev",
             &self.client_if,
         ])?;
+        self.server.ip(&[
+            "addr",
+            "add",
+            &format!("{SERVER_ALT_V4}/24"),
+            "dev",
+            &self.server_if,
+        ])?;
         Ok(())
     }
 

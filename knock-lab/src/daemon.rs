@@ -61,6 +61,11 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Every line the daemon has printed so far.
     pub fn log(&self) -> Vec<String> {
         self.lines

@@ -96,3 +96,56 @@ fn verbose_knocks_print_each_knock_as_knock_does() {
         "hitting tcp 127.0.0.1:4438\nhitting udp 127.0.0.1:1813\n"
     );
 }
+
+#[test]
+fn invoked_as_knockd_it_takes_knockds_command_line() {
+    let dir = std::env::temp_dir().join(format!("knock-argv0-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let knockd = dir.join("knockd");
+    let _ = std::fs::remove_file(&knockd);
+    std::os::unix::fs::symlink(BINARY, &knockd).unwrap();
+    let version = Command::new(&knockd).arg("-V").output().unwrap();
+    let help = Command::new(&knockd).arg("--help").output().unwrap();
+    let missing = Command::new(&knockd)
+        .args(["-d", "-i", "eth9", "-c", "/nonexistent/knockd.conf"])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("knockd "));
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--interface",
+        "--config",
+        "--daemon",
+        "--debug",
+        "--lookup",
+        "--only-ip-v4",
+        "--verbose",
+        "--pidfile",
+        "--logfile",
+        "--version",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from {help}");
+    }
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/knockd.conf: cannot read")
+    );
+}
+
+#[test]
+fn check_warns_about_a_knock_port_the_host_serves() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    with_config(&format!("[web]\nsequence = {port},1813\n"), |path| {
+        let output = knock_user(&["check", "--config", path]);
+        assert!(output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "knock port {port}:tcp is also a port this host serves"
+            )),
+            "{stderr}"
+        );
+    });
+}

@@ -2,117 +2,14 @@
 //! another namespace, and real sockets connect. Needs root: `cargo xtask test` runs it.
 #![cfg(feature = "privileged-tests")]
 
+mod common;
+
 use std::io::{Read as _, Write as _};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
-use knock_lab::{Daemon, Lab, Listener, SERVER_V4, connects};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_knock-user");
-const SHORT: Duration = Duration::from_millis(700);
-
-/// The guide's configuration, verbatim.
-const GUIDE: &str = "[options]\n        UseSyslog\n\n[openSSH]\n        sequence    = 4438,1813,8235\n        seq_timeout = 5\n        command     = /sbin/iptables -A KNOCKD -s %IP% -p tcp --dport 22 -j ACCEPT\n        tcpflags    = syn\n";
-
-/// A lab with the daemon running `config` on the server side and a listener on port 22.
-struct Scene {
-    daemon: Daemon,
-    listener: Listener,
-    lab: Lab,
-    _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn scene(config: &str) -> Scene {
-    let lab = Lab::new().expect("the lab builds");
-    // The guide's start command appends to a KNOCKD chain; give the server one.
-    lab.server
-        .command("iptables")
-        .args(["-N", "KNOCKD"])
-        .output()
-        .expect("iptables runs");
-    let dir = std::env::temp_dir().join(format!(
-        "knock-e2e-{}-{}",
-        std::process::id(),
-        lab.server_if
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("knockd.conf");
-    std::fs::write(&path, config.replace("$DIR", &dir.to_string_lossy())).unwrap();
-    let listener = Listener::start(&lab.server, 22).expect("a listener on port 22");
-    let daemon = Daemon::start(
-        &lab.server,
-        Path::new(BINARY),
-        &[
-            "--config",
-            &path.to_string_lossy(),
-            "--interface",
-            &lab.server_if,
-            "-v",
-        ],
-    )
-    .expect("the daemon starts");
-    Scene {
-        daemon,
-        listener,
-        lab,
-        _dir: TempDir(dir),
-    }
-}
-
-impl Scene {
-    fn ssh(&self) -> std::io::Result<std::net::TcpStream> {
-        connects(&self.lab.client, SERVER_V4.into(), 22, SHORT)
-    }
-
-    fn real_knock(&self, args: &[&str]) -> Output {
-        let output = self
-            .lab
-            .client
-            .command("knock")
-            .args(args)
-            .output()
-            .expect("knock runs");
-        assert!(output.status.success(), "knock failed: {output:?}");
-        output
-    }
-
-    fn our_knock(&self, args: &[&str]) -> Output {
-        let output = self
-            .lab
-            .client
-            .command(BINARY)
-            .arg("knock")
-            .args(args)
-            .output()
-            .expect("knock-user runs");
-        assert!(
-            output.status.success(),
-            "knock-user knock failed: {output:?}"
-        );
-        output
-    }
-
-    fn knockd_rules(&self) -> String {
-        let output = self
-            .lab
-            .server
-            .command("iptables")
-            .args(["-S", "KNOCKD"])
-            .output()
-            .expect("iptables runs");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-}
+use common::{BINARY, GUIDE, SHORT, scene};
+use knock_lab::{Lab, SERVER_V4, connects};
 
 #[test]
 fn the_guide_configuration_keeps_ssh_shut_until_the_real_knock_client_knocks() {

@@ -270,3 +270,16 @@ fn the_sweeper_removes_stale_progress_and_closed_passes() {
     assert_eq!(knock_user::sweep::gate(&mut knock.gate().unwrap(), now), 0);
     assert_eq!(knock.gate().unwrap().keys().count(), 0);
 }
+
+#[test]
+fn a_door_with_a_target_hears_only_knocks_to_that_address() {
+    let knock = load_with("[t]\nsequence = 4438,1813\ntarget = 198.51.100.4\n", |_| {});
+    let alt: IpAddr = "198.51.100.4".parse().unwrap();
+    verdict(&knock, &syn(4438));
+    verdict(&knock, &syn(1813));
+    assert_eq!(counter(&knock, Counter::KnockAccepted), 0);
+    verdict(&knock, &Craft::tcp(client(), alt, 4438, SYN).build());
+    verdict(&knock, &Craft::tcp(client(), alt, 1813, SYN).build());
+    assert_eq!(counter(&knock, Counter::DoorOpened), 1);
+    assert_eq!(verdict(&knock, &syn(22)), PASS);
+}

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,10 +17,14 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `binary run` inside `ns` with `args`, and waits until it reports that it listens.
     pub fn start(ns: &Netns, binary: &Path, args: &[&str]) -> std::io::Result<Self> {
-        let mut child = ns
-            .command(&binary.to_string_lossy())
-            .arg("run")
-            .args(args)
+        let mut command = ns.command(&binary.to_string_lossy());
+        command.arg("run").args(args);
+        Self::spawn(command)
+    }
+
+    /// Starts a daemon from a prepared command (for wrappers around `knock-user run`).
+    pub fn spawn(mut command: Command) -> std::io::Result<Self> {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;

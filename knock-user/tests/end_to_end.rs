@@ -251,3 +251,22 @@ fn a_failed_native_attach_names_the_interface_and_suggests_skb_mode() {
         "a missing file fails before attaching"
     );
 }
+
+#[test]
+fn debians_default_configuration_runs_unchanged() {
+    let debian = std::fs::read_to_string("/etc/knockd.conf")
+        .expect("Debian's knockd package installs /etc/knockd.conf");
+    let s = scene(&debian);
+    s.real_knock(&["198.51.100.1", "7000", "8000", "9000"]);
+    s.daemon
+        .wait_for("198.51.100.2: openSSH: OPEN SESAME", Duration::from_secs(5))
+        .expect("Debian's openSSH door opens");
+    s.ssh().expect("port 22 accepts after the knock");
+    s.real_knock(&["198.51.100.1", "12345", "54321", "24680", "13579"]);
+    s.daemon
+        .wait_for(
+            "openHTTPS: command returned non-zero status code",
+            Duration::from_secs(5),
+        )
+        .expect("the missing knock_add helper is reported, and the daemon goes on");
+}

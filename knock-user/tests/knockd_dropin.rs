@@ -249,3 +249,53 @@ fn daemon_mode_detaches_writes_its_pid_file_and_removes_it_on_sigterm() {
     assert!(text.contains("starting up, listening on"), "{text}");
     assert!(text.contains("shutting down"), "{text}");
 }
+
+#[test]
+fn use_syslog_sends_knockds_lines_to_syslog_as_knockd() {
+    let lab = Lab::new().unwrap();
+    let dir = TempDir::new("syslog");
+    let config = dir.path("knockd.conf");
+    std::fs::write(&config, GUIDE).unwrap();
+    let socket_path = dir.path("log.sock");
+    let syslog = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    syslog.set_read_timeout(Some(WAIT)).unwrap();
+    for sub in ["upper", "work"] {
+        std::fs::create_dir_all(dir.path(sub)).unwrap();
+    }
+    // A private view of /dev whose /dev/log is our socket; the host's /dev is untouched.
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir=/dev,upperdir={up},workdir={work} /dev && ln -s {sock} /dev/log && exec ip netns exec {ns} {bin} run -c {conf} -i {iface}",
+        up = dir.path("upper").display(),
+        work = dir.path("work").display(),
+        sock = socket_path.display(),
+        ns = lab.server.name(),
+        bin = BINARY,
+        conf = config.display(),
+        iface = lab.server_if,
+    );
+    let mut command = std::process::Command::new("unshare");
+    command.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let daemon = knock_lab::Daemon::spawn(command).expect("the daemon starts");
+    let output = lab
+        .client
+        .command("knock")
+        .args(["198.51.100.1", "4438", "1813", "8235"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(daemon.wait_for("OPEN SESAME", WAIT).is_some());
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 2048];
+    while !seen.iter().any(|l: &String| l.contains("OPEN SESAME")) {
+        let n = syslog.recv(&mut buf).expect("a syslog record arrives");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    // <13> is facility user (1) with level notice (5): 1 * 8 + 5.
+    let record = seen.iter().find(|l| l.contains("OPEN SESAME")).unwrap();
+    assert!(record.starts_with("<13>"), "{record}");
+    assert!(
+        record.contains("knockd: 198.51.100.2: openSSH: OPEN SESAME"),
+        "{record}"
+    );
+    drop(daemon);
+}

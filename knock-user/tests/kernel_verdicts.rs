@@ -2,23 +2,18 @@
 //! Needs root and a kernel with BPF: `cargo xtask test` runs it.
 #![cfg(feature = "privileged-tests")]
 
-use std::collections::BTreeSet;
+#[path = "common/kernel.rs"]
+mod kernel;
+
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use aya::TestRunOptions;
-use aya::programs::TestRun as _;
+use kernel::{DROP, PASS, counter, load_with, sources_in_progress, verdict};
 use knock_common::Addr;
 use knock_common::counter::Counter;
 use knock_common::craft::Craft;
 use knock_common::segment::tcp_flags::{ACK, SYN};
-use knock_user::config;
-use knock_user::loader::{Capacities, Knock};
-use knock_user::plan::{Plan, Switches};
-
-const PASS: u32 = 2;
-const DROP: u32 = 1;
+use knock_user::loader::Knock;
 
 const GUIDE: &str = "[options]\n        UseSyslog\n\n[openSSH]\n        sequence    = 4438,1813,8235\n        seq_timeout = 5\n        command     = /sbin/iptables -A KNOCKD -s %IP% -p tcp --dport 22 -j ACCEPT\n        tcpflags    = syn\n";
 
@@ -29,59 +24,18 @@ fn server() -> IpAddr {
     "198.51.100.1".parse().unwrap()
 }
 
-/// The program loaded with a configuration, and a way to adjust the plan before pushing it.
-fn load_with(text: &str, adjust: impl FnOnce(&mut Plan)) -> Knock {
-    let config = config::parse(Path::new("test.conf"), text).expect("a valid configuration");
-    let mut plan = Plan::new(&config, &BTreeSet::new(), Switches::default());
-    adjust(&mut plan);
-    let mut knock = Knock::load(
-        Capacities {
-            progress: 1024,
-            gate: 256,
-        },
-        false,
-    )
-    .expect("the program loads");
-    knock.push(&plan).expect("the plan is written");
-    knock
-}
-
 fn guide() -> Knock {
     load_with(GUIDE, |_| {})
-}
-
-fn verdict(knock: &Knock, frame: &[u8]) -> u32 {
-    let program = knock.program().expect("the program is loaded");
-    program
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            ..TestRunOptions::default()
-        })
-        .expect("test_run runs")
-        .return_value
 }
 
 fn syn(port: u16) -> Vec<u8> {
     Craft::tcp(client(), server(), port, SYN).build()
 }
 
-fn counter(knock: &Knock, which: Counter) -> u64 {
-    knock
-        .counters()
-        .expect("counters")
-        .into_iter()
-        .find(|(c, _)| *c == which)
-        .map_or(0, |(_, v)| v)
-}
-
 fn knock_sequence(knock: &Knock) {
     for port in [4438, 1813, 8235] {
         assert_eq!(verdict(knock, &syn(port)), DROP, "knock on {port}");
     }
-}
-
-fn sources_in_progress(knock: &mut Knock) -> usize {
-    knock.progress().unwrap().keys().count()
 }
 
 #[test]

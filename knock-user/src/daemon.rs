@@ -200,6 +200,20 @@ impl Daemon {
             self.capacities.progress,
             self.capacities.gate,
         ));
+        let maps = self.knock.map_memory();
+        let total: u64 = maps.iter().filter_map(|m| m.bytes).sum();
+        let each: Vec<String> = maps
+            .iter()
+            .map(|m| match m.bytes {
+                Some(bytes) => format!("{} {} KiB", m.name, bytes.div_ceil(1024)),
+                None => format!("{} ?", m.name),
+            })
+            .collect();
+        self.journal.detail(&format!(
+            "knock: maps use {} KiB in all, fixed at load: {}",
+            total.div_ceil(1024),
+            each.join(", ")
+        ));
     }
 
     fn sweep(&mut self) -> anyhow::Result<()> {
@@ -210,6 +224,7 @@ impl Daemon {
         }
         sweep::gate(&mut self.knock.gate()?, now);
         self.keeper.reap();
+        self.keeper.report_hushed();
         Ok(())
     }
 

@@ -40,6 +40,20 @@ pub struct Keeper {
     names: Names,
     open: HashMap<(Addr, u8), OpenDoor>,
     commands: JoinSet<()>,
+    hush: Hush,
+}
+
+/// How many first-knock and first-stage-timeout lines may be logged per second. Anyone can send
+/// first knocks from spoofed addresses; beyond this, lines are counted, not written, so a flood
+/// cannot fill the disk or drown the lines that matter (later stages and openings are always
+/// logged: they take knowing the sequence).
+pub const NOISE_PER_SECOND: u32 = 20;
+
+#[derive(Default)]
+struct Hush {
+    window_start_ns: u64,
+    logged: u32,
+    suppressed: u64,
 }
 
 impl Keeper {
@@ -50,6 +64,35 @@ impl Keeper {
             names,
             open: HashMap::new(),
             commands: JoinSet::new(),
+            hush: Hush::default(),
+        }
+    }
+
+    /// Whether a line anyone can provoke may be logged now.
+    fn may_log_noise(&mut self) -> bool {
+        let now = clock::monotonic_ns();
+        if now.saturating_sub(self.hush.window_start_ns) >= 1_000_000_000 {
+            self.report_hushed();
+            self.hush.window_start_ns = now;
+            self.hush.logged = 0;
+        }
+        if self.hush.logged < NOISE_PER_SECOND {
+            self.hush.logged += 1;
+            true
+        } else {
+            self.hush.suppressed += 1;
+            false
+        }
+    }
+
+    /// Says how many lines were held back, if any.
+    pub fn report_hushed(&mut self) {
+        if self.hush.suppressed > 0 {
+            self.journal.line(&format!(
+                "knock: {} first-knock lines not logged in the last second (a flood of first knocks?)",
+                self.hush.suppressed
+            ));
+            self.hush.suppressed = 0;
         }
     }
 
@@ -103,7 +146,11 @@ impl Keeper {
                 source,
                 door,
                 stage,
-            } => self.say(source, door, &format!("Stage {stage}")),
+            } => {
+                if stage > 1 || self.may_log_noise() {
+                    self.say(source, door, &format!("Stage {stage}"));
+                }
+            }
             DoorEvent::Opened {
                 source,
                 door,
@@ -157,12 +204,20 @@ impl Keeper {
                 source,
                 door,
                 stage,
-            } => self.say(source, door, &format!("sequence timeout (stage {stage})")),
-            DoorEvent::Crowded { source, door } => self.say(
-                source,
-                door,
-                "too many attempts in progress from this source; knock ignored",
-            ),
+            } => {
+                if stage > 1 || self.may_log_noise() {
+                    self.say(source, door, &format!("sequence timeout (stage {stage})"));
+                }
+            }
+            DoorEvent::Crowded { source, door } => {
+                if self.may_log_noise() {
+                    self.say(
+                        source,
+                        door,
+                        "too many attempts in progress from this source; knock ignored",
+                    );
+                }
+            }
             DoorEvent::GateFull { source, door } => self.say(
                 source,
                 door,
@@ -267,4 +322,52 @@ impl Keeper {
 enum Which {
     Start,
     Stop,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DoorConfig;
+
+    fn keeper_logging_to(path: &std::path::Path) -> Keeper {
+        let journal = Arc::new(Journal::new(false, Some(path), false).unwrap());
+        Keeper::new(
+            vec![Some(DoorConfig::new("openSSH", 1))],
+            journal,
+            Names::new(false),
+        )
+    }
+
+    #[test]
+    fn a_flood_of_first_knocks_is_counted_not_logged_line_by_line() {
+        let dir = std::env::temp_dir().join(format!("knock-hush-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        let mut keeper = keeper_logging_to(&path);
+        for i in 0..100u8 {
+            keeper.on_event(DoorEvent::Stage {
+                source: Addr::from_ipv4([198, 51, 100, i]),
+                door: 0,
+                stage: 1,
+            });
+        }
+        keeper.on_event(DoorEvent::Stage {
+            source: Addr::from_ipv4([198, 51, 100, 200]),
+            door: 0,
+            stage: 2,
+        });
+        keeper.report_hushed();
+        let log = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let stage_ones = log.lines().filter(|l| l.ends_with("Stage 1")).count();
+        assert_eq!(stage_ones, NOISE_PER_SECOND as usize);
+        assert!(
+            log.contains("198.51.100.200: openSSH: Stage 2"),
+            "later stages always log"
+        );
+        assert!(
+            log.contains("knock: 80 first-knock lines not logged"),
+            "{log}"
+        );
+    }
 }

@@ -199,6 +199,26 @@ impl Knock {
         Ok(())
     }
 
+    /// What each of the program's maps holds at most, and the memory the kernel charges for it.
+    pub fn map_memory(&self) -> Vec<MapMemory> {
+        let Some(ids) = self
+            .program()
+            .ok()
+            .and_then(|p| p.info().ok())
+            .and_then(|info| info.map_ids().ok().flatten())
+        else {
+            return Vec::new();
+        };
+        ids.into_iter()
+            .filter_map(|id| aya::maps::MapInfo::from_id(id).ok())
+            .map(|info| MapMemory {
+                name: info.name_as_str().unwrap_or("?").to_owned(),
+                entries: info.max_entries(),
+                bytes: info.fd().ok().and_then(|fd| memlock(&fd)),
+            })
+            .collect()
+    }
+
     /// The door records last pushed into the kernel.
     pub fn pushed_doors(&self) -> Vec<Door> {
         self.pushed
@@ -257,6 +277,25 @@ impl Knock {
         let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
         HashMap::try_from(map).map_err(map_error(name))
     }
+}
+
+/// One map's capacity and memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapMemory {
+    pub name: String,
+    pub entries: u32,
+    /// As /proc reports it for the map's descriptor; `None` when the kernel does not say.
+    pub bytes: Option<u64>,
+}
+
+/// The `memlock` line of a BPF map descriptor's fdinfo: the memory the map uses.
+fn memlock(fd: &impl std::os::fd::AsFd) -> Option<u64> {
+    use std::os::fd::AsRawFd as _;
+    let raw = fd.as_fd().as_raw_fd();
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{raw}")).ok()?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("memlock:"))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {

@@ -5,12 +5,14 @@
 //! Addresses come only from the documentation ranges 198.51.100.0/24 and 2001:db8::/32.
 
 mod daemon;
+pub mod knockd;
 mod netns;
 mod raw;
 mod socket;
 
 pub use daemon::Daemon;
 pub use netns::Netns;
+pub use raw::Capture;
 pub use socket::{Listener, connects, connects_from};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -133,5 +135,30 @@ impl Lab {
         }
         let iface = self.client_if.clone();
         self.client.enter(move || raw::send(&iface, &frame))?
+    }
+
+    /// Starts capturing every frame on the client's veth.
+    pub fn capture_on_client(&self) -> std::io::Result<Capture> {
+        let iface = self.client_if.clone();
+        self.client.enter(move || Capture::open(&iface))?
+    }
+
+    /// Sends `count` frames built from `template` out of the client's veth as fast as it can,
+    /// `shape` rewriting each one (say, its source address) before it leaves. The Ethernet
+    /// addresses are set to the pair's. Returns how many left.
+    pub fn burst_from_client(
+        &self,
+        template: &[u8],
+        count: u64,
+        shape: impl FnMut(u64, &mut [u8]) + Send + 'static,
+    ) -> std::io::Result<u64> {
+        let mut frame = template.to_vec();
+        if frame.len() >= 12 {
+            frame[..6].copy_from_slice(&Self::mac(&self.server, &self.server_if)?);
+            frame[6..12].copy_from_slice(&Self::mac(&self.client, &self.client_if)?);
+        }
+        let iface = self.client_if.clone();
+        self.client
+            .enter(move || raw::burst(&iface, &frame, count, shape))?
     }
 }

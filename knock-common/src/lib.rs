@@ -20,6 +20,7 @@ pub mod ports;
 pub mod progress;
 pub mod segment;
 pub mod settings;
+pub mod siphash;
 
 pub use addr::Addr;
 pub use door::{Door, ProgressRule, ProtoPort};

@@ -1,7 +1,9 @@
 //! `cargo xtask ...`: everything that is not a plain cargo build.
 
 mod bootstrap;
+mod cross;
 mod demo;
+mod matrix;
 mod shell;
 mod test;
 
@@ -22,6 +24,12 @@ enum Command {
     Demo,
     /// Run every test: formatting, lints, unit tests, kernel verdicts, end to end.
     Test,
+    /// Build static knock-user binaries for Raspberry Pis (aarch64, ARMv7, ARMv6) into
+    /// target/cross/<name>/ and check them under qemu-user.
+    Cross(cross::Args),
+    /// Boot Debian's 6.1 and 6.12 kernels (amd64, arm64, armhf) under qemu-system and check that
+    /// each accepts the XDP program and the gate works.
+    Matrix(matrix::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +52,14 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Test => {
             bootstrap::run()?;
             test::run()
+        }
+        Command::Cross(args) => {
+            bootstrap::run()?;
+            cross::run(&args)
+        }
+        Command::Matrix(args) => {
+            bootstrap::run()?;
+            matrix::run(&args)
         }
     }
 }

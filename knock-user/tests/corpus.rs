@@ -1,0 +1,309 @@
+//! The packet corpus (`tests/corpus/`) through the loaded XDP program, with BPF_PROG_TEST_RUN.
+//! Each case starts from empty maps and checks the verdict of every frame, every counter, the
+//! progress and the open doors it leaves, and then that a plain SYN to SSH from its source
+//! passes exactly when its door is open. A failure names the case and shows its frames in hex.
+//! Needs root and a kernel with BPF: `cargo xtask test` runs it.
+#![cfg(feature = "privileged-tests")]
+
+#[path = "common/kernel.rs"]
+mod kernel;
+
+#[path = "corpus/cases.rs"]
+mod cases;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+use cases::{Case, SERVER4, SERVER6, SSH, Setup, Verdict, hex};
+use knock_common::counter::Counter;
+use knock_common::craft::Craft;
+use knock_common::frame::classify;
+use knock_common::segment::tcp_flags::SYN;
+use knock_common::{Addr, ProtoPort};
+use knock_user::config;
+use knock_user::loader::Knock;
+use knock_user::plan::{Plan, Switches};
+
+#[test]
+fn the_corpus_holds_at_least_150_uniquely_named_cases() {
+    let mut names = BTreeSet::new();
+    for (_, cases) in cases::categories() {
+        for case in cases {
+            assert!(
+                names.insert(case.name.clone()),
+                "two cases are named `{}`",
+                case.name
+            );
+        }
+    }
+    assert!(names.len() >= 150, "only {} cases", names.len());
+}
+
+#[test]
+fn basic_knocks_and_the_gate_behave_as_specified() {
+    run("basics");
+}
+
+#[test]
+fn odd_tcp_flag_sets_behave_as_specified() {
+    run("tcp_flags");
+}
+
+#[test]
+fn vlan_tagged_frames_behave_as_specified() {
+    run("vlan");
+}
+
+#[test]
+fn ipv4_options_and_bad_ipv4_headers_behave_as_specified() {
+    run("ipv4");
+}
+
+#[test]
+fn ipv6_extension_headers_and_bad_ipv6_headers_behave_as_specified() {
+    run("ipv6");
+}
+
+#[test]
+fn fragments_behave_as_specified() {
+    run("fragments");
+}
+
+#[test]
+fn truncated_frames_and_bogus_transports_behave_as_specified() {
+    run("truncated");
+}
+
+#[test]
+fn other_protocols_behave_as_specified() {
+    run("other_protocols");
+}
+
+#[test]
+fn broadcast_and_multicast_behave_as_specified() {
+    run("multicast");
+}
+
+#[test]
+fn whole_sequences_in_every_shape_behave_as_specified() {
+    run("sequences");
+}
+
+/// Runs every case of a category and fails once, listing every case that went wrong.
+fn run(category: &str) {
+    let cases = cases::categories()
+        .into_iter()
+        .find(|(name, _)| *name == category)
+        .map(|(_, cases)| cases)
+        .expect("a category of the corpus");
+    let mut loaded: BTreeMap<&'static str, Knock> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let knock = loaded
+            .entry(case.setup.name)
+            .or_insert_with(|| load(case.setup));
+        let outcome = catch_unwind(AssertUnwindSafe(|| check(knock, case)));
+        let problems = outcome.unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            vec![format!("panicked: {message}")]
+        });
+        if !problems.is_empty() {
+            failures.push(report(case, &problems));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} `{category}` cases failed:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+fn load(setup: &Setup) -> Knock {
+    let config = config::parse(Path::new("corpus.conf"), setup.config).expect("a valid setup");
+    let served: BTreeSet<ProtoPort> = setup.served.iter().map(|&p| ProtoPort::tcp(p)).collect();
+    let switches = Switches {
+        ipv4_only: setup.ipv4_only,
+    };
+    kernel::load_with(setup.config, |plan| {
+        *plan = Plan::new(&config, &served, switches);
+    })
+}
+
+/// Plays a case from empty maps; returns what differs from its expectations.
+fn check(knock: &mut Knock, case: &Case) -> Vec<String> {
+    forget_every_source(knock);
+    let before = counters(knock);
+    let mut problems = Vec::new();
+    for (index, step) in case.steps.iter().enumerate() {
+        // XDP never sees less than an Ethernet header, and test_run refuses it.
+        if step.frame.len() < 14 {
+            problems.push(format!("frame {} is shorter than 14 bytes", index + 1));
+            continue;
+        }
+        let got = kernel::verdict(knock, &step.frame);
+        if got != code(step.verdict) {
+            problems.push(format!(
+                "frame {}: expected {:?}, got {} (the host's classifier says {:?})\n      {}",
+                index + 1,
+                step.verdict,
+                verdict_name(got),
+                classify(step.frame.as_slice()),
+                hex(&step.frame)
+            ));
+        }
+    }
+    let after = counters(knock);
+    for &counter in Counter::ALL {
+        let moved = after[&(counter as u32)] - before[&(counter as u32)];
+        let expected = case
+            .counters
+            .iter()
+            .find(|(c, _)| *c == counter)
+            .map_or(0, |&(_, n)| n);
+        if moved != expected {
+            problems.push(format!(
+                "counter {}: expected +{expected}, moved +{moved}",
+                counter.label()
+            ));
+        }
+    }
+    let source = Addr::from(case.source);
+    let (stage, others) = progress(knock, source);
+    if (stage, others) != (case.stage, case.others_in_progress) {
+        problems.push(format!(
+            "progress: expected stage {} for the source and {} other source(s), found stage {stage} \
+             and {others} other source(s)",
+            case.stage, case.others_in_progress
+        ));
+    }
+    let (open, others_open) = open_doors(knock, source);
+    if (open, others_open) != (case.door_open, 0) {
+        problems.push(format!(
+            "gate: expected the source's door {} and no other, found it {} and {others_open} other \
+             source(s) with an open door",
+            open_or_shut(case.door_open),
+            open_or_shut(open)
+        ));
+    }
+    let server = if case.source.is_ipv4() {
+        SERVER4
+    } else {
+        SERVER6
+    };
+    let probe = Craft::tcp(case.source, server, SSH, SYN).build();
+    let admitted = kernel::verdict(knock, &probe) == kernel::PASS;
+    if admitted != case.door_open {
+        problems.push(format!(
+            "afterwards a plain SYN to SSH from the source was {}, but the door should be {}",
+            if admitted { "admitted" } else { "dropped" },
+            open_or_shut(case.door_open)
+        ));
+    }
+    problems
+}
+
+fn report(case: &Case, problems: &[String]) -> String {
+    let mut text = format!(
+        "✗ {}\n    setup `{}`, source {}\n",
+        case.name, case.setup.name, case.source
+    );
+    if let Some(bug) = case.suspected_bug {
+        text.push_str(&format!("    expects the fix of a suspected bug: {bug}\n"));
+    }
+    for problem in problems {
+        text.push_str(&format!("    - {problem}\n"));
+    }
+    for (index, step) in case.steps.iter().enumerate() {
+        text.push_str(&format!(
+            "    frame {} (expect {:?}): {}\n",
+            index + 1,
+            step.verdict,
+            hex(&step.frame)
+        ));
+    }
+    text
+}
+
+/// Empties the progress and gate maps, so the next case starts as after a fresh load.
+fn forget_every_source(knock: &mut Knock) {
+    let mut progress = knock.progress().expect("the progress map");
+    let sources: Vec<Addr> = progress.keys().map(|k| k.expect("a key")).collect();
+    for source in sources {
+        progress.remove(&source).expect("a source forgotten");
+    }
+    let mut gate = knock.gate().expect("the gate map");
+    let sources: Vec<Addr> = gate.keys().map(|k| k.expect("a key")).collect();
+    for source in sources {
+        gate.remove(&source).expect("a source forgotten");
+    }
+}
+
+fn counters(knock: &Knock) -> BTreeMap<u32, u64> {
+    let mut all: BTreeMap<u32, u64> = Counter::ALL.iter().map(|&c| (c as u32, 0)).collect();
+    for (counter, value) in knock.counters().expect("the counters") {
+        all.insert(counter as u32, value);
+    }
+    all
+}
+
+/// The highest stage among `source`'s attempts, and how many other sources have progress.
+fn progress(knock: &mut Knock, source: Addr) -> (u8, usize) {
+    let map = knock.progress().expect("the progress map");
+    let mut stage = 0;
+    let mut others = 0;
+    for key in map.keys() {
+        let key = key.expect("a key");
+        if key == source {
+            let entry = map.get(&key, 0).expect("the source's progress");
+            stage = entry.attempts.iter().map(|a| a.stage).max().unwrap_or(0);
+        } else {
+            others += 1;
+        }
+    }
+    (stage, others)
+}
+
+/// Whether `source` has a door open now, and how many other sources have one.
+fn open_doors(knock: &mut Knock, source: Addr) -> (bool, usize) {
+    let now = knock_user::clock::monotonic_ns();
+    let map = knock.gate().expect("the gate map");
+    let mut open = false;
+    let mut others = 0;
+    for key in map.keys() {
+        let key = key.expect("a key");
+        let pass = map.get(&key, 0).expect("the source's pass");
+        let any = pass.open_doors(now).next().is_some();
+        if key == source {
+            open = any;
+        } else if any {
+            others += 1;
+        }
+    }
+    (open, others)
+}
+
+const fn code(verdict: Verdict) -> u32 {
+    match verdict {
+        Verdict::Pass => kernel::PASS,
+        Verdict::Drop => kernel::DROP,
+    }
+}
+
+fn verdict_name(code: u32) -> String {
+    match code {
+        kernel::PASS => "Pass".to_owned(),
+        kernel::DROP => "Drop".to_owned(),
+        other => format!("XDP action {other}"),
+    }
+}
+
+fn open_or_shut(open: bool) -> &'static str {
+    if open { "open" } else { "shut" }
+}

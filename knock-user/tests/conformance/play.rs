@@ -4,11 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use knock_common::craft::Craft;
 use knock_lab::knockd::Knockd;
-use knock_lab::{Daemon, Lab, Listener, connects};
+use knock_lab::{Daemon, Lab, Listener, Netns, connects};
 
 use crate::table::{self, Action, Outcome, Proto, Scenario};
 
@@ -19,6 +20,8 @@ const SETTLE: Duration = Duration::from_millis(500);
 /// How long a connection may take before the port counts as shut; a dropped SYN never answers.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(700);
 const DESTINATION_OPTIONS: u8 = 60;
+/// How long a daemon gets to re-read its configuration after SIGHUP.
+const RELOAD_SETTLE: Duration = Duration::from_millis(500);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Implementation {
@@ -80,13 +83,18 @@ pub fn run(scenario: &Scenario, which: Implementation) -> Result<Run, String> {
         lab.server_if
     )));
     std::fs::create_dir_all(&dir.0).map_err(fail("the run's directory"))?;
-    let dir_text = dir.0.to_string_lossy().into_owned();
     for (name, content) in &scenario.files {
         std::fs::write(dir.0.join(name), content).map_err(fail("a scenario file"))?;
     }
-    let config = configuration(&scenario.config.replace("$DIR", &dir_text), &dir.0, which);
     let config_path = dir.0.join("knockd.conf");
-    std::fs::write(&config_path, &config).map_err(fail("the configuration"))?;
+    let stage = Stage {
+        lab: &lab,
+        scenario,
+        which,
+        dir: &dir.0,
+        config_path: &config_path,
+    };
+    stage.write_config(&scenario.config)?;
     let _listeners = scenario
         .listen
         .iter()
@@ -115,7 +123,7 @@ pub fn run(scenario: &Scenario, which: Implementation) -> Result<Run, String> {
     let played = scenario
         .play
         .iter()
-        .try_for_each(|action| play(&lab, action, &mut outcome));
+        .try_for_each(|action| stage.play(action, &mut outcome));
     std::thread::sleep(SETTLE);
     // Records are read before the daemon stops: knock runs the stop commands of open doors when
     // it stops, and knockd's forked children are ended with it.
@@ -184,57 +192,109 @@ fn has_start_command(body: &[&str]) -> bool {
     })
 }
 
-fn play(lab: &Lab, action: &Action, outcome: &mut BTreeSet<String>) -> Result<(), String> {
-    match action {
-        Action::Knock { to, ports } => {
-            let family = if to.is_ipv6() { "-6" } else { "-4" };
-            let output = lab
-                .client
-                .command("knock")
-                .arg(family)
-                .arg(to.to_string())
-                .args(ports)
-                .output()
-                .map_err(|e| format!("knock(1) did not run: {e}"))?;
-            if !output.status.success() {
-                return Err(format!("knock(1) failed: {output:?}"));
+/// What the actions of one run act on.
+struct Stage<'a> {
+    lab: &'a Lab,
+    scenario: &'a Scenario,
+    which: Implementation,
+    dir: &'a Path,
+    config_path: &'a Path,
+}
+
+impl Stage<'_> {
+    fn write_config(&self, text: &str) -> Result<(), String> {
+        let text = text.replace("$DIR", &self.dir.to_string_lossy());
+        let config = configuration(&text, self.dir, self.which);
+        std::fs::write(self.config_path, config).map_err(fail("the configuration"))
+    }
+
+    fn play(&self, action: &Action, outcome: &mut BTreeSet<String>) -> Result<(), String> {
+        let lab = self.lab;
+        match action {
+            Action::Knock { to, ports } => {
+                let family = if to.is_ipv6() { "-6" } else { "-4" };
+                let output = lab
+                    .client
+                    .command("knock")
+                    .arg(family)
+                    .arg(to.to_string())
+                    .args(ports)
+                    .output()
+                    .map_err(|e| format!("knock(1) did not run: {e}"))?;
+                if !output.status.success() {
+                    return Err(format!("knock(1) failed: {output:?}"));
+                }
+            }
+            Action::Send {
+                proto,
+                port,
+                flags,
+                from,
+                to,
+                times,
+                options,
+                fragment,
+            } => {
+                let mut craft = match proto {
+                    Proto::Tcp => Craft::tcp(*from, *to, *port, *flags),
+                    Proto::Udp => Craft::udp(*from, *to, *port),
+                };
+                if *options {
+                    // Destination options holding one PadN option: nothing a host would act on.
+                    craft = craft.with_extension(DESTINATION_OPTIONS, &[1, 4, 0, 0, 0, 0]);
+                }
+                if *fragment {
+                    craft = craft.with_fragment(0, true);
+                }
+                let frame = craft.build();
+                for _ in 0..*times {
+                    lab.send_from_client(&frame)
+                        .map_err(|e| format!("a crafted frame was not sent: {e}"))?;
+                }
+            }
+            Action::Connect { port, to } => {
+                let state = match connects(&lab.client, *to, *port, CONNECT_TIMEOUT) {
+                    Ok(_) => "open",
+                    Err(_) => "shut",
+                };
+                outcome.insert(format!("{port}:{state}"));
+            }
+            Action::Wait(duration) => std::thread::sleep(*duration),
+            Action::Reload => {
+                let scenario = self.scenario;
+                self.write_config(scenario.reload_config.as_ref().unwrap_or(&scenario.config))?;
+                let daemon = match self.which {
+                    Implementation::Knockd => "knockd",
+                    Implementation::KnockInKnockdMode | Implementation::KnockStrict => "knock-user",
+                };
+                signal(&lab.server, daemon, libc::SIGHUP)?;
+                std::thread::sleep(RELOAD_SETTLE);
             }
         }
-        Action::Send {
-            proto,
-            port,
-            flags,
-            from,
-            to,
-            times,
-            options,
-            fragment,
-        } => {
-            let mut craft = match proto {
-                Proto::Tcp => Craft::tcp(*from, *to, *port, *flags),
-                Proto::Udp => Craft::udp(*from, *to, *port),
-            };
-            if *options {
-                // Destination options holding one PadN option: nothing a host would act on.
-                craft = craft.with_extension(DESTINATION_OPTIONS, &[1, 4, 0, 0, 0, 0]);
-            }
-            if *fragment {
-                craft = craft.with_fragment(0, true);
-            }
-            let frame = craft.build();
-            for _ in 0..*times {
-                lab.send_from_client(&frame)
-                    .map_err(|e| format!("a crafted frame was not sent: {e}"))?;
-            }
-        }
-        Action::Connect { port, to } => {
-            let state = match connects(&lab.client, *to, *port, CONNECT_TIMEOUT) {
-                Ok(_) => "open",
-                Err(_) => "shut",
-            };
-            outcome.insert(format!("{port}:{state}"));
-        }
-        Action::Wait(duration) => std::thread::sleep(*duration),
+        Ok(())
+    }
+}
+
+/// Sends `signal` to the processes called `name` in `ns`. The lab's daemon handles do not give
+/// out their process ids, so they are looked up among the namespace's processes.
+fn signal(ns: &Netns, name: &str, signal: i32) -> Result<(), String> {
+    let output = Command::new("ip")
+        .args(["netns", "pids", ns.name()])
+        .output()
+        .map_err(|e| format!("ip netns pids: {e}"))?;
+    let pids: Vec<i32> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .collect();
+    if pids.is_empty() {
+        return Err(format!("no {name} process in {}", ns.name()));
+    }
+    for pid in pids {
+        // SAFETY: kill(2) on the daemon this run started.
+        unsafe { libc::kill(pid, signal) };
     }
     Ok(())
 }

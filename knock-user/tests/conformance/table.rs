@@ -74,6 +74,9 @@ pub enum Action {
         to: IpAddr,
     },
     Wait(Duration),
+    /// The configuration rewritten (to `reload config:`, if the scenario has one) and the
+    /// daemon sent SIGHUP.
+    Reload,
 }
 
 /// What a run leaves behind: `door@source` for every source a start command ran for (with
@@ -101,6 +104,8 @@ pub struct Scenario {
     pub text: String,
     /// A knockd.conf without start commands: the runner adds the recording ones.
     pub config: String,
+    /// The configuration that `reload` puts in place, if not the same.
+    pub reload_config: Option<String>,
     pub files: Vec<(String, String)>,
     pub daemon_args: Vec<String>,
     pub listen: Vec<u16>,
@@ -189,6 +194,7 @@ struct Draft {
     line: usize,
     end: usize,
     config: Option<String>,
+    reload_config: Option<String>,
     files: Vec<(String, String)>,
     daemon_args: Vec<String>,
     listen: Vec<u16>,
@@ -205,6 +211,7 @@ impl Draft {
             line,
             end: line,
             config: None,
+            reload_config: None,
             files: Vec::new(),
             daemon_args: Vec::new(),
             listen: Vec::new(),
@@ -225,6 +232,9 @@ impl Draft {
         };
         match key {
             "config" => self.config = Some(lines_of(value, block).join("\n") + "\n"),
+            "reload config" => {
+                self.reload_config = Some(lines_of(value, block).join("\n") + "\n");
+            }
             "play" => {
                 let actions = lines_of(value, block)
                     .iter()
@@ -288,6 +298,7 @@ impl Draft {
             strict: self.strict.ok_or_else(|| missing("strict"))?,
             name: self.name,
             line: self.line,
+            reload_config: self.reload_config,
             files: self.files,
             daemon_args: self.daemon_args,
             listen: self.listen,
@@ -448,7 +459,8 @@ fn action(line: &str) -> Result<Action, String> {
                 .map_err(|_| format!("`{ms}` is not milliseconds"))?;
             Ok(Action::Wait(Duration::from_millis(ms)))
         }
-        _ => Err(format!("unknown action `{verb}`")),
+        "reload" if operands.is_empty() => Ok(Action::Reload),
+        _ => Err(format!("unknown action `{line}`")),
     }
 }
 

@@ -49,8 +49,28 @@ counters! {
     ProgressFull = 11, "progress_insert_failed";
     /// An event was lost because the ring buffer was full.
     EventsLost = 12, "events_lost";
+    /// A single-packet authorization opened a door.
+    SpaAccepted = 13, "spa_accepted";
+    /// An SPA datagram of the wrong size, magic or version.
+    SpaMalformed = 14, "spa_malformed";
+    /// An SPA datagram naming a key id that is not loaded.
+    SpaUnknownKey = 15, "spa_unknown_key";
+    /// An SPA datagram whose MAC is wrong: forged, altered, or sent from another address.
+    SpaBadMac = 16, "spa_bad_mac";
+    /// An SPA datagram whose timestamp is outside the window.
+    SpaStale = 17, "spa_stale";
+    /// An SPA datagram whose nonce was seen before.
+    SpaReplayed = 18, "spa_replayed";
+    /// An SPA datagram for a door that takes no SPA.
+    SpaUnknownDoor = 19, "spa_unknown_door";
+    /// A source earned a ban.
+    SourceBanned = 20, "sources_banned";
+    /// A knock or SPA datagram from a banned source was ignored.
+    BannedIgnored = 21, "banned_ignored";
+    /// A new connection to a protected port passed because its source is always allowed.
+    AlwaysAllowed = 22, "always_allowed";
 }
 
 /// Number of counters, the size of the `COUNTERS` map.
-pub const COUNT: u32 = 13;
+pub const COUNT: u32 = 23;
 const _: () = assert!(Counter::ALL.len() == COUNT as usize);

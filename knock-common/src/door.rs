@@ -82,9 +82,18 @@ pub struct Door {
     /// Bumped by user space whenever the door's definition changes, so that attempts begun
     /// under the old definition end instead of continuing under the new one.
     pub revision: u8,
-    pub _pad: u8,
+    /// `ONCE` and future switches.
+    pub flags: u8,
+    /// The id the door opens under in the gate and in events. A door's own id, except for the
+    /// per-period instances of a rotating door, which all open their door's one entry.
+    pub gate_id: u8,
+    pub _pad: [u8; 7],
 }
-crate::assert_layout!(Door, size = 200, align = 8);
+
+/// The sequence works once: the program empties it when it opens the door (one-time and
+/// rotating sequences), so a replay finds nothing to complete.
+pub const ONCE: u8 = 1;
+crate::assert_layout!(Door, size = 208, align = 8);
 
 impl Door {
     /// A door with no steps yet, knockd's default timeouts, and knock's default TCP flags
@@ -103,7 +112,9 @@ impl Door {
             rule: ProgressRule::Strict as u8,
             has_target: 0,
             revision: 0,
-            _pad: 0,
+            flags: 0,
+            gate_id: 0,
+            _pad: [0; 7],
         }
     }
 

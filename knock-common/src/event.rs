@@ -35,4 +35,8 @@ pub mod kind {
     pub const CROWDED: u8 = 6;
     /// A sequence completed but the gate map is full: the door stayed shut.
     pub const GATE_FULL: u8 = 7;
+    /// The source failed too often and is ignored until `expires_ns`.
+    pub const BANNED: u8 = 8;
+    /// An SPA datagram was refused; `stage` holds the `spa::Rejection`.
+    pub const SPA_REJECTED: u8 = 9;
 }

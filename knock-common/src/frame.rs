@@ -254,7 +254,7 @@ fn transport<F: FrameBytes + ?Sized>(
     unicast: bool,
     fragment: bool,
 ) -> Frame {
-    let segment = |dport: u16, tcp_flags: u8| {
+    let segment = |dport: u16, tcp_flags: u8, payload_at: usize| {
         Frame::Segment(Segment {
             src,
             dst,
@@ -263,6 +263,9 @@ fn transport<F: FrameBytes + ?Sized>(
             tcp_flags,
             unicast,
             fragment,
+            // Offsets stay below MAX_TRANSPORT_OFFSET plus a few headers, lengths below 64 KiB.
+            payload_at: payload_at as u16,
+            payload_len: payload.end.saturating_sub(payload_at) as u16,
         })
     };
     match proto {
@@ -276,7 +279,7 @@ fn transport<F: FrameBytes + ?Sized>(
             if tcp[12] >> 4 < 5 {
                 return Frame::Malformed(Malformed::BadTcpHeader);
             }
-            segment(u16::from_be_bytes([tcp[2], tcp[3]]), tcp[13])
+            segment(u16::from_be_bytes([tcp[2], tcp[3]]), tcp[13], payload.start)
         }
         PROTO_UDP => {
             let (Some(udp), true) = (
@@ -285,7 +288,7 @@ fn transport<F: FrameBytes + ?Sized>(
             ) else {
                 return Frame::Malformed(Malformed::TruncatedTransport);
             };
-            segment(u16::from_be_bytes([udp[2], udp[3]]), 0)
+            segment(u16::from_be_bytes([udp[2], udp[3]]), 0, payload.start + UDP_HEADER)
         }
         _ => Frame::Other,
     }

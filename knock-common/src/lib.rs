@@ -9,6 +9,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod addr;
+pub mod ban;
 pub mod counter;
 #[cfg(any(test, feature = "craft"))]
 pub mod craft;
@@ -21,6 +22,7 @@ pub mod progress;
 pub mod segment;
 pub mod settings;
 pub mod siphash;
+pub mod spa;
 
 pub use addr::Addr;
 pub use door::{Door, ProgressRule, ProtoPort};
@@ -46,10 +48,20 @@ pub mod maps {
     pub const SETTINGS: &str = "SETTINGS";
     pub const COUNTERS: &str = "COUNTERS";
     pub const EVENTS: &str = "EVENTS";
+    pub const BANS: &str = "BANS";
+    pub const KEYS: &str = "KEYS";
+    pub const NONCES: &str = "NONCES";
+    pub const SPA_DOORS: &str = "SPA_DOORS";
+    pub const ALWAYS_ALLOW: &str = "ALWAYS_ALLOW";
 }
 
 /// The name of the XDP program in the object file.
 pub const PROGRAM: &str = "knock";
+/// The XDP program that checks single-packet authorization, reached by a tail call.
+pub const SPA_PROGRAM: &str = "knock_spa";
+/// The name of the program array the main program tail-calls through, and the SPA slot in it.
+pub const HANDOFF: &str = "HANDOFF";
+pub const HANDOFF_SPA: u32 = 0;
 
 /// Declares that a type shared through a map has the given size on every target, so a 32-bit
 /// loader and the 64-bit BPF program agree on its layout.
@@ -82,5 +94,7 @@ impl_pod!(
     progress::Progress,
     settings::Settings,
     ports::FirstSteps,
+    ban::Strikes,
+    settings::SpaKey,
     event::Event,
 );

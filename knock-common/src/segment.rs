@@ -31,6 +31,10 @@ pub struct Segment {
     /// The first fragment of a fragmented datagram. It can open a connection once reassembled,
     /// so the gate judges it, but it never counts as a knock.
     pub fragment: bool,
+    /// For UDP: where the datagram's payload starts in the frame, and its length up to the end
+    /// the IP header gives.
+    pub payload_at: u16,
+    pub payload_len: u16,
 }
 
 impl Segment {

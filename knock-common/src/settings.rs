@@ -10,6 +10,19 @@ pub struct Settings {
     pub generation: u32,
     /// `IPV4_ONLY` and future switches.
     pub flags: u32,
+    /// Wall-clock time minus the monotonic clock, in ns, kept current by user space, so the
+    /// program can judge SPA timestamps.
+    pub clock_offset_ns: u64,
+    /// The UDP port of single-packet authorization; zero when SPA is off.
+    pub spa_port: u16,
+    pub _pad: u16,
+    /// How far an SPA timestamp may be from the host's clock, in seconds.
+    pub spa_window_s: u32,
+    /// Failures in `ban_window_s` that ban a source for `ban_time_s`; zero turns bans off.
+    pub ban_limit: u32,
+    pub ban_window_s: u32,
+    pub ban_time_s: u32,
+    pub _pad2: u32,
 }
 
 /// IPv6 packets are never knocks (knockd's `-4`); the gate still guards IPv6.
@@ -20,4 +33,22 @@ impl Settings {
         self.flags & IPV4_ONLY != 0
     }
 }
-crate::assert_layout!(Settings, size = 16, align = 8);
+crate::assert_layout!(Settings, size = 48, align = 8);
+
+impl Settings {
+    pub const fn ban_policy(&self) -> crate::ban::Policy {
+        crate::ban::Policy {
+            limit: self.ban_limit,
+            window_ns: self.ban_window_s as u64 * 1_000_000_000,
+            ban_ns: self.ban_time_s as u64 * 1_000_000_000,
+        }
+    }
+}
+
+/// A client's SPA key, the value of the `KEYS` hash map keyed by key id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpaKey {
+    pub key: [u8; 16],
+}
+crate::assert_layout!(SpaKey, size = 16, align = 1);

@@ -6,7 +6,9 @@ use knock_common::gate::{Opening, Pass};
 use knock_common::ports;
 use knock_common::{Addr, Door};
 
-use crate::maps::{GATE, GUARDS, Scratch};
+use aya_ebpf::maps::lpm_trie::Key;
+
+use crate::maps::{ALWAYS_ALLOW, GATE, GUARDS, Scratch};
 use crate::report::{count, emit};
 
 /// Whether `source` may open a new connection to a guarded port of class `class` now.
@@ -20,6 +22,14 @@ pub fn admits(source: Addr, class: u8, now_ns: u64) -> bool {
         Some(pass) => unsafe { (*pass).admits(*guarding, now_ns) },
         None => false,
     }
+}
+
+/// Whether `source` lies in a network that is always allowed.
+#[inline(always)]
+pub fn always_allowed(source: Addr) -> bool {
+    ALWAYS_ALLOW
+        .get(Key::new(128, source.octets))
+        .is_some()
 }
 
 /// Opens `door` for `source` until `now + open time`, or moves the deadline of a door that is

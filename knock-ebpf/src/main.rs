@@ -5,6 +5,8 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
+mod ban;
+#[cfg(target_arch = "bpf")]
 mod frame;
 #[cfg(target_arch = "bpf")]
 mod gate;
@@ -14,6 +16,8 @@ mod maps;
 mod program;
 #[cfg(target_arch = "bpf")]
 mod report;
+#[cfg(target_arch = "bpf")]
+mod spa;
 
 /// The program is only meaningful for the BPF target; this keeps host builds of the workspace
 /// (clippy, `cargo test --workspace`) working.

@@ -2,11 +2,12 @@
 //! maps from the configuration before loading.
 
 use aya_ebpf::macros::map;
-use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf};
+use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf};
+use knock_common::ban::Strikes;
 use knock_common::gate::Pass;
 use knock_common::ports::{self, FirstSteps};
 use knock_common::progress::Progress;
-use knock_common::settings::Settings;
+use knock_common::settings::{Settings, SpaKey};
 use knock_common::{Addr, Door, MAX_DOORS, ProtoPort, Segment, counter};
 
 /// Doors by id.
@@ -49,6 +50,10 @@ pub struct Scratch {
     pub opens: Opens,
     /// A new source's pass, built here.
     pub pass: Pass,
+    /// Set when the packet ended an attempt: a failure that counts toward a ban.
+    pub failed: u32,
+    /// An SPA datagram's payload, copied out of the packet.
+    pub spa: [u8; knock_common::spa::PACKET_LEN],
 }
 
 /// The most doors one packet can open: doors whose sequences end alike open together.
@@ -66,6 +71,34 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Failures per source. An LRU map: sources are untrusted; a flood can only evict strikes.
+#[map]
+pub static BANS: LruHashMap<Addr, Strikes> = LruHashMap::with_max_entries(16384, 0);
+
+/// SPA client keys by key id.
+#[map]
+pub static KEYS: HashMap<u32, SpaKey> = HashMap::with_max_entries(1024, 0);
+
+/// SPA nonces seen within the timestamp window. Only authentic packets add entries.
+#[map]
+pub static NONCES: LruHashMap<[u8; 16], u8> = LruHashMap::with_max_entries(8192, 0);
+
+/// Doors that SPA may open, by door tag, with their id.
+#[map]
+pub static SPA_DOORS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_DOORS as u32, 0);
+
+/// Programs the main one hands packets to with a tail call, each with its own 512-byte stack
+/// and verified on its own: index `SPA_PROGRAM` checks single-packet authorization.
+#[map]
+pub static HANDOFF: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+pub const SPA_PROGRAM: u32 = 0;
+
+/// Networks whose sources the gate never blocks.
+#[map]
+pub static ALWAYS_ALLOW: LpmTrie<[u8; 16], u8> =
+    LpmTrie::with_max_entries(1024, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);

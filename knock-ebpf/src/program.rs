@@ -10,12 +10,14 @@ use knock_common::event::kind;
 use knock_common::frame::{Frame, classify};
 use knock_common::ports::{self, GUARDED, KNOCK, SERVED};
 use knock_common::progress::{Change, DoorBook, Observer, Progress, advance};
+use knock_common::door::ONCE;
+use knock_common::settings::Settings;
 use knock_common::{Addr, Door, ProtoPort, Segment};
 
 use crate::frame::XdpFrame;
-use crate::gate;
+use crate::{ban, gate};
 use crate::maps::{
-    DOORS, FIRST_STEPS, OPENS_PER_PACKET, Opens, PORTS, PROGRESS, SCRATCH, SETTINGS, Scratch,
+    DOORS, HANDOFF, SPA_PROGRAM, FIRST_STEPS, OPENS_PER_PACKET, Opens, PORTS, PROGRESS, SCRATCH, SETTINGS, Scratch,
 };
 use crate::report::{count, emit};
 
@@ -56,6 +58,16 @@ fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
         return Ok(XDP_PASS);
     }
     let settings = SETTINGS.get(0).ok_or(Fault)?;
+    let heard = !(settings.ipv4_only() && !segment.src.is_ipv4());
+    if segment.is_udp() && settings.spa_port != 0 && segment.dport == settings.spa_port {
+        if heard && !segment.fragment {
+            // The SPA program reads the segment from the scratch slot and drops the datagram.
+            // SAFETY: a tail call into our own program array; on failure execution goes on.
+            unsafe { HANDOFF.tail_call(ctx, SPA_PROGRAM) };
+        }
+        // SPA datagrams are always dropped: the host never answers them.
+        return Ok(XDP_DROP);
+    }
     if class == 0 && settings.strict_doors == 0 {
         return Ok(XDP_PASS);
     }
@@ -70,6 +82,8 @@ fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
     if class & GUARDED != 0 && contact {
         if gate::admits(segment.src, class, now_ns) {
             count(Counter::GateAllowed);
+        } else if gate::always_allowed(segment.src) {
+            count(Counter::AlwaysAllowed);
         } else {
             count(Counter::GateDropped);
             debug!(
@@ -83,9 +97,12 @@ fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
         return Ok(action);
     }
     let at_knock_port = class & KNOCK != 0;
-    let heard = !(settings.ipv4_only() && !segment.src.is_ipv4());
     if heard && (at_knock_port || (contact && segment.unicast)) {
-        track(segment, port, at_knock_port, now_ns);
+        if ban::is_banned(segment.src, settings, now_ns) {
+            count(Counter::BannedIgnored);
+        } else {
+            track(segment, port, at_knock_port, now_ns, settings);
+        }
     }
     if at_knock_port && class & SERVED == 0 {
         count(Counter::KnockPortDropped);
@@ -96,7 +113,13 @@ fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
 
 /// Runs the knock state machine for the packet's source, then opens the doors it completed.
 #[inline(always)]
-fn track(segment: &Segment, port: ProtoPort, at_knock_port: bool, now_ns: u64) {
+fn track(
+    segment: &Segment,
+    port: ProtoPort,
+    at_knock_port: bool,
+    now_ns: u64,
+    settings: &Settings,
+) {
     let first_step_doors = if at_knock_port {
         match FIRST_STEPS.get_ptr(port) {
             // SAFETY: written only by user space when the configuration changes.
@@ -113,10 +136,16 @@ fn track(segment: &Segment, port: ProtoPort, at_knock_port: bool, now_ns: u64) {
     // another field of it, which these borrows leave alone.
     let (fresh, opens) = unsafe { (&mut (*scratch).progress, &mut (*scratch).opens) };
     opens.count = 0;
+    // SAFETY: as above; another field of the scratch slot.
+    let failed = unsafe { &mut (*scratch).failed };
+    *failed = 0;
+    // Everything the witness notes goes to memory, which the verifier does not track, so it
+    // does not multiply the paths through the state machine.
     let mut witness = Witness {
         source: segment.src,
         now_ns,
         opens,
+        failed,
     };
     let (progress, fresh) = match PROGRESS.get_ptr_mut(segment.src) {
         // SAFETY: the entry of this source; packets of one source are handled one at a time on
@@ -148,6 +177,10 @@ fn track(segment: &Segment, port: ProtoPort, at_knock_port: bool, now_ns: u64) {
         let _ = PROGRESS.remove(segment.src);
     }
     open_completed(segment.src, scratch, now_ns);
+    // SAFETY: as above.
+    if unsafe { (*scratch).failed } != 0 {
+        ban::strike(segment.src, settings, now_ns);
+    }
 }
 
 /// Opens the doors whose sequences this packet completed.
@@ -159,8 +192,14 @@ fn open_completed(source: Addr, scratch: *mut Scratch, now_ns: u64) {
         if index as u32 >= count {
             break;
         }
-        if let Some(door) = DOORS.get(u32::from(id)) {
-            gate::open(source, id, door, now_ns, scratch);
+        if let Some(door) = DOORS.get_ptr_mut(u32::from(id)) {
+            // SAFETY: an entry of the doors array; user space rewrites it only on reloads.
+            let door = unsafe { &mut *door };
+            gate::open(source, door.gate_id, door, now_ns, scratch);
+            if door.flags & ONCE != 0 {
+                // The sequence has been used: nobody, this source included, may replay it.
+                door.step_count = 0;
+            }
         }
     }
 }
@@ -179,6 +218,7 @@ struct Witness<'a> {
     source: Addr,
     now_ns: u64,
     opens: &'a mut Opens,
+    failed: &'a mut u32,
 }
 
 impl Observer for Witness<'_> {
@@ -194,7 +234,10 @@ impl Observer for Witness<'_> {
                 }
                 return;
             }
-            Change::Reset(stage) => (Counter::AttemptReset, kind::RESET, stage),
+            Change::Reset(stage) => {
+                *self.failed = 1;
+                (Counter::AttemptReset, kind::RESET, stage)
+            }
             Change::TimedOut(stage) => (Counter::AttemptTimedOut, kind::TIMED_OUT, stage),
             Change::Crowded => (Counter::AttemptCrowded, kind::CROWDED, 0),
         };

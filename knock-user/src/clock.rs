@@ -19,3 +19,18 @@ pub fn monotonic_ns() -> u64 {
 pub fn until(deadline_ns: u64) -> Duration {
     Duration::from_nanos(deadline_ns.saturating_sub(monotonic_ns()))
 }
+
+/// The wall clock minus the monotonic clock, in ns: what turns `bpf_ktime_get_ns` into Unix time.
+pub fn wall_offset_ns() -> u64 {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    wall.wrapping_sub(monotonic_ns())
+}
+
+/// Unix time in seconds.
+pub fn unix_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use knock_common::ProtoPort;
+use knock_common::counter::Counter;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::clock;
 use crate::config::{self, Config};
 use crate::events;
+use crate::expand;
 use crate::journal::Journal;
 use crate::keeper::{Keeper, doors_by_id};
 use crate::loader::{AttachMode, Capacities, Knock};
@@ -47,10 +49,17 @@ pub struct RunOptions {
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How often the served ports are looked up again.
 const SERVED_EVERY: Duration = Duration::from_secs(5);
+/// How often `-v` logs the counters that moved.
+const COUNTERS_EVERY: Duration = Duration::from_secs(60);
 
 struct Daemon {
     options: RunOptions,
+    /// The configuration as read; rotating doors are expanded from it on every push.
     config: Config,
+    /// Periods of rotating doors whose sequence has been used.
+    used: BTreeSet<(String, u64)>,
+    /// Counters as last logged, for the verbose summary.
+    counters_logged: Vec<(Counter, u64)>,
     plan: Plan,
     served: BTreeSet<ProtoPort>,
     interfaces: Vec<String>,
@@ -101,7 +110,8 @@ impl Daemon {
         );
         let interfaces = interfaces(&options, &config)?;
         let served = served::ports();
-        let plan = Plan::new(&config, &served, options.switches);
+        let expanded = expand::expand(&config, clock::unix_s(), &BTreeSet::new());
+        let plan = Plan::new(&expanded, &served, options.switches);
         let capacities = Capacities {
             progress: config.options.progress_capacity,
             gate: config.options.gate_capacity,
@@ -115,13 +125,15 @@ impl Daemon {
             knock.attach(iface, options.mode)?;
         }
         let keeper = Keeper::new(
-            doors_by_id(&config, &plan),
+            doors_by_id(&expanded, &plan),
             Arc::clone(&journal),
             Names::new(options.lookup),
         );
         Ok(Self {
             options,
             config,
+            used: BTreeSet::new(),
+            counters_logged: Vec::new(),
             plan,
             served,
             interfaces,
@@ -146,9 +158,14 @@ impl Daemon {
         let mut hangup = signal(SignalKind::hangup())?;
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         let mut served_check = tokio::time::interval(SERVED_EVERY);
+        let mut counters_every = tokio::time::interval(COUNTERS_EVERY);
         let mut next_close: Option<u64> = None;
         loop {
             let close_in = next_close.map_or(Duration::from_secs(3600), clock::until);
+            let rotate_in = expand::next_change(&self.config, clock::unix_s())
+                .map_or(Duration::from_secs(3600), |at| {
+                    Duration::from_secs(at.saturating_sub(clock::unix_s()))
+                });
             tokio::select! {
                 readable = ring.readable_mut() => {
                     let mut guard = readable.context("the event ring failed")?;
@@ -171,11 +188,14 @@ impl Daemon {
                     next_close = self.keeper.close_due();
                 }
                 _ = served_check.tick() => self.check_served(),
+                _ = tokio::time::sleep(rotate_in) => self.rotate(),
+                _ = counters_every.tick() => self.log_counters(),
                 _ = hangup.recv() => self.reload(),
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
             }
         }
+        self.log_counters();
         self.journal.line("shutting down");
         self.keeper.close_all();
         self.keeper.finish().await;
@@ -223,6 +243,7 @@ impl Daemon {
             self.keeper.on_event(event);
         }
         sweep::gate(&mut self.knock.gate()?, now);
+        self.knock.sync_clock()?;
         self.keeper.reap();
         self.keeper.report_hushed();
         Ok(())
@@ -231,14 +252,82 @@ impl Daemon {
     /// Applies a new configuration, or a changed one-time sequence or served port, keeping
     /// door ids so attempts and open doors of unchanged doors survive.
     fn apply(&mut self, config: Config) -> anyhow::Result<()> {
-        let next = self.plan.next(&config, &self.served, self.options.switches);
+        self.note_used_periods();
+        let now_s = clock::unix_s();
+        // Forget used periods that have left every window.
+        self.used.retain(|(name, period)| {
+            config
+                .doors
+                .iter()
+                .filter(|d| &d.name == name)
+                .filter_map(|d| d.secret.as_ref())
+                .any(|s| s.period_at(now_s) <= period + 1)
+        });
+        let expanded = expand::expand(&config, now_s, &self.used);
+        let next = self.plan.next(&expanded, &self.served, self.options.switches);
         let removed = self.plan.removed_in(&next);
         sweep::forget_doors(&mut self.knock.gate()?, &removed);
         self.knock.push(&next)?;
-        self.keeper.set_doors(doors_by_id(&config, &next), &removed);
+        self.keeper
+            .set_doors(doors_by_id(&expanded, &next), &removed);
         self.config = config;
         self.plan = next;
         Ok(())
+    }
+
+    /// The program empties a rotating instance when its sequence opens the door; remember that,
+    /// so pushing the window again does not bring the sequence back.
+    fn note_used_periods(&mut self) {
+        for id in 0..self.plan.names.len() {
+            let Some(key) = self.plan.names[id].clone() else {
+                continue;
+            };
+            let Some((name, period)) = key.rsplit_once('@') else {
+                continue;
+            };
+            let Ok(period) = period.parse::<u64>() else {
+                continue;
+            };
+            let pushed = self.plan.doors[id].step_count;
+            if pushed > 0 && self.knock.door_record(id).is_some_and(|d| d.step_count == 0) {
+                self.used.insert((name.to_owned(), period));
+            }
+        }
+    }
+
+    /// The window of a rotating door moves on.
+    fn rotate(&mut self) {
+        let config = self.config.clone();
+        if let Err(error) = self.apply(config) {
+            self.journal
+                .line(&format!("cannot move the rotating sequences on: {error:#}"));
+        }
+    }
+
+    /// At `-v`, the counters that moved since the last summary.
+    fn log_counters(&mut self) {
+        if !self.journal.is_verbose() {
+            return;
+        }
+        let Ok(now) = self.knock.counters() else {
+            return;
+        };
+        let moved: Vec<String> = now
+            .iter()
+            .filter_map(|(counter, value)| {
+                let before = self
+                    .counters_logged
+                    .iter()
+                    .find(|(c, _)| c == counter)
+                    .map_or(0, |(_, v)| *v);
+                (*value > before).then(|| format!("{} +{}", counter.label(), value - before))
+            })
+            .collect();
+        if !moved.is_empty() {
+            self.journal
+                .detail(&format!("knock: counters: {}", moved.join(", ")));
+        }
+        self.counters_logged = now;
     }
 
     fn reload(&mut self) {

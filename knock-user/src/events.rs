@@ -2,6 +2,7 @@
 
 use knock_common::Addr;
 use knock_common::event::{Event, kind};
+use knock_common::spa::Rejection;
 
 /// Something that happened to one source at one door.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +40,14 @@ pub enum DoorEvent {
         source: Addr,
         door: u8,
     },
+    Banned {
+        source: Addr,
+        until_ns: u64,
+    },
+    SpaRejected {
+        source: Addr,
+        reason: Rejection,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +56,8 @@ pub enum DecodeError {
     Size(usize),
     #[error("an event of unknown kind {0}")]
     Kind(u8),
+    #[error("an SPA rejection of unknown reason {0}")]
+    Reason(u8),
 }
 
 pub fn decode(bytes: &[u8]) -> Result<DoorEvent, DecodeError> {
@@ -84,6 +95,14 @@ pub fn decode(bytes: &[u8]) -> Result<DoorEvent, DecodeError> {
         },
         kind::CROWDED => DoorEvent::Crowded { source, door },
         kind::GATE_FULL => DoorEvent::GateFull { source, door },
+        kind::BANNED => DoorEvent::Banned {
+            source,
+            until_ns: event.expires_ns,
+        },
+        kind::SPA_REJECTED => DoorEvent::SpaRejected {
+            source,
+            reason: Rejection::from_u8(stage).ok_or(DecodeError::Reason(stage))?,
+        },
         other => return Err(DecodeError::Kind(other)),
     })
 }

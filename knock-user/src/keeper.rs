@@ -28,8 +28,8 @@ pub fn doors_by_id(config: &Config, plan: &Plan) -> Vec<Option<DoorConfig>> {
     plan.names
         .iter()
         .map(|name| {
-            let name = name.as_deref()?;
-            config.doors.iter().find(|d| d.name == name).cloned()
+            let key = name.as_deref()?;
+            config.doors.iter().find(|d| d.key() == key).cloned()
         })
         .collect()
 }
@@ -223,6 +223,20 @@ impl Keeper {
                 door,
                 "the gate is full (raise Gate_Capacity); the door stays shut",
             ),
+            DoorEvent::Banned { source, until_ns } => self.journal.line(&format!(
+                "{}: failed too often; ignored for {} s",
+                self.who(source),
+                clock::until(until_ns).as_secs()
+            )),
+            DoorEvent::SpaRejected { source, reason } => {
+                if self.journal.is_verbose() && self.may_log_noise() {
+                    self.journal.detail(&format!(
+                        "{}: SPA packet refused: {}",
+                        self.who(source),
+                        reason.describe()
+                    ));
+                }
+            }
         }
         None
     }

@@ -3,15 +3,16 @@
 
 use std::collections::BTreeSet;
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use knock_common::counter::Counter;
 use knock_common::gate::Pass;
 use knock_common::ports::FirstSteps;
 use knock_common::progress::Progress;
-use knock_common::settings::Settings;
-use knock_common::{Addr, Door, MAX_DOORS, PROGRAM, ProtoPort, maps};
+use knock_common::settings::{Settings, SpaKey};
+use knock_common::{Addr, Door, HANDOFF, HANDOFF_SPA, MAX_DOORS, PROGRAM, ProtoPort, SPA_PROGRAM, maps};
 
 use crate::plan::Plan;
 
@@ -98,6 +99,19 @@ impl Knock {
             .override_global("AYA_LOG_LEVEL", &log_level, false)
             .load(PROGRAM_OBJECT)?;
         program_mut(&mut ebpf)?.load()?;
+        let spa: &mut Xdp = ebpf
+            .program_mut(SPA_PROGRAM)
+            .ok_or(LoadError::MissingProgram)?
+            .try_into()?;
+        spa.load()?;
+        let spa_fd = spa.fd()?.try_clone().map_err(ProgramError::from)?;
+        let mut handoff = ProgramArray::try_from(
+            ebpf.map_mut(HANDOFF).ok_or(LoadError::MissingMap(HANDOFF))?,
+        )
+        .map_err(map_error(HANDOFF))?;
+        handoff
+            .set(HANDOFF_SPA, &spa_fd, 0)
+            .map_err(map_error(HANDOFF))?;
         Ok(Self { ebpf, pushed: None })
     }
 
@@ -188,15 +202,69 @@ impl Knock {
                 .set(group as u32, *doors, 0)
                 .map_err(map_error(maps::GUARDS))?;
         }
-        let mut settings: Array<_, Settings> = self.array(maps::SETTINGS)?;
+        self.push_spa(plan, previous.as_ref())?;
         let generation = previous.as_ref().map_or(1, |p| p.settings.generation + 1);
         let mut pushed = plan.clone();
         pushed.settings.generation = generation;
-        settings
-            .set(0, pushed.settings, 0)
-            .map_err(map_error(maps::SETTINGS))?;
         self.pushed = Some(pushed);
+        self.sync_clock()
+    }
+
+    /// Keys, SPA doors and always-allowed networks: what the previous plan had and this one
+    /// does not is removed.
+    fn push_spa(&mut self, plan: &Plan, previous: Option<&Plan>) -> Result<(), LoadError> {
+        let mut keys: HashMap<_, u32, SpaKey> = self.hash(maps::KEYS)?;
+        for id in previous.iter().flat_map(|p| p.keys.keys()) {
+            if !plan.keys.contains_key(id) {
+                let _ = keys.remove(id);
+            }
+        }
+        for (id, key) in &plan.keys {
+            keys.insert(id, SpaKey { key: *key }, 0)
+                .map_err(map_error(maps::KEYS))?;
+        }
+        let mut spa_doors: HashMap<_, u32, u32> = self.hash(maps::SPA_DOORS)?;
+        for tag in previous.iter().flat_map(|p| p.spa_doors.keys()) {
+            if !plan.spa_doors.contains_key(tag) {
+                let _ = spa_doors.remove(tag);
+            }
+        }
+        for (tag, id) in &plan.spa_doors {
+            spa_doors
+                .insert(tag, id, 0)
+                .map_err(map_error(maps::SPA_DOORS))?;
+        }
+        let map = self
+            .ebpf
+            .map_mut(maps::ALWAYS_ALLOW)
+            .ok_or(LoadError::MissingMap(maps::ALWAYS_ALLOW))?;
+        let mut allow: LpmTrie<_, [u8; 16], u8> =
+            LpmTrie::try_from(map).map_err(map_error(maps::ALWAYS_ALLOW))?;
+        for (prefix, address) in previous.iter().flat_map(|p| p.always_allow.iter()) {
+            if !plan.always_allow.contains(&(*prefix, *address)) {
+                let _ = allow.remove(&LpmKey::new(*prefix, *address));
+            }
+        }
+        for (prefix, address) in &plan.always_allow {
+            allow
+                .insert(&LpmKey::new(*prefix, *address), 1, 0)
+                .map_err(map_error(maps::ALWAYS_ALLOW))?;
+        }
         Ok(())
+    }
+
+    /// Writes the settings with the current offset of the wall clock from the monotonic one,
+    /// which the program needs to judge SPA timestamps. The daemon calls this every second.
+    pub fn sync_clock(&mut self) -> Result<(), LoadError> {
+        let Some(pushed) = self.pushed.as_mut() else {
+            return Ok(());
+        };
+        pushed.settings.clock_offset_ns = crate::clock::wall_offset_ns();
+        let value = pushed.settings;
+        let mut settings: Array<_, Settings> = self.array(maps::SETTINGS)?;
+        settings
+            .set(0, value, 0)
+            .map_err(map_error(maps::SETTINGS))
     }
 
     /// What each of the program's maps holds at most, and the memory the kernel charges for it.
@@ -217,6 +285,12 @@ impl Knock {
                 bytes: info.fd().ok().and_then(|fd| memlock(&fd)),
             })
             .collect()
+    }
+
+    /// A door record as the kernel holds it now (the program empties used one-time sequences).
+    pub fn door_record(&mut self, id: usize) -> Option<Door> {
+        let doors: Array<_, Door> = self.array(maps::DOORS).ok()?;
+        doors.get(&(id as u32), 0).ok()
     }
 
     /// The door records last pushed into the kernel.

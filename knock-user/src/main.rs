@@ -42,8 +42,12 @@ enum Command {
         #[arg(short = 'c', long, value_name = "FILE", default_value = DEFAULT_PATH)]
         config: PathBuf,
     },
-    /// Send a knock sequence, as knock(1) does.
+    /// Send a knock sequence, as knock(1) does, or the current rotating sequence of a door.
     Knock(KnockArgs),
+    /// Send a single-packet authorization that opens a door.
+    Spa(SpaArgs),
+    /// Make an SPA client key (a key file line), or with --rotating a rotating-sequence secret.
+    Keygen(KeygenArgs),
 }
 
 /// The daemon's options: knockd's, plus the XDP mode.
@@ -103,11 +107,62 @@ struct KnockArgs {
     /// Print each knock.
     #[arg(short, long)]
     verbose: bool,
+    /// Knock the current sequence of a rotating door, from its secret file.
+    #[arg(short = 's', long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
     /// The host to knock on.
     host: String,
-    /// The knocks: PORT, PORT:tcp or PORT:udp.
-    #[arg(required = true, value_name = "PORT[:tcp|:udp]")]
+    /// The knocks: PORT, PORT:tcp or PORT:udp; with --secret-file, optionally the door's name.
+    #[arg(required_unless_present = "secret_file", value_name = "PORT[:tcp|:udp]")]
     ports: Vec<String>,
+}
+
+#[derive(Args)]
+struct SpaArgs {
+    /// The key file; its first key is used unless --key-id picks another.
+    #[arg(short, long, value_name = "FILE", default_value = "~/.config/knock/spa.key")]
+    key_file: String,
+    #[arg(long, value_name = "ID")]
+    key_id: Option<u32>,
+    /// The server's SPA port.
+    #[arg(short, long, default_value_t = knock_common::spa::DEFAULT_PORT)]
+    port: u16,
+    /// The address the server sees this host as (behind NAT: the public one).
+    #[arg(long, value_name = "ADDR")]
+    source: Option<std::net::IpAddr>,
+    /// Use IPv4 for a host name.
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Use IPv6 for a host name.
+    #[arg(short = '6', long = "ipv6")]
+    ipv6: bool,
+    /// Say what was sent.
+    #[arg(short, long)]
+    verbose: bool,
+    host: String,
+    door: String,
+}
+
+#[derive(Args)]
+struct KeygenArgs {
+    /// The key id (default: random).
+    #[arg(long)]
+    id: Option<u32>,
+    /// A note kept in the key file line, such as the client's name.
+    #[arg(long, default_value = "")]
+    comment: String,
+    /// Make a rotating-sequence secret for this door instead of an SPA key.
+    #[arg(long, value_name = "DOOR")]
+    rotating: Option<String>,
+    /// Rotating: seconds each sequence lasts.
+    #[arg(long, default_value_t = knock_user::rotate::DEFAULT_PERIOD_S)]
+    period: u64,
+    /// Rotating: the port range, LOW-HIGH.
+    #[arg(long, default_value = "10000-60000")]
+    ports: String,
+    /// Rotating: knocks per sequence.
+    #[arg(long, default_value_t = knock_user::rotate::DEFAULT_LENGTH)]
+    length: usize,
 }
 
 fn main() -> ExitCode {
@@ -131,6 +186,41 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn family(ipv4: bool, ipv6: bool) -> Family {
+    match (ipv4, ipv6) {
+        (true, _) => Family::V4,
+        (_, true) => Family::V6,
+        _ => Family::Any,
+    }
+}
+
+/// `~/` at the start of a path means the home directory.
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// The current sequence of a rotating door; `rest` may name the door, which must match.
+fn rotating_sequence(
+    file: &std::path::Path,
+    rest: &[String],
+) -> anyhow::Result<Vec<knock_common::ProtoPort>> {
+    let secret = knock_user::rotate::load(file)?;
+    match rest {
+        [] => {}
+        [door] if *door == secret.door => {}
+        [door] => anyhow::bail!(
+            "{} is the secret of door `{}`, not `{door}`",
+            file.display(),
+            secret.door
+        ),
+        _ => anyhow::bail!("with --secret-file, give only the host and the door's name"),
+    }
+    Ok(secret.sequence(secret.period_at(knock_user::clock::unix_s())))
 }
 
 fn dispatch(command: Command) -> anyhow::Result<()> {
@@ -158,18 +248,55 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Knock(args) => {
-            let family = match (args.ipv4, args.ipv6) {
-                (true, _) => Family::V4,
-                (_, true) => Family::V6,
-                _ => Family::Any,
+            let ports = match &args.secret_file {
+                Some(file) => rotating_sequence(file, &args.ports)?,
+                None => args
+                    .ports
+                    .iter()
+                    .map(|spec| client::parse_port(spec, args.udp))
+                    .collect::<Result<Vec<_>, _>>()?,
             };
-            let ports = args
-                .ports
-                .iter()
-                .map(|spec| client::parse_port(spec, args.udp))
-                .collect::<Result<Vec<_>, _>>()?;
-            let ip = client::resolve(&args.host, family)?;
+            let ip = client::resolve(&args.host, family(args.ipv4, args.ipv6))?;
             client::knock_all(ip, &ports, Duration::from_millis(args.delay), args.verbose)?;
+            Ok(())
+        }
+        Command::Spa(args) => {
+            let path = expand_home(&args.key_file);
+            let keys = knock_user::keys::load(&path)?;
+            let key = match args.key_id {
+                Some(id) => keys.iter().find(|k| k.id == id),
+                None => keys.first(),
+            }
+            .ok_or_else(|| anyhow::anyhow!("{}: no such key", path.display()))?;
+            let ip = client::resolve(&args.host, family(args.ipv4, args.ipv6))?;
+            let server = std::net::SocketAddr::new(ip, args.port);
+            let source = knock_user::spa_client::send(server, key, &args.door, args.source)?;
+            if args.verbose {
+                println!(
+                    "sent SPA for door {} with key {} to {server}, signed for source {source}",
+                    args.door, key.id
+                );
+            }
+            Ok(())
+        }
+        Command::Keygen(args) => {
+            match &args.rotating {
+                Some(door) => {
+                    let mut secret = knock_user::rotate::Secret::generate(
+                        door,
+                        knock_user::served::ports().iter().map(|p| p.port).collect(),
+                    )?;
+                    secret.period_s = args.period;
+                    secret.length = args.length;
+                    (secret.low, secret.high) = knock_user::rotate::port_range(&args.ports)
+                        .map_err(|m| anyhow::anyhow!("--ports: {m}"))?;
+                    print!("{}", secret.to_file());
+                }
+                None => {
+                    let key = knock_user::keys::ClientKey::generate(args.id, &args.comment)?;
+                    println!("{}", key.line());
+                }
+            }
             Ok(())
         }
     }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use knock_common::ports::{self, KNOCK, SERVED};
 use knock_common::settings::{IPV4_ONLY, Settings};
+use knock_common::door::ONCE;
 use knock_common::{Addr, Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, ProgressRule, ProtoPort};
 
 use crate::config::{Config, DoorConfig};
@@ -26,6 +27,12 @@ pub struct Plan {
     pub first_steps: BTreeMap<ProtoPort, u64>,
     /// For each guard group, the mask of doors that open its port; group 0 is unused.
     pub guards: Vec<u64>,
+    /// SPA doors by door tag.
+    pub spa_doors: BTreeMap<u32, u32>,
+    /// SPA client keys by id.
+    pub keys: BTreeMap<u32, [u8; 16]>,
+    /// Networks the gate never blocks, as (prefix length over 128 bits, IPv6-mapped address).
+    pub always_allow: BTreeSet<(u32, [u8; 16])>,
     pub settings: Settings,
 }
 
@@ -52,7 +59,7 @@ impl Plan {
             .doors
             .iter()
             .map(|door| {
-                let id = self.id_of(&door.name)?;
+                let id = self.id_of(&door.key())?;
                 taken.insert(id);
                 Some(id)
             })
@@ -91,6 +98,7 @@ impl Plan {
         let mut names = vec![None; len];
         for (door, &id) in config.doors.iter().zip(ids) {
             let mut record = door_record(door);
+            record.gate_id = id as u8;
             if let Some(old) = previous.get(id).filter(|old| old.step_count > 0) {
                 record.revision = old.revision;
                 if !same_definition(old, &record) {
@@ -98,7 +106,19 @@ impl Plan {
                 }
             }
             doors[id] = record;
-            names[id] = Some(door.name.clone());
+            names[id] = Some(door.key());
+        }
+        // A rotating door's period instances open their door's own entry.
+        let mut spa_doors = BTreeMap::new();
+        for (door, &id) in config.doors.iter().zip(ids) {
+            if door.period.is_some()
+                && let Some(canonical) = names.iter().position(|n| n.as_deref() == Some(&door.name))
+            {
+                doors[id].gate_id = canonical as u8;
+            }
+            if door.spa && door.period.is_none() {
+                spa_doors.insert(door_tag(&door.name), id as u32);
+            }
         }
 
         let mut classes: BTreeMap<ProtoPort, u8> = BTreeMap::new();
@@ -144,16 +164,35 @@ impl Plan {
             let (word, shift) = ports::slot(port.proto, port.port);
             *port_words.entry(word).or_default() |= u64::from(class) << shift;
         }
+        let options = &config.options;
         Self {
             doors,
             names,
             port_words,
             first_steps,
             guards,
+            spa_doors,
+            keys: config.spa_keys.iter().map(|k| (k.id, k.key)).collect(),
+            always_allow: options
+                .always_allow
+                .iter()
+                .map(|n| {
+                    let mapped = if n.address.is_ipv4() { 96 } else { 0 };
+                    (u32::from(n.prefix) + mapped, Addr::from(n.address).octets)
+                })
+                .collect(),
             settings: Settings {
                 strict_doors,
                 generation: 0,
                 flags: if switches.ipv4_only { IPV4_ONLY } else { 0 },
+                clock_offset_ns: 0,
+                spa_port: options.spa_port.unwrap_or(0),
+                _pad: 0,
+                spa_window_s: options.spa_window_s,
+                ban_limit: options.ban.failures,
+                ban_window_s: options.ban.window_s,
+                ban_time_s: options.ban.time_s,
+                _pad2: 0,
             },
         }
     }
@@ -222,7 +261,17 @@ fn door_record(config: &DoorConfig) -> Door {
     door.flags_set = config.tcp_flags.set;
     door.flags_clear = config.tcp_flags.clear;
     door.rule = config.progress_rule() as u8;
+    if config.one_time_sequences.is_some() || config.period.is_some() {
+        door.flags |= ONCE;
+    }
     door
+}
+
+/// The tag SPA packets name a door by: the first four bytes of SHA-256 of its name.
+pub fn door_tag(name: &str) -> u32 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
 fn duration_ns(duration: std::time::Duration) -> u64 {

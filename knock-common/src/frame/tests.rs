@@ -262,3 +262,17 @@ fn ethernet_padding_after_the_ip_packet_is_ignored() {
     frame.extend_from_slice(&[0; 6]);
     assert_eq!(segment(&frame).tcp_flags, SYN | ACK);
 }
+
+#[test]
+fn a_datagram_says_where_its_payload_is() {
+    let mut craft = Craft::udp(client4(), server4(), 62202);
+    craft.transport = Transport::Udp {
+        sport: 40000,
+        dport: 62202,
+        payload: std::vec![0xab; 56],
+    };
+    let frame = craft.build();
+    let s = segment(&frame);
+    assert_eq!((s.payload_at, s.payload_len), (14 + 20 + 8, 56));
+    assert_eq!(frame[usize::from(s.payload_at)], 0xab);
+}

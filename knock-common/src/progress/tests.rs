@@ -37,6 +37,8 @@ fn packet(proto: u8, port: u16, flags: u8) -> Segment {
         tcp_flags: flags,
         unicast: true,
         fragment: false,
+        payload_at: 0,
+        payload_len: 0,
     }
 }
 

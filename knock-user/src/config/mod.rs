@@ -13,7 +13,7 @@ use knock_common::{ProgressRule, ProtoPort};
 
 pub use error::{ConfigError, ErrorKind};
 pub use parse::parse;
-pub use value::TcpFlags;
+pub use value::{Network, TcpFlags};
 
 /// Where knockd and knock look for their configuration.
 pub const DEFAULT_PATH: &str = "/etc/knockd.conf";
@@ -24,6 +24,8 @@ pub struct Config {
     pub path: PathBuf,
     pub options: Options,
     pub doors: Vec<DoorConfig>,
+    /// The SPA client keys, read from `SPA_Keys`.
+    pub spa_keys: Vec<crate::keys::ClientKey>,
 }
 
 /// The `[options]` section.
@@ -39,7 +41,32 @@ pub struct Options {
     pub gate_capacity: u32,
     /// The progress rule of doors that do not set their own (knock extension `Progress`).
     pub progress: ProgressRule,
+    /// The UDP port of single-packet authorization, set when some door takes SPA.
+    pub spa_port: Option<u16>,
+    /// The file of SPA client keys.
+    pub spa_keys: Option<PathBuf>,
+    /// How far an SPA timestamp may stray from the host's clock.
+    pub spa_window_s: u32,
+    /// Networks the gate never blocks.
+    pub always_allow: Vec<value::Network>,
+    pub ban: BanOptions,
 }
+
+/// The failure budget: `failures` within `window_s` ban a source for `time_s`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BanOptions {
+    /// Zero turns bans off.
+    pub failures: u32,
+    pub window_s: u32,
+    pub time_s: u32,
+}
+
+pub const DEFAULT_SPA_WINDOW_S: u32 = 30;
+pub const DEFAULT_BAN: BanOptions = BanOptions {
+    failures: 10,
+    window_s: 60,
+    time_s: 600,
+};
 
 pub const DEFAULT_PROGRESS_CAPACITY: u32 = 16_384;
 pub const DEFAULT_GATE_CAPACITY: u32 = 4_096;
@@ -54,6 +81,11 @@ impl Default for Options {
             progress_capacity: DEFAULT_PROGRESS_CAPACITY,
             gate_capacity: DEFAULT_GATE_CAPACITY,
             progress: ProgressRule::Strict,
+            spa_port: None,
+            spa_keys: None,
+            spa_window_s: DEFAULT_SPA_WINDOW_S,
+            always_allow: Vec::new(),
+            ban: DEFAULT_BAN,
         }
     }
 }
@@ -82,6 +114,13 @@ pub struct DoorConfig {
     /// How wrong packets affect an attempt (knock extension `Progress`). Always set once the
     /// file is parsed: a door without its own takes the [options] default.
     pub progress: Option<ProgressRule>,
+    /// Single-packet authorization opens this door (knock extension `SPA`).
+    pub spa: bool,
+    /// The secret of a rotating sequence (knock extension `Secret_File`).
+    pub secret_file: Option<PathBuf>,
+    pub secret: Option<crate::rotate::Secret>,
+    /// For one period's instance of a rotating door: the period number.
+    pub period: Option<u64>,
 }
 
 pub const DEFAULT_SEQ_TIMEOUT: Duration = Duration::from_secs(25);
@@ -106,6 +145,19 @@ impl DoorConfig {
             target: None,
             protect: vec![DEFAULT_PROTECTED_PORT],
             progress: None,
+            spa: false,
+            secret_file: None,
+            secret: None,
+            period: None,
+        }
+    }
+
+    /// The name that tells this door apart in the kernel: its own, with the period for the
+    /// instances of a rotating door.
+    pub fn key(&self) -> String {
+        match self.period {
+            Some(period) => format!("{}@{period}", self.name),
+            None => self.name.clone(),
         }
     }
 
@@ -151,6 +203,28 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             door.load_one_time(&file)?;
             door.one_time_sequences = Some(file);
         }
+        if let Some(file) = &door.secret_file {
+            let file = crate::onetime::resolve(path, file);
+            let secret = crate::rotate::load(&file)?;
+            if secret.door != door.name {
+                return Err(ConfigError {
+                    path: file,
+                    line: 0,
+                    key: Some("door".into()),
+                    kind: ErrorKind::BadValue(format!(
+                        "the secret is for door `{}`, but it is used by door `{}` (line {})",
+                        secret.door, door.name, door.line
+                    )),
+                });
+            }
+            door.secret = Some(secret);
+            door.secret_file = Some(file);
+        }
+    }
+    if let Some(file) = &config.options.spa_keys {
+        let file = crate::onetime::resolve(path, file);
+        config.spa_keys = crate::keys::load(&file)?;
+        config.options.spa_keys = Some(file);
     }
     Ok(config)
 }

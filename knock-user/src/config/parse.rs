@@ -34,6 +34,15 @@ enum Key {
     Target,
     Protect,
     Progress,
+    SpaPort,
+    SpaKeys,
+    SpaWindow,
+    AlwaysAllow,
+    BanFailures,
+    BanWindow,
+    BanTime,
+    Spa,
+    SecretFile,
 }
 
 impl Key {
@@ -57,6 +66,15 @@ impl Key {
             "target" => Self::Target,
             "protect" => Self::Protect,
             "progress" => Self::Progress,
+            "spa_port" => Self::SpaPort,
+            "spa_keys" => Self::SpaKeys,
+            "spa_window" => Self::SpaWindow,
+            "always_allow" => Self::AlwaysAllow,
+            "ban_failures" => Self::BanFailures,
+            "ban_window" => Self::BanWindow,
+            "ban_time" => Self::BanTime,
+            "spa" => Self::Spa,
+            "secret_file" => Self::SecretFile,
             _ => return None,
         })
     }
@@ -70,6 +88,13 @@ impl Key {
                 | Self::Interface
                 | Self::ProgressCapacity
                 | Self::GateCapacity
+                | Self::SpaPort
+                | Self::SpaKeys
+                | Self::SpaWindow
+                | Self::AlwaysAllow
+                | Self::BanFailures
+                | Self::BanWindow
+                | Self::BanTime
         )
     }
 
@@ -82,7 +107,7 @@ impl Key {
 
     /// Keys that may appear more than once in a section.
     const fn repeats(self) -> bool {
-        matches!(self, Self::Interface)
+        matches!(self, Self::Interface | Self::AlwaysAllow)
     }
 }
 
@@ -224,6 +249,33 @@ impl Reader<'_> {
                     let rule = value::progress_rule(value).map_err(|m| bad(self, m))?;
                     self.options.progress = rule;
                 }
+                Key::SpaPort => {
+                    let port = value::proto_port(value).map_err(|m| bad(self, m))?;
+                    self.options.spa_port = Some(port.port);
+                }
+                Key::SpaKeys => self.options.spa_keys = Some(value.into()),
+                Key::SpaWindow => {
+                    let window = value::seconds(value).map_err(|m| bad(self, m))?;
+                    self.options.spa_window_s = window.as_secs() as u32;
+                }
+                Key::AlwaysAllow => {
+                    for item in value.split(',') {
+                        let network = value::network(item).map_err(|m| bad(self, m))?;
+                        self.options.always_allow.push(network);
+                    }
+                }
+                Key::BanFailures => {
+                    let n = value::capacity(value, 0, 1_000_000).map_err(|m| bad(self, m))?;
+                    self.options.ban.failures = n;
+                }
+                Key::BanWindow => {
+                    let window = value::seconds(value).map_err(|m| bad(self, m))?;
+                    self.options.ban.window_s = window.as_secs() as u32;
+                }
+                Key::BanTime => {
+                    let time = value::seconds(value).map_err(|m| bad(self, m))?;
+                    self.options.ban.time_s = time.as_secs() as u32;
+                }
                 Key::GateCapacity => {
                     let n = value::capacity(value, 16, 1024 * 1024).map_err(|m| bad(self, m))?;
                     self.options.gate_capacity = n;
@@ -247,6 +299,8 @@ impl Reader<'_> {
                 Key::Target => door.target = Some(value::address(value)?),
                 Key::Protect => door.protect = value::protected_ports(value)?,
                 Key::Progress => door.progress = Some(value::progress_rule(value)?),
+                Key::Spa => door.spa = value::yes_no(value)?,
+                Key::SecretFile => door.secret_file = Some(value.into()),
                 _ => unreachable!("option keys are rejected in doors above"),
             }
             Ok(())
@@ -254,7 +308,7 @@ impl Reader<'_> {
         parsed.map_err(|message| bad(self, message))
     }
 
-    fn finish(self) -> Result<Config, ConfigError> {
+    fn finish(mut self) -> Result<Config, ConfigError> {
         if self.doors.is_empty() {
             return Err(self.error(0, None, ErrorKind::NoDoors));
         }
@@ -263,18 +317,19 @@ impl Reader<'_> {
             return Err(self.error(line, None, ErrorKind::TooManyDoors { max: MAX_DOORS }));
         }
         for door in &self.doors {
-            match (door.sequence.is_empty(), door.one_time_sequences.is_some()) {
-                (true, false) => {
-                    let kind = ErrorKind::NoSequence(door.name.clone());
-                    return Err(self.error(door.line, None, kind));
-                }
-                (false, true) => {
-                    let kind = ErrorKind::TwoSequences(door.name.clone());
-                    return Err(self.error(door.line, None, kind));
-                }
-                _ => {}
+            let sources = usize::from(!door.sequence.is_empty())
+                + usize::from(door.one_time_sequences.is_some())
+                + usize::from(door.secret_file.is_some());
+            if sources == 0 && !door.spa {
+                let kind = ErrorKind::NoSequence(door.name.clone());
+                return Err(self.error(door.line, None, kind));
+            }
+            if sources > 1 {
+                let kind = ErrorKind::TwoSequences(door.name.clone());
+                return Err(self.error(door.line, None, kind));
             }
         }
+        self.check_spa()?;
         self.check_overlaps()?;
         let default_rule = self.options.progress;
         let mut doors = self.doors;
@@ -285,6 +340,7 @@ impl Reader<'_> {
             path: self.path.to_owned(),
             options: self.options,
             doors,
+            spa_keys: Vec::new(),
         })
     }
 
@@ -319,6 +375,39 @@ impl Reader<'_> {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl Reader<'_> {
+    /// SPA needs keys, and its port must be neither a knock nor a protected port.
+    fn check_spa(&mut self) -> Result<(), ConfigError> {
+        let Some(door) = self.doors.iter().find(|d| d.spa) else {
+            return Ok(());
+        };
+        if self.options.spa_keys.is_none() {
+            let message = format!(
+                "door `{}` takes single-packet authorization, but [options] has no SPA_Keys file",
+                door.name
+            );
+            return Err(self.error(door.line, Some("SPA"), ErrorKind::BadValue(message)));
+        }
+        let port = *self
+            .options
+            .spa_port
+            .get_or_insert(knock_common::spa::DEFAULT_PORT);
+        let spa = knock_common::ProtoPort::udp(port);
+        if let Some(other) = self
+            .doors
+            .iter()
+            .find(|d| d.sequence.contains(&spa) || d.protect.contains(&spa))
+        {
+            let message = format!(
+                "the SPA port {port}:udp is also a knock or protected port of door `{}`",
+                other.name
+            );
+            return Err(self.error(other.line, Some("SPA_Port"), ErrorKind::BadValue(message)));
         }
         Ok(())
     }

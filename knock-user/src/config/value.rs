@@ -183,3 +183,39 @@ pub fn capacity(value: &str, min: u32, max: u32) -> Result<u32, String> {
     }
     Ok(n)
 }
+
+pub fn yes_no(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "yes" | "on" | "true" => Ok(true),
+        "no" | "off" | "false" => Ok(false),
+        other => Err(format!("`{other}` is not yes or no")),
+    }
+}
+
+/// A network in CIDR form, or a single address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Network {
+    pub address: IpAddr,
+    pub prefix: u8,
+}
+
+pub fn network(item: &str) -> Result<Network, String> {
+    let item = item.trim();
+    let (address, prefix) = match item.split_once('/') {
+        Some((a, p)) => (a.trim(), Some(p.trim())),
+        None => (item, None),
+    };
+    let address: IpAddr = address
+        .parse()
+        .map_err(|_| format!("`{item}` is not a network such as 198.51.100.0/24 or 2001:db8::/32"))?;
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("`{item}` has a prefix length above {max}"))?,
+        None => max,
+    };
+    Ok(Network { address, prefix })
+}

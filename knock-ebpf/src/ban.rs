@@ -1,0 +1,53 @@
+//! The failure budget in the kernel: strikes per source, and bans.
+
+use knock_common::Addr;
+use knock_common::ban::Strikes;
+use knock_common::counter::Counter;
+use knock_common::event::kind;
+use knock_common::settings::Settings;
+
+use crate::maps::BANS;
+use crate::report::{count, emit};
+
+/// Whether `source` is banned now. Costs nothing when bans are off.
+#[inline(always)]
+pub fn is_banned(source: Addr, settings: &Settings, now_ns: u64) -> bool {
+    if settings.ban_limit == 0 {
+        return false;
+    }
+    match BANS.get_ptr(source) {
+        // SAFETY: an LRU entry; a concurrent update can at worst be missed.
+        Some(strikes) => unsafe { (*strikes).is_banned_at(now_ns) },
+        None => false,
+    }
+}
+
+/// Counts one failure of `source`, banning it when it has used up its budget.
+#[inline(always)]
+pub fn strike(source: Addr, settings: &Settings, now_ns: u64) {
+    let policy = settings.ban_policy();
+    if policy.limit == 0 {
+        return;
+    }
+    let banned = match BANS.get_ptr_mut(source) {
+        // SAFETY: as in `is_banned`.
+        Some(strikes) => unsafe { (*strikes).strike(now_ns, &policy) },
+        None => {
+            let mut strikes = Strikes::default();
+            let banned = strikes.strike(now_ns, &policy);
+            let _ = BANS.insert(source, strikes, 0);
+            banned
+        }
+    };
+    if banned {
+        count(Counter::SourceBanned);
+        emit(
+            kind::BANNED,
+            source,
+            0,
+            0,
+            now_ns,
+            now_ns.saturating_add(policy.ban_ns),
+        );
+    }
+}

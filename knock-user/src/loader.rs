@@ -128,10 +128,15 @@ impl Knock {
     }
 
     /// Instructions of the program as loaded, and how many the verifier walked to accept it.
+    /// Summed over the main program and the SPA program.
     pub fn instruction_count(&self) -> Option<(u32, u32)> {
-        let info = self.program().ok()?.info().ok()?;
-        let loaded = info.size_translated()? / 8;
-        Some((loaded, info.verified_instruction_count()?))
+        let mut total = (0, 0);
+        for name in [PROGRAM, SPA_PROGRAM] {
+            let info = self.ebpf.program(name)?.info().ok()?;
+            total.0 += info.size_translated()? / 8;
+            total.1 += info.verified_instruction_count()?;
+        }
+        Some(total)
     }
 
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<(), AttachError> {
@@ -269,14 +274,15 @@ impl Knock {
 
     /// What each of the program's maps holds at most, and the memory the kernel charges for it.
     pub fn map_memory(&self) -> Vec<MapMemory> {
-        let Some(ids) = self
-            .program()
-            .ok()
-            .and_then(|p| p.info().ok())
-            .and_then(|info| info.map_ids().ok().flatten())
-        else {
-            return Vec::new();
-        };
+        let mut ids: Vec<u32> = [PROGRAM, SPA_PROGRAM]
+            .iter()
+            .filter_map(|name| self.ebpf.program(name))
+            .filter_map(|program| program.info().ok())
+            .filter_map(|info| info.map_ids().ok().flatten())
+            .flatten()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
         ids.into_iter()
             .filter_map(|id| aya::maps::MapInfo::from_id(id).ok())
             .map(|info| MapMemory {

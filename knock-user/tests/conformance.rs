@@ -113,8 +113,8 @@ impl Verdict<'_> {
     }
 }
 
-/// Fails with every scenario that went wrong: the scenario, both outcomes and the logs, after
-/// a summary of the whole table.
+/// Prints a summary of the whole table, and fails with every scenario that went wrong: the
+/// scenario, what each implementation should have done and did, what that means, and the logs.
 fn judge(title: &str, scenarios: &[Scenario], verdicts: &[Vec<Verdict<'_>>]) {
     let mut summary = format!("{title}\n");
     let mut details = String::new();
@@ -143,6 +143,17 @@ fn judge(title: &str, scenarios: &[Scenario], verdicts: &[Vec<Verdict<'_>>]) {
         for verdict in row {
             verdict.describe(&mut details);
         }
+        let knockd_wrong = row
+            .iter()
+            .any(|v| v.which == Implementation::Knockd && !v.passed());
+        let hint = if knockd_wrong {
+            "real knockd did not do what the table says: the table is wrong, or this is not knockd 0.8"
+        } else if scenario.deliberate.is_none() && row.len() > 1 {
+            "knock differs from real knockd: a bug in knock, or a difference to mark and document"
+        } else {
+            "knock did not do what the table expects"
+        };
+        let _ = writeln!(details, "  => {hint}");
         for verdict in row {
             verdict.log(&mut details);
         }

@@ -70,6 +70,22 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Waits for the daemon's first line, giving up early when it has exited.
+    fn wait_for_start(&mut self, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(line) = self.wait_for("starting up", Duration::from_millis(100)) {
+                return Some(line);
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                // Let the readers take the last lines, which say why.
+                std::thread::sleep(Duration::from_millis(50));
+                return None;
+            }
+        }
+        None
+    }
+
     /// Every line the daemon has printed so far.
     pub fn log(&self) -> Vec<String> {
         self.lines

@@ -53,6 +53,15 @@ pub fn scene(config: &str) -> Scene {
 
 /// Like `scene`, with extra arguments for `knock-user run`.
 pub fn scene_with(config: &str, extra: &[&str]) -> Scene {
+    scene_full(config, extra, &[])
+}
+
+/// Like `scene`, with files written into the scene's directory before the daemon starts.
+pub fn scene_files(config: &str, files: &[(&str, &str)]) -> Scene {
+    scene_full(config, &[], files)
+}
+
+fn scene_full(config: &str, extra: &[&str], files: &[(&str, &str)]) -> Scene {
     let lab = Lab::new().expect("the lab builds");
     // The guide's start command appends to a KNOCKD chain; give the server one.
     lab.server
@@ -63,6 +72,9 @@ pub fn scene_with(config: &str, extra: &[&str]) -> Scene {
     let dir = TempDir::new(&lab.server_if);
     let path = dir.path("knockd.conf");
     std::fs::write(&path, config.replace("$DIR", &dir.0.to_string_lossy())).unwrap();
+    for (name, content) in files {
+        std::fs::write(dir.path(name), content).unwrap();
+    }
     let listener = Listener::start(&lab.server, 22).expect("a listener on port 22");
     let mut args = vec![
         "--config".to_owned(),

@@ -52,10 +52,7 @@ impl Daemon {
             });
         }
         let mut daemon = Self { child, lines };
-        if daemon
-            .wait_for("starting up", Duration::from_secs(60))
-            .is_none()
-        {
+        if daemon.wait_for_start(Duration::from_secs(60)).is_none() {
             let log = daemon.log().join("\n");
             let _ = daemon.child.kill();
             return Err(std::io::Error::other(format!(

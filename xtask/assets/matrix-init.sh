@@ -108,7 +108,11 @@ sleep 1
 pass "knock-user run loaded and attached the XDP program ($(grep -m1 -o 'verifier walked [^)]*' /tmp/daemon.log))"
 # Whether the JIT is required is the host's call: arm32's JIT declines some programs and the
 # kernel then runs them in the interpreter.
-if grep -q ' bpf_prog_[0-9a-f]*_knock' /proc/kallsyms; then echo "MATRIX JIT yes"; else echo "MATRIX JIT no"; fi
+if grep -q ' bpf_prog_[0-9a-f]*_knock' /proc/kallsyms; then echo "MATRIX JIT yes"; else
+    echo "MATRIX JIT no"
+    # arm32's JIT names the first instruction it cannot translate ("NOT YET: opcode ...").
+    dmesg | grep -i -E "not yet|jit" | sed 's/^/MATRIX INFO dmesg: /'
+fi
 echo "MATRIX RSS $(awk '/VmRSS/ {print $2}' /proc/$DAEMON/status) kB"
 
 for pair in "$SERVER4 $CLIENT4" "$SERVER6 $CLIENT6"; do
@@ -137,6 +141,7 @@ for pair in "$SERVER4 $CLIENT4" "$SERVER6 $CLIENT6"; do
     fi
 done
 echo "MATRIX RSS $(awk '/VmRSS/ {print $2}' /proc/$DAEMON/status) kB"
+echo "MATRIX PEAK $(awk '/VmHWM/ {print $2}' /proc/$DAEMON/status) kB"
 
 kill -INT "$DAEMON"
 for _ in $(seq 1 50); do

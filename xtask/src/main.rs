@@ -27,7 +27,7 @@ enum Command {
     /// Build static knock-user binaries for Raspberry Pis (aarch64, ARMv7, ARMv6) into
     /// target/cross/<name>/ and check them under qemu-user.
     Cross(cross::Args),
-    /// Boot Debian's 6.1 and 6.12 kernels (amd64, arm64, armhf) under qemu-system and check that
+    /// Boot Debian's 6.1 and 6.12 kernels (amd64, arm64; armhf 6.1) under qemu-system and check that
     /// each accepts the XDP program and the gate works.
     Matrix(matrix::Args),
 }

@@ -118,7 +118,8 @@ impl Apt {
         let name = format!("{package}:{}", self.arch);
         let status = self
             .command("apt-get")
-            .args(["download", "-q", &name])
+            // apt's sandbox user cannot write to a directory of root's; say that it need not.
+            .args(["-o", "APT::Sandbox::User=root", "download", "-q", &name])
             .current_dir(cache)
             .stdout(Stdio::null())
             .status()

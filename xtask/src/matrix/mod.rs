@@ -44,6 +44,8 @@ enum Name {
     Amd64V612,
     #[value(name = "6.1-arm64")]
     Arm64V61,
+    #[value(name = "6.12-arm64")]
+    Arm64V612,
     #[value(name = "6.1-armhf")]
     ArmhfV61,
 }
@@ -84,7 +86,7 @@ const VIRT32: Board = Board {
     cpu: "cortex-a7",
 };
 
-const ROWS: [Row; 4] = [
+const ROWS: [Row; 5] = [
     Row {
         id: Name::Amd64V61,
         name: "6.1-amd64",
@@ -116,6 +118,16 @@ const ROWS: [Row; 4] = [
         jit_required: true,
     },
     Row {
+        id: Name::Arm64V612,
+        name: "6.12-arm64",
+        arch: "arm64",
+        meta: "linux-image-6.12-arm64",
+        series: "6.12.",
+        binary: Target::Aarch64,
+        board: &VIRT64,
+        jit_required: true,
+    },
+    Row {
         id: Name::ArmhfV61,
         name: "6.1-armhf",
         arch: "armhf",
@@ -138,7 +150,9 @@ struct Verdict {
     jit: Option<bool>,
     walked: Option<String>,
     rss_kb: Option<u64>,
+    peak_kb: Option<u64>,
     log: Vec<String>,
+    notes: Vec<String>,
     seconds: f64,
 }
 
@@ -301,7 +315,9 @@ fn parse(row: &Row, accel: Accel, lines: &[String]) -> Verdict {
         jit: None,
         walked: None,
         rss_kb: None,
+        peak_kb: None,
         log: Vec::new(),
+        notes: Vec::new(),
         seconds: 0.0,
     };
     for line in lines {
@@ -310,6 +326,8 @@ fn parse(row: &Row, accel: Accel, lines: &[String]) -> Verdict {
             "INFO" => {
                 if let Some(kernel) = rest.strip_prefix("kernel ") {
                     verdict.release = kernel.to_owned();
+                } else {
+                    verdict.notes.push(rest.to_owned());
                 }
             }
             "PASS" => {
@@ -322,6 +340,8 @@ fn parse(row: &Row, accel: Accel, lines: &[String]) -> Verdict {
             "JIT" => verdict.jit = Some(rest == "yes"),
             // The last reading, after the knocks, is the daemon at work.
             "RSS" => verdict.rss_kb = rest.trim_end_matches(" kB").parse().ok(),
+            // The high-water mark: loading (parsing the kernel's BTF) peaks above the steady state.
+            "PEAK" => verdict.peak_kb = rest.trim_end_matches(" kB").parse().ok(),
             "LOG" => verdict.log.push(rest.trim_start_matches("| ").to_owned()),
             _ => {}
         }
@@ -352,6 +372,9 @@ fn show(verdict: &Verdict) {
             }
         );
     }
+    for note in &verdict.notes {
+        eprintln!("  note {note}");
+    }
     for fail in &verdict.failed {
         eprintln!("  FAIL {fail}");
     }
@@ -365,10 +388,11 @@ fn show(verdict: &Verdict) {
 
 fn table(verdicts: &[Verdict]) -> String {
     let mut out = String::from(
-        "| kernel | release | accel | verifier walked | JIT | daemon VmRSS | checks | result | time |\n\
+        "| kernel | release | accel | verifier walked | JIT | daemon VmRSS (peak) | checks | result | time |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for v in verdicts {
+        let memory = format!("{} ({})", mib(v.rss_kb), mib(v.peak_kb));
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {}/{} | {} | {:.0} s |\n",
             v.row,
@@ -380,10 +404,7 @@ fn table(verdicts: &[Verdict]) -> String {
                 Some(false) => "no (interpreter)",
                 None => "-",
             },
-            v.rss_kb.map_or_else(
-                || "-".to_owned(),
-                |kb| format!("{:.1} MiB", kb as f64 / 1024.0)
-            ),
+            memory,
             v.passed.len(),
             v.passed.len() + v.failed.len(),
             if v.failed.is_empty() { "pass" } else { "FAIL" },
@@ -391,4 +412,11 @@ fn table(verdicts: &[Verdict]) -> String {
         ));
     }
     out
+}
+
+fn mib(kb: Option<u64>) -> String {
+    kb.map_or_else(
+        || "-".to_owned(),
+        |kb| format!("{:.1} MiB", kb as f64 / 1024.0),
+    )
 }

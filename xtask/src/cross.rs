@@ -174,8 +174,11 @@ pub fn build(target: Target) -> anyhow::Result<PathBuf> {
     if let Some(dir) = binary.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::copy(&built, &binary)
-        .with_context(|| format!("cannot copy {} to {}", built.display(), binary.display()))?;
+    // Through a new file and a rename: the old binary may be running (a test, a VM's daemon).
+    let fresh = binary.with_extension("new");
+    std::fs::copy(&built, &fresh)
+        .with_context(|| format!("cannot copy {} to {}", built.display(), fresh.display()))?;
+    std::fs::rename(&fresh, &binary)?;
     check_bpf_object(&binary)?;
     Ok(binary)
 }

@@ -114,6 +114,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if !args.no_check {
         let configs = emulate::Configs::prepare()?;
         for (target, binary) in &built {
+            eprintln!("\n== checks of the {} binary", target.name());
             check_elf(*target, binary)?;
             emulate::check(*target, binary, &configs)?;
         }

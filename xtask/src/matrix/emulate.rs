@@ -39,7 +39,7 @@ pub fn check(target: Target, binary: &Path, configs: &Configs) -> anyhow::Result
         || "natively".to_owned(),
         |(qemu, cpu)| format!("under {qemu} -cpu {cpu}"),
     );
-    eprintln!("\n== {} checks {shown}", target.name());
+    eprintln!("  (runs {shown})");
     let command = |args: &[&str]| {
         let mut command = match emulator {
             Some((qemu, cpu)) => {

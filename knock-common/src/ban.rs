@@ -83,7 +83,10 @@ mod tests {
     #[test]
     fn a_zero_limit_never_bans() {
         let mut strikes = Strikes::default();
-        let off = Policy { limit: 0, ..policy() };
+        let off = Policy {
+            limit: 0,
+            ..policy()
+        };
         for t in 0..100 {
             assert!(!strikes.strike(t * S, &off));
         }

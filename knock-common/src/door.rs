@@ -141,12 +141,17 @@ impl Door {
     }
 
     /// Whether this door listens to the packet at all: knocks are unicast, whole (never a
-    /// fragment) and, with a target, addressed to it.
+    /// fragment) and addressed to the door's target, or without one to the host itself, as
+    /// knockd only sees its own addresses.
     #[inline(always)]
     pub fn hears(&self, segment: &Segment) -> bool {
         segment.unicast
             && !segment.fragment
-            && (self.has_target == 0 || self.target.same_as(&segment.dst))
+            && if self.has_target != 0 {
+                self.target.same_as(&segment.dst)
+            } else {
+                segment.to_host
+            }
     }
 
     /// Whether a packet carries the TCP flags this door's knocks need. UDP always does.

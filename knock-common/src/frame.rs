@@ -263,6 +263,7 @@ fn transport<F: FrameBytes + ?Sized>(
             tcp_flags,
             unicast,
             fragment,
+            to_host: false,
             // Offsets stay below MAX_TRANSPORT_OFFSET plus a few headers, lengths below 64 KiB.
             payload_at: payload_at as u16,
             payload_len: payload.end.saturating_sub(payload_at) as u16,
@@ -288,7 +289,11 @@ fn transport<F: FrameBytes + ?Sized>(
             ) else {
                 return Frame::Malformed(Malformed::TruncatedTransport);
             };
-            segment(u16::from_be_bytes([udp[2], udp[3]]), 0, payload.start + UDP_HEADER)
+            segment(
+                u16::from_be_bytes([udp[2], udp[3]]),
+                0,
+                payload.start + UDP_HEADER,
+            )
         }
         _ => Frame::Other,
     }

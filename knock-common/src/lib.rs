@@ -53,6 +53,7 @@ pub mod maps {
     pub const NONCES: &str = "NONCES";
     pub const SPA_DOORS: &str = "SPA_DOORS";
     pub const ALWAYS_ALLOW: &str = "ALWAYS_ALLOW";
+    pub const LOCAL_ADDRS: &str = "LOCAL_ADDRS";
 }
 
 /// The name of the XDP program in the object file.

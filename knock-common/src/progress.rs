@@ -77,6 +77,16 @@ pub enum Change {
     Crowded,
 }
 
+/// A packet as the state machine needs it: the segment, and what the tables say of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival<'a> {
+    pub segment: &'a Segment,
+    /// Bit `d` set when door `d` starts with the packet's protocol and port.
+    pub first_step_doors: u64,
+    /// The port is in some door's sequence.
+    pub at_knock_port: bool,
+}
+
 /// Receives the changes one packet makes.
 pub trait Observer {
     fn observe(&mut self, door: u8, door_spec: &Door, change: Change);
@@ -84,21 +94,23 @@ pub trait Observer {
 
 /// Applies one packet to a source's progress.
 ///
-/// `first_step_doors` has bit `d` set when door `d` starts with the packet's protocol and port;
-/// `at_knock_port` says whether that port is in any door's sequence. A packet that ends an
-/// attempt never starts a new one at the same door (as in knockd); the next packet can.
+/// As in knockd, a packet
+/// starts new attempts only when the source has no attempt in progress at a door that hears
+/// it: the packet that ends an attempt starts nothing, and neither does one that advances an
+/// attempt; the next packet can.
 #[inline(always)]
 pub fn advance<B: DoorBook + ?Sized, O: Observer>(
     progress: &mut Progress,
     book: &B,
-    first_step_doors: u64,
-    at_knock_port: bool,
-    packet: &Segment,
+    arrival: &Arrival<'_>,
     now_ns: u64,
     observer: &mut O,
 ) {
-    // Doors this packet has already acted on, and doors with an attempt still running.
+    let packet = arrival.segment;
+    let at_knock_port = arrival.at_knock_port;
+    // Doors with an attempt still running; and whether one of them hears this packet.
     let mut touched: u64 = 0;
+    let mut engaged = false;
     for slot in 0..ATTEMPTS_PER_SOURCE {
         let attempt = &mut progress.attempts[slot];
         if attempt.is_free() {
@@ -125,6 +137,7 @@ pub fn advance<B: DoorBook + ?Sized, O: Observer>(
         if !door.hears(packet) {
             continue;
         }
+        engaged = true;
         let stage = attempt.stage;
         if door.step(usize::from(stage)).is(packet) && door.flags_match(packet) {
             if stage + 1 >= door.step_count {
@@ -142,7 +155,10 @@ pub fn advance<B: DoorBook + ?Sized, O: Observer>(
         }
     }
 
-    let mut candidates = first_step_doors & !touched;
+    if engaged {
+        return;
+    }
+    let mut candidates = arrival.first_step_doors & !touched;
     // One packet starts at most as many attempts as a source can hold; the bound keeps the
     // kernel verifier's work small.
     for _ in 0..=ATTEMPTS_PER_SOURCE {

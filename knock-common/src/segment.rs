@@ -31,6 +31,9 @@ pub struct Segment {
     /// The first fragment of a fragmented datagram. It can open a connection once reassembled,
     /// so the gate judges it, but it never counts as a knock.
     pub fragment: bool,
+    /// Addressed to one of the host's own addresses (or a door's target) rather than routed
+    /// through it. The classifier cannot know and says no; the program fills it in.
+    pub to_host: bool,
     /// For UDP: where the datagram's payload starts in the frame, and its length up to the end
     /// the IP header gives.
     pub payload_at: u16,

@@ -138,7 +138,11 @@ mod tests {
             (15, "5493e99933b0a8117e08ec0f97cfc3d9"),
             (63, "5150d1772f50834a503e069a973fbd7c"),
         ] {
-            assert_eq!(hex(&siphash128(&key, &message[..len])), expected, "length {len}");
+            assert_eq!(
+                hex(&siphash128(&key, &message[..len])),
+                expected,
+                "length {len}"
+            );
         }
     }
 

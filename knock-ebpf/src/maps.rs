@@ -52,6 +52,12 @@ pub struct Scratch {
     pub pass: Pass,
     /// Set when the packet ended an attempt: a failure that counts toward a ban.
     pub failed: u32,
+    /// The verdict decided before the state machine runs.
+    pub verdict: u32,
+    /// The packet goes to a port of some door's sequence.
+    pub at_knock_port: u32,
+    /// The packet is addressed to the host (or a door's target).
+    pub to_host: u32,
     /// An SPA datagram's payload, copied out of the packet.
     pub spa: [u8; knock_common::spa::PACKET_LEN],
 }
@@ -95,10 +101,13 @@ pub static HANDOFF: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 pub const SPA_PROGRAM: u32 = 0;
 
+/// The host's own addresses, and the doors' targets: knocks count only when sent to one.
+#[map]
+pub static LOCAL_ADDRS: HashMap<Addr, u8> = HashMap::with_max_entries(256, 0);
+
 /// Networks whose sources the gate never blocks.
 #[map]
-pub static ALWAYS_ALLOW: LpmTrie<[u8; 16], u8> =
-    LpmTrie::with_max_entries(1024, 0);
+pub static ALWAYS_ALLOW: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(1024, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);

@@ -6,20 +6,21 @@ use aya_ebpf::macros::xdp;
 use aya_ebpf::programs::XdpContext;
 use aya_log_ebpf::debug;
 use knock_common::counter::Counter;
+use knock_common::door::ONCE;
 use knock_common::event::kind;
 use knock_common::frame::{Frame, classify};
 use knock_common::ports::{self, GUARDED, KNOCK, SERVED};
-use knock_common::progress::{Change, DoorBook, Observer, Progress, advance};
-use knock_common::door::ONCE;
+use knock_common::progress::{Arrival, Change, DoorBook, Observer, Progress, advance};
 use knock_common::settings::Settings;
 use knock_common::{Addr, Door, ProtoPort, Segment};
 
 use crate::frame::XdpFrame;
-use crate::{ban, gate};
 use crate::maps::{
-    DOORS, HANDOFF, SPA_PROGRAM, FIRST_STEPS, OPENS_PER_PACKET, Opens, PORTS, PROGRESS, SCRATCH, SETTINGS, Scratch,
+    DOORS, FIRST_STEPS, HANDOFF, LOCAL_ADDRS, OPENS_PER_PACKET, Opens, PORTS, PROGRESS, SCRATCH,
+    SETTINGS, SPA_PROGRAM, Scratch,
 };
 use crate::report::{count, emit};
+use crate::{ban, gate};
 
 #[xdp]
 #[inline(always)]
@@ -60,6 +61,9 @@ fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
     let settings = SETTINGS.get(0).ok_or(Fault)?;
     let heard = !(settings.ipv4_only() && !segment.src.is_ipv4());
     if segment.is_udp() && settings.spa_port != 0 && segment.dport == settings.spa_port {
+        if !addressed_to_host(segment) {
+            return Ok(XDP_PASS);
+        }
         if heard && !segment.fragment {
             // The SPA program reads the segment from the scratch slot and drops the datagram.
             // SAFETY: a tail call into our own program array; on failure execution goes on.
@@ -97,29 +101,42 @@ fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
         return Ok(action);
     }
     let at_knock_port = class & KNOCK != 0;
+    // Knock ports need the answer anyway; for other ports it waits until the source turns out
+    // to have progress, which most do not.
+    let to_host = at_knock_port && addressed_to_host(segment);
+    if at_knock_port && to_host && class & SERVED == 0 {
+        count(Counter::KnockPortDropped);
+        action = XDP_DROP;
+    }
+    // The verdict and the flags go through memory before the state machine runs: the verifier
+    // does not track values in maps, so it walks the state machine once instead of once per
+    // combination of them.
+    // SAFETY: fields of this CPU's scratch slot, distinct from the segment.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*scratch).verdict, action);
+        core::ptr::write_volatile(&raw mut (*scratch).at_knock_port, u32::from(at_knock_port));
+        core::ptr::write_volatile(&raw mut (*scratch).to_host, u32::from(to_host));
+    }
     if heard && (at_knock_port || (contact && segment.unicast)) {
         if ban::is_banned(segment.src, settings, now_ns) {
             count(Counter::BannedIgnored);
         } else {
-            track(segment, port, at_knock_port, now_ns, settings);
+            // `segment` is not used past this point: `track` rewrites part of it.
+            track(scratch, port, now_ns, settings);
         }
     }
-    if at_knock_port && class & SERVED == 0 {
-        count(Counter::KnockPortDropped);
-        action = XDP_DROP;
-    }
-    Ok(action)
+    // SAFETY: as above.
+    Ok(unsafe { core::ptr::read_volatile(&raw const (*scratch).verdict) })
 }
 
 /// Runs the knock state machine for the packet's source, then opens the doors it completed.
 #[inline(always)]
-fn track(
-    segment: &Segment,
-    port: ProtoPort,
-    at_knock_port: bool,
-    now_ns: u64,
-    settings: &Settings,
-) {
+fn track(scratch: *mut Scratch, port: ProtoPort, now_ns: u64, settings: &Settings) {
+    // SAFETY: fields of this CPU's scratch slot, written by `try_knock` for this packet.
+    let at_knock_port =
+        unsafe { core::ptr::read_volatile(&raw const (*scratch).at_knock_port) } != 0;
+    // SAFETY: as above.
+    let source = unsafe { (*scratch).segment.src };
     let first_step_doors = if at_knock_port {
         match FIRST_STEPS.get_ptr(port) {
             // SAFETY: written only by user space when the configuration changes.
@@ -128,9 +145,6 @@ fn track(
         }
     } else {
         0
-    };
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return;
     };
     // SAFETY: this CPU's scratch slot, used only for the packet at hand; the segment lives in
     // another field of it, which these borrows leave alone.
@@ -142,12 +156,12 @@ fn track(
     // Everything the witness notes goes to memory, which the verifier does not track, so it
     // does not multiply the paths through the state machine.
     let mut witness = Witness {
-        source: segment.src,
+        source,
         now_ns,
         opens,
         failed,
     };
-    let (progress, fresh) = match PROGRESS.get_ptr_mut(segment.src) {
+    let (progress, fresh) = match PROGRESS.get_ptr_mut(source) {
         // SAFETY: the entry of this source; packets of one source are handled one at a time on
         // one CPU in practice, and a race can only lose a knock, never open a door.
         Some(progress) => (unsafe { &mut *progress }, false),
@@ -158,28 +172,36 @@ fn track(
         }
         None => return,
     };
-    advance(
-        progress,
-        &DoorMap,
+    // Whether the packet is for this host: known already for knock ports, looked up now for
+    // the others. It goes into the segment in memory, where the state machine reads it afresh
+    // each time instead of carrying a value the verifier would split its paths on.
+    // SAFETY: as above; no reference to the segment is alive while it is written.
+    unsafe {
+        let known = core::ptr::read_volatile(&raw const (*scratch).to_host) != 0;
+        let to_host = known || (!at_knock_port && addressed_to_host(&(*scratch).segment));
+        core::ptr::write_volatile(&raw mut (*scratch).segment.to_host, to_host);
+    }
+    // SAFETY: as above; from here on the segment is only read.
+    let segment: &Segment = unsafe { &(*scratch).segment };
+    let arrival = Arrival {
+        segment,
         first_step_doors,
         at_knock_port,
-        segment,
-        now_ns,
-        &mut witness,
-    );
+    };
+    advance(progress, &DoorMap, &arrival, now_ns, &mut witness);
     if fresh {
         // A reference into the scratch map, not a copy: the stack has no room for it.
         let progress: &Progress = progress;
-        if !progress.is_empty() && PROGRESS.insert(segment.src, progress, 0).is_err() {
+        if !progress.is_empty() && PROGRESS.insert(source, progress, 0).is_err() {
             count(Counter::ProgressFull);
         }
     } else if progress.is_empty() {
-        let _ = PROGRESS.remove(segment.src);
+        let _ = PROGRESS.remove(source);
     }
-    open_completed(segment.src, scratch, now_ns);
+    open_completed(source, scratch, now_ns);
     // SAFETY: as above.
     if unsafe { (*scratch).failed } != 0 {
-        ban::strike(segment.src, settings, now_ns);
+        ban::strike(source, settings, now_ns);
     }
 }
 
@@ -202,6 +224,13 @@ fn open_completed(source: Addr, scratch: *mut Scratch, now_ns: u64) {
             }
         }
     }
+}
+
+/// Whether the packet is addressed to the host itself (or to a door's target), rather than
+/// routed through it.
+#[inline(always)]
+fn addressed_to_host(segment: &Segment) -> bool {
+    LOCAL_ADDRS.get_ptr(segment.dst).is_some()
 }
 
 struct DoorMap;

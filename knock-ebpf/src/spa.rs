@@ -1,15 +1,15 @@
 //! Single-packet authorization in the kernel: verify, refuse or open.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::bindings::xdp_action::XDP_DROP;
+use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::macros::xdp;
 use aya_ebpf::programs::XdpContext;
+use knock_common::Segment;
 use knock_common::counter::Counter;
 use knock_common::event::kind;
 use knock_common::frame::FrameBytes as _;
 use knock_common::settings::Settings;
 use knock_common::spa::{self, PACKET_LEN, Rejection};
-use knock_common::Segment;
 
 use crate::frame::XdpFrame;
 use crate::maps::{DOORS, KEYS, NONCES, SCRATCH, SETTINGS, SPA_DOORS};
@@ -32,12 +32,7 @@ pub fn knock_spa(ctx: XdpContext) -> u32 {
 }
 
 #[inline(always)]
-fn handle(
-    ctx: &XdpContext,
-    segment: &Segment,
-    settings: &Settings,
-    copy: &mut [u8; PACKET_LEN],
-) {
+fn handle(ctx: &XdpContext, segment: &Segment, settings: &Settings, copy: &mut [u8; PACKET_LEN]) {
     let now_ns = unsafe { bpf_ktime_get_ns() };
     let source = segment.src;
     if ban::is_banned(source, settings, now_ns) {
@@ -106,7 +101,10 @@ fn verify(
     }
     // BPF_NOEXIST makes the check and the record one step: of two copies racing on two CPUs,
     // one wins.
-    if NONCES.insert(request.nonce, 1, aya_ebpf::bindings::BPF_NOEXIST.into()).is_err() {
+    if NONCES
+        .insert(request.nonce, 1, aya_ebpf::bindings::BPF_NOEXIST.into())
+        .is_err()
+    {
         return Err(Rejection::Replayed);
     }
     let id = SPA_DOORS
@@ -120,4 +118,3 @@ fn verify(
     gate::open(segment.src, door.gate_id, door, now_ns, scratch);
     Ok(())
 }
-

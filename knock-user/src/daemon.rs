@@ -11,6 +11,7 @@ use knock_common::ProtoPort;
 use knock_common::counter::Counter;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::addresses;
 use crate::clock;
 use crate::config::{self, Config};
 use crate::events;
@@ -62,6 +63,8 @@ struct Daemon {
     counters_logged: Vec<(Counter, u64)>,
     plan: Plan,
     served: BTreeSet<ProtoPort>,
+    /// The guarded interfaces' addresses.
+    local: BTreeSet<knock_common::Addr>,
     interfaces: Vec<String>,
     capacities: Capacities,
     knock: Knock,
@@ -110,8 +113,9 @@ impl Daemon {
         );
         let interfaces = interfaces(&options, &config)?;
         let served = served::ports();
+        let local = addresses::of_interfaces(&interfaces);
         let expanded = expand::expand(&config, clock::unix_s(), &BTreeSet::new());
-        let plan = Plan::new(&expanded, &served, options.switches);
+        let plan = Plan::new(&expanded, &served, options.switches).with_local(&local);
         let capacities = Capacities {
             progress: config.options.progress_capacity,
             gate: config.options.gate_capacity,
@@ -136,6 +140,7 @@ impl Daemon {
             counters_logged: Vec::new(),
             plan,
             served,
+            local,
             interfaces,
             capacities,
             knock,
@@ -150,12 +155,13 @@ impl Daemon {
         } else {
             None
         };
-        self.announce();
-        let mut ring = crate::watch::readable(self.knock.take_events()?)
-            .context("cannot watch the event ring")?;
+        // Handlers first: a SIGHUP that arrives before them would end the process.
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
+        let mut ring = crate::watch::readable(self.knock.take_events()?)
+            .context("cannot watch the event ring")?;
+        self.announce();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         let mut served_check = tokio::time::interval(SERVED_EVERY);
         let mut counters_every = tokio::time::interval(COUNTERS_EVERY);
@@ -264,7 +270,10 @@ impl Daemon {
                 .any(|s| s.period_at(now_s) <= period + 1)
         });
         let expanded = expand::expand(&config, now_s, &self.used);
-        let next = self.plan.next(&expanded, &self.served, self.options.switches);
+        let next = self
+            .plan
+            .next(&expanded, &self.served, self.options.switches)
+            .with_local(&self.local);
         let removed = self.plan.removed_in(&next);
         sweep::forget_doors(&mut self.knock.gate()?, &removed);
         self.knock.push(&next)?;
@@ -289,7 +298,12 @@ impl Daemon {
                 continue;
             };
             let pushed = self.plan.doors[id].step_count;
-            if pushed > 0 && self.knock.door_record(id).is_some_and(|d| d.step_count == 0) {
+            if pushed > 0
+                && self
+                    .knock
+                    .door_record(id)
+                    .is_some_and(|d| d.step_count == 0)
+            {
                 self.used.insert((name.to_owned(), period));
             }
         }
@@ -410,12 +424,15 @@ impl Daemon {
         }
     }
 
+    /// Follows services starting and stopping, and addresses coming and going.
     fn check_served(&mut self) {
         let served = served::ports();
-        if served == self.served {
+        let local = addresses::of_interfaces(&self.interfaces);
+        if served == self.served && local == self.local {
             return;
         }
         self.served = served;
+        self.local = local;
         let config = self.config.clone();
         if let Err(error) = self.apply(config) {
             self.journal

@@ -58,9 +58,11 @@ mod tests {
     use crate::rotate::Secret;
 
     fn config_with_rotating_door() -> Config {
-        let mut config =
-            crate::config::parse(Path::new("t"), "[openSSH]\nsequence = 1\n[static]\nsequence = 2\n")
-                .unwrap();
+        let mut config = crate::config::parse(
+            Path::new("t"),
+            "[openSSH]\nsequence = 1\n[static]\nsequence = 2\n",
+        )
+        .unwrap();
         config.doors[0].sequence.clear();
         config.doors[0].secret = Some(Secret::generate("openSSH", BTreeSet::new()).unwrap());
         config
@@ -71,10 +73,22 @@ mod tests {
         let config = config_with_rotating_door();
         let expanded = expand(&config, 3000, &BTreeSet::new());
         let keys: Vec<String> = expanded.doors.iter().map(DoorConfig::key).collect();
-        assert_eq!(keys, ["openSSH", "openSSH@99", "openSSH@100", "openSSH@101", "static"]);
+        assert_eq!(
+            keys,
+            [
+                "openSSH",
+                "openSSH@99",
+                "openSSH@100",
+                "openSSH@101",
+                "static"
+            ]
+        );
         let secret = config.doors[0].secret.as_ref().unwrap();
         assert_eq!(expanded.doors[2].sequence, secret.sequence(100));
-        assert!(expanded.doors[2].protect.is_empty(), "the entry holds the protected ports");
+        assert!(
+            expanded.doors[2].protect.is_empty(),
+            "the entry holds the protected ports"
+        );
         assert_eq!(expanded.doors[0].protect, config.doors[0].protect);
     }
 

@@ -1,5 +1,6 @@
 //! knock's user space: configuration, loading the XDP program, the daemon, the client.
 
+pub mod addresses;
 pub mod check;
 pub mod client;
 pub mod clock;
@@ -10,8 +11,8 @@ mod detach;
 pub mod events;
 pub mod expand;
 pub mod journal;
-pub mod keys;
 pub mod keeper;
+pub mod keys;
 pub mod loader;
 pub mod names;
 pub mod onetime;

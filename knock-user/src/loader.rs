@@ -12,7 +12,9 @@ use knock_common::gate::Pass;
 use knock_common::ports::FirstSteps;
 use knock_common::progress::Progress;
 use knock_common::settings::{Settings, SpaKey};
-use knock_common::{Addr, Door, HANDOFF, HANDOFF_SPA, MAX_DOORS, PROGRAM, ProtoPort, SPA_PROGRAM, maps};
+use knock_common::{
+    Addr, Door, HANDOFF, HANDOFF_SPA, MAX_DOORS, PROGRAM, ProtoPort, SPA_PROGRAM, maps,
+};
 
 use crate::plan::Plan;
 
@@ -106,7 +108,8 @@ impl Knock {
         spa.load()?;
         let spa_fd = spa.fd()?.try_clone().map_err(ProgramError::from)?;
         let mut handoff = ProgramArray::try_from(
-            ebpf.map_mut(HANDOFF).ok_or(LoadError::MissingMap(HANDOFF))?,
+            ebpf.map_mut(HANDOFF)
+                .ok_or(LoadError::MissingMap(HANDOFF))?,
         )
         .map_err(map_error(HANDOFF))?;
         handoff
@@ -239,6 +242,17 @@ impl Knock {
                 .insert(tag, id, 0)
                 .map_err(map_error(maps::SPA_DOORS))?;
         }
+        let mut local: HashMap<_, Addr, u8> = self.hash(maps::LOCAL_ADDRS)?;
+        for address in previous.iter().flat_map(|p| p.local.iter()) {
+            if !plan.local.contains(address) {
+                let _ = local.remove(address);
+            }
+        }
+        for address in &plan.local {
+            local
+                .insert(address, 1, 0)
+                .map_err(map_error(maps::LOCAL_ADDRS))?;
+        }
         let map = self
             .ebpf
             .map_mut(maps::ALWAYS_ALLOW)
@@ -267,9 +281,7 @@ impl Knock {
         pushed.settings.clock_offset_ns = crate::clock::wall_offset_ns();
         let value = pushed.settings;
         let mut settings: Array<_, Settings> = self.array(maps::SETTINGS)?;
-        settings
-            .set(0, value, 0)
-            .map_err(map_error(maps::SETTINGS))
+        settings.set(0, value, 0).map_err(map_error(maps::SETTINGS))
     }
 
     /// What each of the program's maps holds at most, and the memory the kernel charges for it.

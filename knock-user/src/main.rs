@@ -113,14 +113,22 @@ struct KnockArgs {
     /// The host to knock on.
     host: String,
     /// The knocks: PORT, PORT:tcp or PORT:udp; with --secret-file, optionally the door's name.
-    #[arg(required_unless_present = "secret_file", value_name = "PORT[:tcp|:udp]")]
+    #[arg(
+        required_unless_present = "secret_file",
+        value_name = "PORT[:tcp|:udp]"
+    )]
     ports: Vec<String>,
 }
 
 #[derive(Args)]
 struct SpaArgs {
     /// The key file; its first key is used unless --key-id picks another.
-    #[arg(short, long, value_name = "FILE", default_value = "~/.config/knock/spa.key")]
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "~/.config/knock/spa.key"
+    )]
     key_file: String,
     #[arg(long, value_name = "ID")]
     key_id: Option<u32>,

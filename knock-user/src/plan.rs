@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use knock_common::door::ONCE;
 use knock_common::ports::{self, KNOCK, SERVED};
 use knock_common::settings::{IPV4_ONLY, Settings};
-use knock_common::door::ONCE;
 use knock_common::{Addr, Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, ProgressRule, ProtoPort};
 
 use crate::config::{Config, DoorConfig};
@@ -33,6 +33,9 @@ pub struct Plan {
     pub keys: BTreeMap<u32, [u8; 16]>,
     /// Networks the gate never blocks, as (prefix length over 128 bits, IPv6-mapped address).
     pub always_allow: BTreeSet<(u32, [u8; 16])>,
+    /// Where knocks must be sent: the doors' targets, and the host's own addresses, which the
+    /// daemon adds with `with_local`.
+    pub local: BTreeSet<Addr>,
     pub settings: Settings,
 }
 
@@ -165,7 +168,14 @@ impl Plan {
             *port_words.entry(word).or_default() |= u64::from(class) << shift;
         }
         let options = &config.options;
+        let local = config
+            .doors
+            .iter()
+            .filter_map(|d| d.target)
+            .map(Addr::from)
+            .collect();
         Self {
+            local,
             doors,
             names,
             port_words,
@@ -195,6 +205,12 @@ impl Plan {
                 _pad2: 0,
             },
         }
+    }
+
+    /// The plan with the host's own addresses added to where knocks may be sent.
+    pub fn with_local(mut self, addresses: &BTreeSet<Addr>) -> Self {
+        self.local.extend(addresses.iter().copied());
+        self
     }
 
     /// The id of the door with this name.

@@ -79,7 +79,10 @@ impl Secret {
                     continue;
                 }
                 let port = self.low + (x % span) as u16;
-                if !self.exclude.contains(&port) && !ports.contains(&port) && ports.len() < self.length {
+                if !self.exclude.contains(&port)
+                    && !ports.contains(&port)
+                    && ports.len() < self.length
+                {
                     ports.push(port);
                 }
             }
@@ -87,7 +90,13 @@ impl Secret {
         }
         ports
             .into_iter()
-            .map(|p| if self.udp { ProtoPort::udp(p) } else { ProtoPort::tcp(p) })
+            .map(|p| {
+                if self.udp {
+                    ProtoPort::udp(p)
+                } else {
+                    ProtoPort::tcp(p)
+                }
+            })
             .collect()
     }
 
@@ -186,7 +195,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Secret, ConfigError> {
             }
             "exclude" => {
                 for item in value.split(',') {
-                    secret.exclude.insert(value::proto_port(item).map_err(&bad)?.port);
+                    secret
+                        .exclude
+                        .insert(value::proto_port(item).map_err(&bad)?.port);
                 }
             }
             "protocol" => match value.to_ascii_lowercase().as_str() {
@@ -206,7 +217,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Secret, ConfigError> {
         .filter(|p| (secret.low..=secret.high).contains(p))
         .count();
     if span - excluded < secret.length * 4 {
-        return Err(error(0, Some("ports"), "the range leaves too few ports for the length".into()));
+        return Err(error(
+            0,
+            Some("ports"),
+            "the range leaves too few ports for the length".into(),
+        ));
     }
     Ok(secret)
 }

@@ -27,8 +27,7 @@ pub fn send(
     door: &str,
     source: Option<IpAddr>,
 ) -> Result<IpAddr, SpaError> {
-    let socket = UdpSocket::bind(unspecified(server))
-        .map_err(|e| SpaError::Send(server, e))?;
+    let socket = UdpSocket::bind(unspecified(server)).map_err(|e| SpaError::Send(server, e))?;
     socket
         .connect(server)
         .map_err(|e| SpaError::Source(server.ip(), e))?;

@@ -37,6 +37,7 @@ fn packet(proto: u8, port: u16, flags: u8) -> Segment {
         tcp_flags: flags,
         unicast: true,
         fragment: false,
+        to_host: true,
         payload_at: 0,
         payload_len: 0,
     }
@@ -76,12 +77,15 @@ impl Knocker {
             knock_port |= d.sequence().iter().any(|s| s.is(&packet));
         }
         self.seen.0.clear();
+        let arrival = Arrival {
+            segment: &packet,
+            first_step_doors: first,
+            at_knock_port: knock_port,
+        };
         advance(
             &mut self.progress,
             self.doors.as_slice(),
-            first,
-            knock_port,
-            &packet,
+            &arrival,
             (at_s * SECOND as f64) as u64,
             &mut self.seen,
         );
@@ -266,6 +270,47 @@ fn doors_sharing_a_first_knock_are_tracked_side_by_side() {
 }
 
 #[test]
+fn a_packet_that_ends_an_attempt_starts_no_other_door() {
+    let alpha = door(&[
+        ProtoPort::tcp(7001),
+        ProtoPort::tcp(7002),
+        ProtoPort::tcp(7003),
+    ]);
+    let beta = door(&[ProtoPort::tcp(8001), ProtoPort::tcp(8002)]);
+    let mut k = Knocker::new(std::vec![alpha, beta]);
+    let seen = k.sends(&[syn(7001), syn(7002), syn(8001), syn(8002)]);
+    assert_eq!(
+        seen,
+        [
+            (0, Change::Stage(1)),
+            (0, Change::Stage(2)),
+            (0, Change::Reset(2))
+        ],
+        "as in knockd, 8001 only ends alpha, and 8002 then starts nothing"
+    );
+}
+
+#[test]
+fn a_packet_that_advances_an_attempt_starts_no_other_door() {
+    let alpha = door(&[
+        ProtoPort::tcp(7001),
+        ProtoPort::tcp(7002),
+        ProtoPort::tcp(7003),
+    ]);
+    let beta = door(&[ProtoPort::tcp(7002), ProtoPort::tcp(8002)]);
+    let mut k = Knocker::new(std::vec![alpha, beta]);
+    let seen = k.sends(&[syn(7001), syn(7002), syn(8002)]);
+    assert_eq!(
+        seen,
+        [
+            (0, Change::Stage(1)),
+            (0, Change::Stage(2)),
+            (0, Change::Reset(2))
+        ]
+    );
+}
+
+#[test]
 fn a_thirty_two_step_sequence_opens_only_at_its_last_knock() {
     let steps: Vec<ProtoPort> = (0..MAX_STEPS as u16)
         .map(|i| {
@@ -342,6 +387,7 @@ fn a_door_with_a_target_hears_only_knocks_sent_to_it() {
     assert_eq!(k.send(syn(4438), 0.0), []);
     let mut to_target = syn(4438);
     to_target.dst = d.target;
+    to_target.to_host = false;
     assert_eq!(k.send(to_target, 0.1), [(0, Change::Stage(1))]);
     assert_eq!(
         k.send(syn(80), 0.2),
@@ -398,4 +444,22 @@ fn an_attempt_ends_when_its_door_changes_revision() {
     assert!(k.progress.is_empty());
     assert_eq!(k.send(syn(4438), 0.2), [(0, Change::Stage(1))]);
     assert_eq!(k.progress.attempts[0].revision, 1);
+}
+
+#[test]
+fn packets_to_another_host_are_never_knocks() {
+    let mut k = Knocker::new(std::vec![guide_door()]);
+    let mut elsewhere = syn(4438);
+    elsewhere.dst = Addr::from_ipv4([198, 51, 100, 9]);
+    elsewhere.to_host = false;
+    assert_eq!(k.send(elsewhere, 0.0), []);
+    k.send(syn(4438), 0.1);
+    let mut contact = syn(80);
+    contact.dst = Addr::from_ipv4([198, 51, 100, 9]);
+    contact.to_host = false;
+    assert_eq!(
+        k.send(contact, 0.2),
+        [],
+        "a connection routed elsewhere does not reset"
+    );
 }

@@ -205,9 +205,9 @@ pub fn network(item: &str) -> Result<Network, String> {
         Some((a, p)) => (a.trim(), Some(p.trim())),
         None => (item, None),
     };
-    let address: IpAddr = address
-        .parse()
-        .map_err(|_| format!("`{item}` is not a network such as 198.51.100.0/24 or 2001:db8::/32"))?;
+    let address: IpAddr = address.parse().map_err(|_| {
+        format!("`{item}` is not a network such as 198.51.100.0/24 or 2001:db8::/32")
+    })?;
     let max = if address.is_ipv4() { 32 } else { 128 };
     let prefix = match prefix {
         Some(p) => p

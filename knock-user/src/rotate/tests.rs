@@ -38,7 +38,11 @@ fn hmac_sha256_matches_rfc_4231() {
 /// key bytes 0..31, door `openSSH`, period 30 s, ports 10000-60000, length 3, period 60000000.
 #[test]
 fn the_derivation_matches_its_reference_vector() {
-    let ports: Vec<u16> = secret().sequence(60_000_000).iter().map(|p| p.port).collect();
+    let ports: Vec<u16> = secret()
+        .sequence(60_000_000)
+        .iter()
+        .map(|p| p.port)
+        .collect();
     assert_eq!(ports, REFERENCE);
 }
 
@@ -58,7 +62,10 @@ fn a_sequence_has_distinct_ports_in_range_and_avoids_excluded_ones() {
         assert_eq!(ports.len(), 5);
         let distinct: BTreeSet<u16> = ports.iter().copied().collect();
         assert_eq!(distinct.len(), 5, "{ports:?}");
-        assert!(ports.iter().all(|p| (20_010..=20_020).contains(p)), "{ports:?}");
+        assert!(
+            ports.iter().all(|p| (20_010..=20_020).contains(p)),
+            "{ports:?}"
+        );
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use aya::TestRunOptions;
 use aya::programs::TestRun as _;
+use knock_common::Addr;
 use knock_common::counter::Counter;
 use knock_user::config;
 use knock_user::loader::{Capacities, Knock};
@@ -25,7 +26,17 @@ pub fn load_with(text: &str, adjust: impl FnOnce(&mut Plan)) -> Knock {
 /// Like `load_with`, with a chosen capacity of the progress map.
 pub fn load_sized(text: &str, progress: u32, adjust: impl FnOnce(&mut Plan)) -> Knock {
     let config = config::parse(Path::new("test.conf"), text).expect("a valid configuration");
-    let mut plan = Plan::new(&config, &BTreeSet::new(), Switches::default());
+    // The server of the crafted frames: 198.51.100.1 and 2001:db8::1.
+    let host: BTreeSet<Addr> = [
+        Addr::from_ipv4([198, 51, 100, 1]),
+        Addr::from(
+            "2001:db8::1"
+                .parse::<std::net::Ipv6Addr>()
+                .expect("an address"),
+        ),
+    ]
+    .into();
+    let mut plan = Plan::new(&config, &BTreeSet::new(), Switches::default()).with_local(&host);
     adjust(&mut plan);
     let mut knock = Knock::load(
         Capacities {

@@ -1,0 +1,68 @@
+//! The addresses of the guarded interfaces: knocks count only when sent to one of them (or to a
+//! door's Target), as knockd only sees its own addresses. Read with getifaddrs(3) and looked up
+//! again every few seconds, so a DHCP renewal is followed.
+
+use std::collections::BTreeSet;
+use std::ffi::CStr;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use knock_common::Addr;
+
+/// Every IPv4 and IPv6 address of the named interfaces.
+pub fn of_interfaces(names: &[String]) -> BTreeSet<Addr> {
+    let mut found = BTreeSet::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, which is freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return found;
+    }
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: `entry` is a node of the list getifaddrs returned.
+        let node = unsafe { &*entry };
+        entry = node.ifa_next;
+        if node.ifa_addr.is_null() || node.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: a NUL-terminated interface name from the kernel.
+        let name = unsafe { CStr::from_ptr(node.ifa_name) }.to_string_lossy();
+        if !names.iter().any(|n| *n == name) {
+            continue;
+        }
+        // SAFETY: ifa_addr points to a sockaddr whose family says which one.
+        let family = i32::from(unsafe { (*node.ifa_addr).sa_family });
+        if family == libc::AF_INET {
+            // SAFETY: an AF_INET address is a sockaddr_in.
+            let sin = unsafe { &*node.ifa_addr.cast::<libc::sockaddr_in>() };
+            found.insert(Addr::from(Ipv4Addr::from(u32::from_be(
+                sin.sin_addr.s_addr,
+            ))));
+        } else if family == libc::AF_INET6 {
+            // SAFETY: an AF_INET6 address is a sockaddr_in6.
+            let sin6 = unsafe { &*node.ifa_addr.cast::<libc::sockaddr_in6>() };
+            found.insert(Addr::from(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+        }
+    }
+    // SAFETY: the list from getifaddrs, freed once.
+    unsafe { libc::freeifaddrs(list) };
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_has_its_addresses() {
+        let found = of_interfaces(&["lo".to_owned()]);
+        assert!(
+            found.contains(&Addr::from(Ipv4Addr::LOCALHOST)),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_interface_has_none() {
+        assert!(of_interfaces(&["no-such-if0".to_owned()]).is_empty());
+    }
+}

@@ -41,15 +41,13 @@ pub fn check(target: Target, binary: &Path, configs: &Configs) -> anyhow::Result
     );
     eprintln!("  (runs {shown})");
     let command = |args: &[&str]| {
-        let mut command = match emulator {
-            Some((qemu, cpu)) => {
-                let mut command = Command::new(qemu);
-                command.args(["-cpu", cpu]).arg(binary);
-                command
-            }
-            None => Command::new(binary),
-        };
-        command.args(args);
+        // A binary that hangs under emulation must fail the check, not stall it.
+        let mut command = Command::new("timeout");
+        command.arg("60");
+        if let Some((qemu, cpu)) = emulator {
+            command.args([qemu, "-cpu", cpu]);
+        }
+        command.arg(binary).args(args);
         command
     };
     let run = |args: &[&str]| -> anyhow::Result<String> {

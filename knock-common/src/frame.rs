@@ -97,7 +97,9 @@ pub fn classify<F: FrameBytes + ?Sized>(frame: &F) -> Frame {
     match ethertype {
         ETHERTYPE_IPV4 => ipv4(frame, offset, l2_unicast),
         ETHERTYPE_IPV6 => ipv6(frame, offset, l2_unicast),
-        // A third tag or any other protocol never reaches the host's IP stack on this device.
+        // The stack strips priority tags (VLAN 0) however many there are, so a third tag can
+        // still hide an IP packet for this host: knock does not follow it, and drops it.
+        ETHERTYPE_VLAN | ETHERTYPE_QINQ => Frame::Malformed(Malformed::TooDeep),
         _ => Frame::Other,
     }
 }
@@ -161,6 +163,13 @@ fn ipv6<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Frame
     if payload_len > available {
         return Frame::Malformed(Malformed::TruncatedIp);
     }
+    // The stack drops IPv4-mapped sources (RFC 4291 2.5.5.2); taken as they come, they would
+    // knock for the IPv4 address they map.
+    let mapped =
+        ip[8] | ip[9] | ip[10] | ip[11] | ip[12] | ip[13] | ip[14] | ip[15] | ip[16] | ip[17];
+    if mapped == 0 && ip[18] == 0xff && ip[19] == 0xff {
+        return Frame::Malformed(Malformed::BadIpHeader);
+    }
     let mut src = [0u8; 16];
     src.copy_from_slice(&ip[8..24]);
     let mut dst = [0u8; 16];
@@ -171,7 +180,8 @@ fn ipv6<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Frame
     let mut next = ip[6];
     let mut offset = l3 + IPV6_HEADER;
     let mut more_fragments = false;
-    for _ in 0..MAX_EXTENSION_HEADERS {
+    // One more round than headers: the last one reads the transport protocol.
+    for _ in 0..=MAX_EXTENSION_HEADERS {
         let length = match next {
             HOP_BY_HOP | ROUTING | DESTINATION_OPTIONS | MOBILITY | HIP | SHIM6 => {
                 let Some(h) = frame.bytes::<2>(offset) else {
@@ -197,7 +207,8 @@ fn ipv6<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Frame
                     // Later fragments carry no header chain (RFC 8200 puts all of it in the first).
                     return Frame::Other;
                 }
-                more_fragments = field & 1 != 0;
+                // Stacked fragment headers: any of them marks a fragment.
+                more_fragments |= field & 1 != 0;
                 8
             }
             _ => {

@@ -97,16 +97,18 @@ fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
             action = XDP_DROP;
         }
     }
-    if segment.fragment {
-        return Ok(action);
-    }
     let at_knock_port = class & KNOCK != 0;
     // Knock ports need the answer anyway; for other ports it waits until the source turns out
     // to have progress, which most do not.
     let to_host = at_knock_port && addressed_to_host(segment);
     if at_knock_port && to_host && class & SERVED == 0 {
+        // Fragments too: knock ports look filtered to a fragmenting scanner as well.
         count(Counter::KnockPortDropped);
         action = XDP_DROP;
+    }
+    if segment.fragment {
+        // A fragment is never a knock.
+        return Ok(action);
     }
     // The verdict and the flags go through memory before the state machine runs: the verifier
     // does not track values in maps, so it walks the state machine once instead of once per

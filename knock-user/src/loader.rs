@@ -7,6 +7,7 @@ use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
+use knock_common::ban::Strikes;
 use knock_common::counter::Counter;
 use knock_common::gate::Pass;
 use knock_common::ports::FirstSteps;
@@ -352,6 +353,10 @@ impl Knock {
 
     pub fn gate(&mut self) -> Result<HashMap<&mut MapData, Addr, Pass>, LoadError> {
         self.hash(maps::GATE)
+    }
+
+    pub fn bans(&mut self) -> Result<HashMap<&mut MapData, Addr, Strikes>, LoadError> {
+        self.hash(maps::BANS)
     }
 
     fn array<V: aya::Pod>(

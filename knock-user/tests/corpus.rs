@@ -132,7 +132,9 @@ fn load(setup: &Setup) -> Knock {
         ipv4_only: setup.ipv4_only,
     };
     kernel::load_with(setup.config, |plan| {
-        *plan = Plan::new(&config, &served, switches);
+        // Keep the host's addresses the helper put in; only the served ports and switches change.
+        let local = plan.local.clone();
+        *plan = Plan::new(&config, &served, switches).with_local(&local);
     })
 }
 
@@ -242,6 +244,12 @@ fn forget_every_source(knock: &mut Knock) {
     let sources: Vec<Addr> = gate.keys().map(|k| k.expect("a key")).collect();
     for source in sources {
         gate.remove(&source).expect("a source forgotten");
+    }
+    // Cases that end attempts on purpose would otherwise add up to a ban.
+    let mut bans = knock.bans().expect("the ban map");
+    let sources: Vec<Addr> = bans.keys().map(|k| k.expect("a key")).collect();
+    for source in sources {
+        let _ = bans.remove(&source);
     }
 }
 

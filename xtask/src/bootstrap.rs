@@ -69,6 +69,7 @@ pub fn run() -> anyhow::Result<()> {
             .env("LLVM_PREFIX", "/usr/lib/llvm-22"))?;
         installed.push(format!("bpf-linker {BPF_LINKER_VERSION}"));
     }
+    crate::fuzz::bootstrap()?;
     if installed.is_empty() {
         eprintln!(
             "bootstrap: everything present ({:.1} s)",

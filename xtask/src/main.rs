@@ -3,6 +3,7 @@
 mod bootstrap;
 mod cross;
 mod demo;
+mod fuzz;
 mod matrix;
 mod shell;
 mod test;

@@ -8,6 +8,7 @@ use crate::shell::{self, cargo, run as sh};
 pub fn run() -> anyhow::Result<()> {
     step("formatting");
     sh(cargo().args(["fmt", "--all", "--check"]))?;
+    sh(cargo().args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"]))?;
     step("lints");
     sh(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
     sh(cargo().args([
@@ -54,6 +55,8 @@ pub fn run() -> anyhow::Result<()> {
         "--",
         "--test-threads=1",
     ]))?;
+    step("fuzzing (30 s per target)");
+    crate::fuzz::run_bounded(30)?;
     eprintln!("\nxtask test: all passed");
     Ok(())
 }

@@ -70,13 +70,43 @@ fn one_and_two_vlan_tags_are_looked_through() {
 }
 
 #[test]
-fn a_third_vlan_tag_is_not_ip_for_this_device() {
+fn a_third_vlan_tag_is_malformed_because_priority_tags_all_get_stripped() {
     let frame = Craft::tcp(client4(), server4(), 22, SYN)
-        .with_vlan(0x88a8, 1)
-        .with_vlan(0x8100, 2)
-        .with_vlan(0x8100, 3)
+        .with_vlan(0x8100, 0)
+        .with_vlan(0x8100, 0)
+        .with_vlan(0x8100, 0)
         .build();
-    assert_eq!(classify(frame.as_slice()), Frame::Other);
+    assert_eq!(
+        classify(frame.as_slice()),
+        Frame::Malformed(Malformed::TooDeep)
+    );
+}
+
+#[test]
+fn eight_extension_headers_are_followed() {
+    let mut craft = Craft::tcp(client6(), server6(), 22, SYN);
+    for _ in 0..MAX_EXTENSION_HEADERS {
+        craft = craft.with_extension(60, &[1, 4, 0, 0, 0, 0]);
+    }
+    assert_eq!(segment(&craft.build()).dport, 22);
+}
+
+#[test]
+fn an_ipv4_mapped_ipv6_source_is_malformed() {
+    let frame = Craft::tcp(v4("::ffff:198.51.100.2"), server6(), 4438, SYN).build();
+    assert_eq!(
+        classify(frame.as_slice()),
+        Frame::Malformed(Malformed::BadIpHeader)
+    );
+}
+
+#[test]
+fn a_first_fragment_header_before_an_atomic_one_still_marks_a_fragment() {
+    let frame = Craft::tcp(client6(), server6(), 4438, SYN)
+        .with_extension(44, &[0, 1, 0, 0, 0, 1])
+        .with_fragment(0, false)
+        .build();
+    assert!(segment(&frame).fragment);
 }
 
 #[test]

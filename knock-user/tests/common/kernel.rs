@@ -26,9 +26,10 @@ pub fn load_with(text: &str, adjust: impl FnOnce(&mut Plan)) -> Knock {
 /// Like `load_with`, with a chosen capacity of the progress map.
 pub fn load_sized(text: &str, progress: u32, adjust: impl FnOnce(&mut Plan)) -> Knock {
     let config = config::parse(Path::new("test.conf"), text).expect("a valid configuration");
-    // The server of the crafted frames: 198.51.100.1 and 2001:db8::1.
+    // The server of the crafted frames: 198.51.100.1 and .4, and 2001:db8::1, as in the lab.
     let host: BTreeSet<Addr> = [
         Addr::from_ipv4([198, 51, 100, 1]),
+        Addr::from_ipv4([198, 51, 100, 4]),
         Addr::from(
             "2001:db8::1"
                 .parse::<std::net::Ipv6Addr>()

@@ -1,6 +1,7 @@
 //! Broadcast and multicast, at layer 2 and layer 3. A knock reaches one host or none: anything
-//! sent to many is dropped at a knock port like any knock, but counts for nothing, and it
-//! breaks no attempt. The gate judges it all the same.
+//! sent to many counts for nothing and breaks no attempt. Sent to the host's own address behind
+//! a broadcast or multicast MAC, it is dropped at a knock port like any knock; sent to a group
+//! address, it is not the host's, and passes. The gate judges it all the same.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -21,7 +22,7 @@ fn to6(dst: &str, port: u16) -> Craft {
 }
 
 pub fn cases() -> Vec<Case> {
-    let shapes: [(&str, Craft); 8] = [
+    let to_host_address: [(&str, Craft); 2] = [
         (
             "to the Ethernet broadcast address",
             syn4(K1).with_eth_dst(ETH_BROADCAST),
@@ -30,6 +31,8 @@ pub fn cases() -> Vec<Case> {
             "to an Ethernet multicast address",
             syn4(K1).with_eth_dst(IPV4_MULTICAST_MAC),
         ),
+    ];
+    let to_group: [(&str, Craft); 6] = [
         ("to 255.255.255.255", to4([255, 255, 255, 255], K1)),
         ("to 224.0.0.1", to4([224, 0, 0, 1], K1)),
         ("to 239.255.255.250", to4([239, 255, 255, 250], K1)),
@@ -41,7 +44,17 @@ pub fn cases() -> Vec<Case> {
         ("to ff05::2 behind a unicast MAC", to6("ff05::2", K1)),
     ];
     let mut cases = Vec::new();
-    for (name, craft) in shapes {
+    for (name, craft) in to_host_address {
+        cases.push(
+            Case::from_source(
+                &format!("a knock {name} is dropped and never counts"),
+                CLIENT4,
+            )
+            .send(craft.build(), DROP)
+            .knock_port_dropped(1),
+        );
+    }
+    for (name, craft) in to_group {
         let source = if craft.src == CLIENT6 {
             CLIENT6
         } else {
@@ -49,23 +62,21 @@ pub fn cases() -> Vec<Case> {
         };
         cases.push(
             Case::from_source(
-                &format!("a knock {name} is dropped and never counts"),
+                &format!("a knock {name} is not the host's: it passes and never counts"),
                 source,
             )
-            .send(craft.build(), DROP)
-            .knock_port_dropped(1),
+            .send(craft.build(), PASS),
         );
     }
     cases.extend([
-        Case::v4("a UDP knock to a multicast group never counts")
+        Case::v4("a UDP knock to a multicast group passes and never counts")
             .on(&UDP)
             .send(
                 Craft::udp(CLIENT4, IpAddr::V4(Ipv4Addr::new(239, 1, 1, 1)), U1)
                     .with_eth_dst(IPV4_MULTICAST_MAC)
                     .build(),
-                DROP,
-            )
-            .knock_port_dropped(1),
+                PASS,
+            ),
         Case::v4("a SYN to SSH sent to the Ethernet broadcast address meets the gate")
             .send(syn4(SSH).with_eth_dst(ETH_BROADCAST).build(), DROP)
             .gate_dropped(1),

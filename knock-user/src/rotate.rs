@@ -5,12 +5,14 @@
 //! Secret files are `key = value` lines, written by `knock-user keygen --rotating DOOR` on the
 //! server and copied to the client:
 //!
-//!     door    = openSSH
-//!     key     = <64 hex digits>
-//!     period  = 30
-//!     ports   = 10000-60000
-//!     length  = 3
-//!     exclude = 22, 80, 443
+//! ```text
+//! door    = openSSH
+//! key     = <64 hex digits>
+//! period  = 30
+//! ports   = 10000-60000
+//! length  = 3
+//! exclude = 22, 80, 443
+//! ```
 //!
 //! Derivation, for period number `n = floor(unix time / period)`: the blocks
 //! HMAC-SHA256(key, "knock rotating sequence v1" 0x00 door 0x00 n(8 bytes, big-endian)

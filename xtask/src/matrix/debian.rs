@@ -78,7 +78,9 @@ impl Apt {
 
     fn command(&self, program: &str) -> Command {
         let mut command = Command::new(program);
+        // apt's sandbox user cannot write to root's directories under target/; it need not.
         command
+            .args(["-o", "APT::Sandbox::User=root"])
             .args(&self.private)
             .env("DEBIAN_FRONTEND", "noninteractive");
         command
@@ -118,8 +120,7 @@ impl Apt {
         let name = format!("{package}:{}", self.arch);
         let status = self
             .command("apt-get")
-            // apt's sandbox user cannot write to a directory of root's; say that it need not.
-            .args(["-o", "APT::Sandbox::User=root", "download", "-q", &name])
+            .args(["download", "-q", &name])
             .current_dir(cache)
             .stdout(Stdio::null())
             .status()

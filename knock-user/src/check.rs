@@ -42,6 +42,29 @@ pub fn describe(config: &Config) -> String {
         if let Some(file) = &door.one_time_sequences {
             let _ = writeln!(out, "  one-time sequences: {}", file.display());
         }
+        if let Some(secret) = &door.secret {
+            let _ = writeln!(
+                out,
+                "  rotating:      {} knocks every {} s in {}-{} ({})",
+                secret.length,
+                secret.period_s,
+                secret.low,
+                secret.high,
+                door.secret_file
+                    .as_ref()
+                    .map_or_else(String::new, |f| f.display().to_string())
+            );
+        }
+        if door.spa {
+            let _ = writeln!(
+                out,
+                "  SPA:           yes, on udp port {}",
+                config
+                    .options
+                    .spa_port
+                    .unwrap_or(knock_common::spa::DEFAULT_PORT)
+            );
+        }
         if !steps.is_empty() {
             let _ = writeln!(out, "  sequence:      {}", steps.join(", "));
         }
@@ -104,6 +127,16 @@ pub fn warnings(
                 step.proto_name()
             ));
         }
+        if let Some(secret) = &door.secret {
+            for port in door.protect.iter().filter(|p| {
+                (secret.low..=secret.high).contains(&p.port) && !secret.exclude.contains(&p.port)
+            }) {
+                warnings.push(format!(
+                    "[{}]: the rotating range {}-{} includes protected port {} and does not exclude it",
+                    door.name, secret.low, secret.high, port.port
+                ));
+            }
+        }
         if door.one_time_sequences.is_some() && door.sequence.is_empty() {
             warnings.push(format!(
                 "[{}]: every one-time sequence is used; the door cannot open",
@@ -112,4 +145,26 @@ pub fn warnings(
         }
     }
     warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use super::*;
+    use crate::rotate::Secret;
+
+    #[test]
+    fn a_rotating_range_over_a_protected_port_is_a_warning() {
+        let mut config =
+            crate::config::parse(Path::new("t"), "[d]\nsequence = 1\nprotect = 20022\n").unwrap();
+        let mut secret = Secret::generate("d", BTreeSet::new()).unwrap();
+        secret.low = 20_000;
+        secret.high = 30_000;
+        config.doors[0].secret = Some(secret);
+        let warnings = warnings(&config, &BTreeSet::new());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("includes protected port 20022"));
+    }
 }

@@ -75,24 +75,13 @@ struct Daemon {
 /// Runs the daemon until a signal stops it.
 pub fn run(options: RunOptions) -> anyhow::Result<()> {
     let daemon = Daemon::prepare(options)?;
-    let pid_file = if daemon.options.daemon {
-        let path = daemon
-            .options
-            .pid_file
-            .clone()
-            .or_else(|| daemon.config.options.pid_file.clone())
-            .unwrap_or_else(|| DEFAULT_PID_FILE.into());
+    if daemon.options.daemon {
         crate::detach::detach().context("cannot become a daemon")?;
-        Some(crate::detach::PidFile::write(path, &daemon.journal))
-    } else {
-        None
-    };
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let result = runtime.block_on(daemon.serve());
-    drop(pid_file);
-    result
+    runtime.block_on(daemon.serve())
 }
 
 impl Daemon {
@@ -161,6 +150,17 @@ impl Daemon {
         let mut hangup = signal(SignalKind::hangup())?;
         let mut ring = crate::watch::readable(self.knock.take_events()?)
             .context("cannot watch the event ring")?;
+        // Written once the handlers are in place, so a SIGTERM sent as soon as it appears still
+        // finds it removed on the way out.
+        let _pid_file = self.options.daemon.then(|| {
+            let path = self
+                .options
+                .pid_file
+                .clone()
+                .or_else(|| self.config.options.pid_file.clone())
+                .unwrap_or_else(|| DEFAULT_PID_FILE.into());
+            crate::detach::PidFile::write(path, &self.journal)
+        });
         self.announce();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         let mut served_check = tokio::time::interval(SERVED_EVERY);

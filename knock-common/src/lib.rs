@@ -58,6 +58,8 @@ pub mod maps {
 
 /// The name of the XDP program in the object file.
 pub const PROGRAM: &str = "knock";
+/// An XDP program that passes everything: the benchmarks' baseline.
+pub const BASELINE_PROGRAM: &str = "knock_baseline";
 /// The XDP program that checks single-packet authorization, reached by a tail call.
 pub const SPA_PROGRAM: &str = "knock_spa";
 /// The name of the program array the main program tail-calls through, and the SPA slot in it.

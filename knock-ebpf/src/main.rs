@@ -7,6 +7,8 @@
 #[cfg(target_arch = "bpf")]
 mod ban;
 #[cfg(target_arch = "bpf")]
+mod baseline;
+#[cfg(target_arch = "bpf")]
 mod frame;
 #[cfg(target_arch = "bpf")]
 mod gate;

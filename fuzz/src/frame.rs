@@ -32,11 +32,14 @@ pub fn check_frame(frame: &[u8]) {
         }
         Frame::Malformed(kind) => {
             assert!(
-                reading.ip.is_some(),
+                reading.ip.is_some() || reading.third_tag,
                 "Malformed({kind:?}) for a frame that is not IP"
             );
             match kind {
-                Malformed::TooDeep => assert_eq!(reading.ip, Some(6), "TooDeep outside IPv6"),
+                Malformed::TooDeep => assert!(
+                    reading.ip == Some(6) || reading.third_tag,
+                    "TooDeep outside IPv6 and without a third VLAN tag"
+                ),
                 Malformed::TinyFragment => assert!(
                     reading.ip == Some(4)
                         && reading
@@ -89,12 +92,15 @@ struct Reading {
     /// The IP version the Ethernet type announces, behind at most two tags.
     ip: Option<u8>,
     transport: Option<Found>,
+    /// A VLAN tag follows the two the classifier looks through.
+    third_tag: bool,
 }
 
 fn read(frame: &[u8]) -> Reading {
     let nothing = Reading {
         ip: None,
         transport: None,
+        third_tag: false,
     };
     if frame.len() < 14 {
         return nothing;
@@ -118,10 +124,16 @@ fn read(frame: &[u8]) -> Reading {
         0x0800 => Reading {
             ip: Some(4),
             transport: ipv4(frame, l3, unicast_mac),
+            third_tag: false,
         },
         0x86dd => Reading {
             ip: Some(6),
             transport: ipv6(frame, l3, unicast_mac),
+            third_tag: false,
+        },
+        0x8100 | 0x88a8 => Reading {
+            third_tag: true,
+            ..nothing
         },
         _ => nothing,
     }

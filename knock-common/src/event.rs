@@ -15,7 +15,10 @@ pub struct Event {
     pub door: u8,
     /// For `STAGE`, `RESET` and `TIMED_OUT`: the stage reached.
     pub stage: u8,
-    pub _pad: [u8; 5],
+    /// Padding in two fields, not an array: the kernel writes events field by field, and an
+    /// odd-sized zeroed array would turn into a call to memset.
+    pub _pad1: u8,
+    pub _pad2: u32,
 }
 crate::assert_layout!(Event, size = 40, align = 8);
 

@@ -188,13 +188,13 @@ pub fn advance<B: DoorBook + ?Sized, O: Observer>(
             observer.observe(id, door, Change::Crowded);
             continue;
         };
-        progress.attempts[slot] = Attempt {
-            started_ns: now_ns,
-            door: id,
-            stage: 1,
-            revision: door.revision,
-            _pad: [0; 5],
-        };
+        // Field by field: a whole-struct store with its zero padding becomes a call to memset in
+        // BPF, which the 32-bit ARM kernels cannot mix with tail calls.
+        let attempt = &mut progress.attempts[slot];
+        attempt.started_ns = now_ns;
+        attempt.door = id;
+        attempt.revision = door.revision;
+        attempt.stage = 1;
         observer.observe(id, door, Change::Stage(1));
     }
 }

@@ -9,7 +9,7 @@ use knock_common::{Addr, Door};
 use aya_ebpf::maps::lpm_trie::Key;
 
 use crate::maps::{ALWAYS_ALLOW, GATE, GUARDS, Scratch};
-use crate::report::{count, emit};
+use crate::report::{count, emit, zero};
 
 /// Whether `source` may open a new connection to a guarded port of class `class` now.
 #[inline(always)]
@@ -41,7 +41,7 @@ pub fn open(source: Addr, id: u8, door: &Door, now_ns: u64, scratch: *mut Scratc
         None => {
             // SAFETY: this CPU's scratch slot; its pass field is used only here.
             let pass = unsafe { &mut (*scratch).pass };
-            *pass = Pass::default();
+            zero(&raw mut *pass);
             let opening = pass.open(id, expires_ns, now_ns);
             // A reference into the scratch map, not a copy: the stack has no room for it.
             let pass: &Pass = pass;

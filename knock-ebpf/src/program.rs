@@ -19,7 +19,7 @@ use crate::maps::{
     DOORS, FIRST_STEPS, HANDOFF, LOCAL_ADDRS, OPENS_PER_PACKET, Opens, PORTS, PROGRESS, SCRATCH,
     SETTINGS, SPA_PROGRAM, Scratch,
 };
-use crate::report::{count, emit};
+use crate::report::{count, emit, zero};
 use crate::{ban, gate};
 
 #[xdp]
@@ -169,7 +169,7 @@ fn track(scratch: *mut Scratch, port: ProtoPort, now_ns: u64, settings: &Setting
         Some(progress) => (unsafe { &mut *progress }, false),
         // State for a source is only created by a first knock.
         None if first_step_doors != 0 => {
-            *fresh = Progress::default();
+            zero(&raw mut *fresh);
             (fresh, true)
         }
         None => return,

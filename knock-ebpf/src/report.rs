@@ -20,14 +20,35 @@ pub fn emit(kind: u8, addr: Addr, door: u8, stage: u8, time_ns: u64, expires_ns:
         count(Counter::EventsLost);
         return;
     };
-    entry.write(Event {
-        time_ns,
-        expires_ns,
-        addr,
-        kind,
-        door,
-        stage,
-        _pad: [0; 5],
-    });
+    let event = entry.as_mut_ptr();
+    // Field by field and volatile: neighbouring zero fields would otherwise merge into a call to
+    // memset, which the 32-bit ARM kernels cannot mix with tail calls.
+    // SAFETY: every field of the reserved entry is written before it is submitted.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*event).time_ns, time_ns);
+        core::ptr::write_volatile(&raw mut (*event).expires_ns, expires_ns);
+        core::ptr::write_volatile(&raw mut (*event).addr, addr);
+        core::ptr::write_volatile(&raw mut (*event).kind, kind);
+        core::ptr::write_volatile(&raw mut (*event).door, door);
+        core::ptr::write_volatile(&raw mut (*event).stage, stage);
+        core::ptr::write_volatile(&raw mut (*event)._pad1, 0);
+        core::ptr::write_volatile(&raw mut (*event)._pad2, 0);
+    }
     entry.submit(0);
+}
+
+/// Zeroes a value in map memory with word stores. The compiler would turn a plain
+/// `*value = T::default()` into a call to `memset`, a BPF-to-BPF call, and the 32-bit ARM kernels
+/// refuse to run a program that mixes those with tail calls.
+#[inline(always)]
+pub fn zero<T>(value: *mut T) {
+    const {
+        assert!(size_of::<T>() % 8 == 0);
+    }
+    let words = value.cast::<u64>();
+    for index in 0..size_of::<T>() / 8 {
+        // SAFETY: within the value, which the caller owns; u64 alignment holds for the map
+        // values this is used on (asserted by their layouts).
+        unsafe { core::ptr::write_volatile(words.add(index), 0) };
+    }
 }

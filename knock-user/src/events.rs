@@ -129,7 +129,8 @@ mod tests {
             kind: kind::OPENED,
             door: 3,
             stage: 0,
-            _pad: [0; 5],
+            _pad1: 0,
+            _pad2: 0,
         };
         assert_eq!(
             decode(&bytes_of(&event)),

@@ -1,5 +1,6 @@
 //! `cargo xtask ...`: everything that is not a plain cargo build.
 
+mod bench;
 mod bootstrap;
 mod cross;
 mod demo;
@@ -31,6 +32,13 @@ enum Command {
     /// Boot Debian's 6.1 and 6.12 kernels (amd64, arm64; armhf 6.1) under qemu-system and check that
     /// each accepts the XDP program and the gate works.
     Matrix(matrix::Args),
+    /// Measure knock against the empty XDP program and against Debian's knockd: per-packet cost,
+    /// knock-to-connect, floods, port scans, growth. Writes docs/bench.md and docs/bench.png.
+    Bench {
+        /// A short run that only proves the benchmarks still work; results go to target/bench/.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -61,6 +69,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Matrix(args) => {
             bootstrap::run()?;
             matrix::run(&args)
+        }
+        Command::Bench { quick } => {
+            bootstrap::run()?;
+            bench::run(quick)
         }
     }
 }

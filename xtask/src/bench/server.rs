@@ -1,0 +1,315 @@
+//! A lab with one of the implementations guarding SSH on the server side: Debian's knockd with an
+//! iptables start command over a default DROP, or knock's XDP gate.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use knock_common::craft::Craft;
+use knock_common::segment::tcp_flags::SYN;
+use knock_lab::knockd::{KNOCKD, Knockd};
+use knock_lab::{Daemon, Lab, Listener, SERVER_V4};
+
+/// The door in every lab part: three TCP knocks in front of SSH.
+pub const KNOCKS: [u16; 3] = [7000, 8000, 9000];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Knockd,
+    /// knock with `Progress = knockd`.
+    KnockLoose,
+    /// knock with `Progress = strict`, its default.
+    KnockStrict,
+}
+
+impl Kind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Knockd => "knockd 0.8 + iptables",
+            Self::KnockLoose => "knock, Progress = knockd",
+            Self::KnockStrict => "knock, Progress = strict",
+        }
+    }
+}
+
+enum Running {
+    /// knockd started by the benchmark: quiet, as deployed, so that its CPU time is its work.
+    Quiet(Child),
+    /// knockd started by the lab with `-v -D`: one line per captured packet, to count them.
+    Debug(Knockd),
+    Knock(Daemon),
+}
+
+/// A lab, a listener on port 22 and one implementation guarding it.
+pub struct Server {
+    running: Option<Running>,
+    _listener: Listener,
+    pub lab: Lab,
+    dir: PathBuf,
+}
+
+/// How a server is set up.
+#[derive(Clone, Copy, Debug)]
+pub struct Setup {
+    pub seq_timeout_s: u32,
+    pub cmd_timeout_s: u32,
+    /// Start knockd with `-v -D`, which prints every packet it captures.
+    pub debug_knockd: bool,
+}
+
+impl Server {
+    pub fn start(kind: Kind, binary: &Path, setup: Setup) -> Result<Self> {
+        let lab = Lab::new().context("building the lab (needs root)")?;
+        let dir = std::env::temp_dir().join(format!("knock-bench-{}", lab.server_if));
+        std::fs::create_dir_all(&dir)?;
+        let listener = Listener::start(&lab.server, 22).context("a listener on port 22")?;
+        let mut server = Self {
+            running: None,
+            _listener: listener,
+            lab,
+            dir,
+        };
+        let config = server.dir.join("knockd.conf");
+        let (seq, open) = (setup.seq_timeout_s, setup.cmd_timeout_s);
+        let sequence = KNOCKS.map(|p| p.to_string()).join(",");
+        match kind {
+            Kind::Knockd => {
+                server.iptables(&[
+                    "-A", "INPUT", "-p", "tcp", "--dport", "22", "--syn", "-j", "DROP",
+                ])?;
+                let rule = "INPUT -s %IP% -p tcp --dport 22 -j ACCEPT";
+                std::fs::write(
+                    &config,
+                    format!(
+                        "[options]\n[openSSH]\n    sequence = {sequence}\n    seq_timeout = {seq}\n    \
+                         tcpflags = syn\n    start_command = /usr/sbin/iptables -I {rule}\n    \
+                         cmd_timeout = {open}\n    stop_command = /usr/sbin/iptables -D {rule}\n"
+                    ),
+                )?;
+                let running = if setup.debug_knockd {
+                    Running::Debug(
+                        Knockd::start(&server.lab.server, &server.lab.server_if, &config, &[])
+                            .context("starting knockd")?,
+                    )
+                } else {
+                    Running::Quiet(quiet_knockd(&server.lab, &config)?)
+                };
+                server.running = Some(running);
+            }
+            Kind::KnockLoose | Kind::KnockStrict => {
+                let rule = if kind == Kind::KnockLoose {
+                    "knockd"
+                } else {
+                    "strict"
+                };
+                std::fs::write(
+                    &config,
+                    format!(
+                        "[options]\n    Progress = {rule}\n[openSSH]\n    sequence = {sequence}\n    \
+                         seq_timeout = {seq}\n    cmd_timeout = {open}\n"
+                    ),
+                )?;
+                let path = config.to_string_lossy();
+                let daemon = Daemon::start(
+                    &server.lab.server,
+                    binary,
+                    &["--config", &path, "--interface", &server.lab.server_if],
+                )
+                .context("starting knock-user run")?;
+                server.running = Some(Running::Knock(daemon));
+            }
+        }
+        Ok(server)
+    }
+
+    fn iptables(&self, args: &[&str]) -> Result<()> {
+        let status = self
+            .lab
+            .server
+            .command("iptables")
+            .args(args)
+            .status()
+            .context("iptables")?;
+        if !status.success() {
+            bail!("iptables {} failed", args.join(" "));
+        }
+        Ok(())
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        match self.running.as_ref()? {
+            Running::Quiet(child) => Some(child.id()),
+            Running::Knock(daemon) => Some(daemon.pid()),
+            Running::Debug(_) => pid_in(&self.lab, "knockd"),
+        }
+    }
+
+    /// Every line the daemon printed so far (none for a quiet knockd).
+    pub fn log(&self) -> Vec<String> {
+        match &self.running {
+            Some(Running::Knock(daemon)) => daemon.log(),
+            Some(Running::Debug(knockd)) => knockd.log(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Frames the server's interface has received so far.
+    pub fn rx_packets(&self) -> Result<u64> {
+        let path = format!(
+            "/sys/class/net/{}/statistics/rx_packets",
+            self.lab.server_if
+        );
+        let output = self.lab.server.command("cat").arg(&path).output()?;
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .with_context(|| format!("reading {path} in the server namespace"))
+    }
+
+    /// Adds client addresses 198.51.100.`first`.. to the client side, `count` of them.
+    pub fn add_clients(&self, first: u8, count: u8) -> Result<Vec<IpAddr>> {
+        let mut added = Vec::new();
+        for n in first..first.saturating_add(count) {
+            let address = Ipv4Addr::new(198, 51, 100, n);
+            self.lab
+                .client
+                .ip(&[
+                    "addr",
+                    "add",
+                    &format!("{address}/24"),
+                    "dev",
+                    &self.lab.client_if,
+                ])
+                .context("adding a client address")?;
+            added.push(IpAddr::V4(address));
+        }
+        Ok(added)
+    }
+
+    /// Sends the three knocks from `source` back to back, as raw frames.
+    pub fn knock(&self, source: IpAddr) -> Result<()> {
+        let frames: Vec<Vec<u8>> = KNOCKS
+            .iter()
+            .map(|port| Craft::tcp(source, SERVER_V4.into(), *port, SYN).build())
+            .collect();
+        let template = frames[0].clone();
+        let sent = self.lab.burst_from_client(&template, 3, move |i, frame| {
+            if let Some(knock) = frames.get(i as usize) {
+                // Keep the Ethernet addresses the burst filled in.
+                frame[12..].copy_from_slice(&knock[12..]);
+            }
+        })?;
+        if sent != 3 {
+            bail!("only {sent} of 3 knocks left");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        match self.running.take() {
+            Some(Running::Quiet(mut child)) => {
+                // SAFETY: kill(2) on the knockd this benchmark started.
+                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                // knockd's forked children sleep until their stop command; they die with the
+                // namespace's processes below.
+                if let Some(pids) = pids_in(&self.lab) {
+                    for pid in pids {
+                        // SAFETY: a process inside the benchmark's own namespace.
+                        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    }
+                }
+            }
+            Some(other) => drop(other),
+            None => {}
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts knockd without `-v` or `-D`, as deployed, and waits until it holds its capture socket.
+fn quiet_knockd(lab: &Lab, config: &Path) -> Result<Child> {
+    let mut child = lab
+        .server
+        .command(KNOCKD)
+        .args(["-i", &lab.server_if, "-c", &config.to_string_lossy()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting knockd")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("knockd exited: {status}");
+        }
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", child.id()));
+        let capturing = fds.into_iter().flatten().flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+        });
+        if capturing {
+            // The socket exists before its filter is attached; give it a moment.
+            std::thread::sleep(Duration::from_millis(300));
+            return Ok(child);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    bail!("knockd did not open its capture socket within 10 s")
+}
+
+fn pids_in(lab: &Lab) -> Option<Vec<u32>> {
+    let output = Command::new("ip")
+        .args(["netns", "pids", lab.server.name()])
+        .output()
+        .ok()?;
+    Some(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect(),
+    )
+}
+
+fn pid_in(lab: &Lab, name: &str) -> Option<u32> {
+    pids_in(lab)?.into_iter().find(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+    })
+}
+
+/// User plus system CPU time of a process so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3 of stat(5), utime 14 and stime 15.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / ticks_per_second())
+}
+
+fn ticks_per_second() -> f64 {
+    crate::shell::output(Command::new("getconf").arg("CLK_TCK"))
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Softirq time of every CPU so far, in seconds: where XDP and the kernel's receive path run.
+pub fn softirq_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .find(|l| l.starts_with("cpu "))
+        .and_then(|l| l.split_whitespace().nth(7)?.parse::<f64>().ok())
+        .map_or(0.0, |ticks| ticks / ticks_per_second())
+}

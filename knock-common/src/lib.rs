@@ -23,6 +23,7 @@ pub mod segment;
 pub mod settings;
 pub mod siphash;
 pub mod spa;
+pub mod status;
 
 pub use addr::Addr;
 pub use door::{Door, ProgressRule, ProtoPort};
@@ -54,6 +55,10 @@ pub mod maps {
     pub const SPA_DOORS: &str = "SPA_DOORS";
     pub const ALWAYS_ALLOW: &str = "ALWAYS_ALLOW";
     pub const LOCAL_ADDRS: &str = "LOCAL_ADDRS";
+    pub const LAYOUT: &str = "LAYOUT";
+    pub const NAMES: &str = "NAMES";
+    pub const DAEMON: &str = "DAEMON";
+    pub const SCRATCH: &str = "SCRATCH";
 }
 
 /// The name of the XDP program in the object file.
@@ -99,5 +104,7 @@ impl_pod!(
     ports::FirstSteps,
     ban::Strikes,
     settings::SpaKey,
+    status::DaemonInfo,
+    status::DoorName,
     event::Event,
 );

@@ -155,10 +155,19 @@ pub fn authentic(key: &[u8; 16], packet: &[u8; PACKET_LEN], source: &Addr) -> bo
     (expected[0] ^ carried[0]) | (expected[1] ^ carried[1]) == 0
 }
 
-/// Whether a timestamp lies within `window_s` seconds of `now_s`, either side.
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+const LARGEST_SECONDS: u64 = u64::MAX / NANOS_PER_SECOND;
+
+/// Whether a timestamp (seconds) lies within `window_s` seconds of `now_ns`, either side.
+///
+/// The comparison is done in nanoseconds, by multiplying, because 32-bit ARM kernels before 6.7
+/// cannot JIT a 64-bit division and refuse the whole program.
 #[inline(always)]
-pub const fn fresh(timestamp: u64, now_s: u64, window_s: u64) -> bool {
-    timestamp.abs_diff(now_s) <= window_s
+pub const fn fresh(timestamp: u64, now_ns: u64, window_s: u64) -> bool {
+    if timestamp > LARGEST_SECONDS || window_s > LARGEST_SECONDS {
+        return false;
+    }
+    (timestamp * NANOS_PER_SECOND).abs_diff(now_ns) <= window_s * NANOS_PER_SECOND
 }
 
 /// Builds a packet: the client's side.
@@ -235,10 +244,18 @@ mod tests {
 
     #[test]
     fn the_window_is_symmetric_and_inclusive() {
-        assert!(fresh(100, 130, 30));
-        assert!(fresh(130, 100, 30));
-        assert!(!fresh(100, 131, 30));
-        assert!(!fresh(131, 100, 30));
+        const S: u64 = NANOS_PER_SECOND;
+        assert!(fresh(100, 130 * S, 30));
+        assert!(fresh(130, 100 * S, 30));
+        assert!(!fresh(100, 131 * S, 30));
+        assert!(!fresh(131, 100 * S, 30));
+        assert!(!fresh(100, 130 * S + 1, 30));
+    }
+
+    #[test]
+    fn a_timestamp_too_large_to_scale_is_never_fresh() {
+        assert!(!fresh(u64::MAX, u64::MAX, 30));
+        assert!(!fresh(LARGEST_SECONDS + 1, u64::MAX, u64::MAX));
     }
 
     /// The MAC is SipHash-2-4-128 of the 40 signed bytes and the 16 address bytes.

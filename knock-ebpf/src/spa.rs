@@ -95,8 +95,8 @@ fn verify(
     if !spa::authentic(&key, packet, &segment.src) {
         return Err(Rejection::BadMac);
     }
-    let now_s = now_ns.wrapping_add(settings.clock_offset_ns) / 1_000_000_000;
-    if !spa::fresh(request.timestamp, now_s, u64::from(settings.spa_window_s)) {
+    let wall_ns = now_ns.wrapping_add(settings.clock_offset_ns);
+    if !spa::fresh(request.timestamp, wall_ns, u64::from(settings.spa_window_s)) {
         return Err(Rejection::Stale);
     }
     // BPF_NOEXIST makes the check and the record one step: of two copies racing on two CPUs,

@@ -13,6 +13,8 @@ use knock_user::daemon::{self, RunOptions};
 use knock_user::loader::AttachMode;
 use knock_user::plan::Switches;
 
+mod manuals;
+
 /// Port knocking in the kernel: an XDP replacement for knockd.
 #[derive(Parser)]
 #[command(name = "knock-user", version, about, propagate_version = true)]
@@ -48,6 +50,9 @@ enum Command {
     Spa(SpaArgs),
     /// Make an SPA client key (a key file line), or with --rotating a rotating-sequence secret.
     Keygen(KeygenArgs),
+    /// Write man pages and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateManuals { dir: PathBuf },
 }
 
 /// The daemon's options: knockd's, plus the XDP mode.
@@ -233,6 +238,12 @@ fn rotating_sequence(
 
 fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::GenerateManuals { dir } => {
+            for path in manuals::write(<Cli as clap::CommandFactory>::command(), &dir)? {
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
         Command::Run(args) => daemon::run(RunOptions {
             config: args.config,
             interfaces: args.interfaces,

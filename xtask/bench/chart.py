@@ -21,8 +21,8 @@ def main(data_path, png_path, title):
             elif fields[0] == "growth":
                 growth[fields[1]].append([int(fields[2])] + [float(f) for f in fields[3:7]])
 
-    figure = plt.figure(figsize=(15, 10), dpi=110)
-    grid = figure.add_gridspec(2, 2, width_ratios=[1.35, 1], hspace=0.35, wspace=0.55)
+    figure = plt.figure(figsize=(15, 11), dpi=110)
+    grid = figure.add_gridspec(2, 2, width_ratios=[1.35, 1], hspace=0.6, wspace=0.55)
     bars = figure.add_subplot(grid[:, 0])
     classes = [c for c in dict.fromkeys(p[0] for p in packets) if not c.startswith("calibration")]
     by_key = {(p[0], p[1]): p for p in packets}
@@ -70,12 +70,14 @@ def main(data_path, png_path, title):
     doors.set_xlabel("doors in the configuration")
     doors.set_ylabel("overhead over the empty program, ns")
     doors.set_title("Growth with the number of doors")
-    doors.legend(fontsize=6.5)
+    doors.legend(fontsize=6.5, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     doors.grid(alpha=0.3)
+    for axis in (doors, fills):
+        axis.set_yscale("log")
     fills.set_xlabel("progress map occupancy, % of 16384")
     fills.set_ylabel("overhead over the empty program, ns")
     fills.set_title("Growth with the progress map's occupancy")
-    fills.legend(fontsize=7)
+    fills.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     fills.grid(alpha=0.3)
 
     figure.suptitle(f"knock: per-packet cost ({title})", fontsize=11)

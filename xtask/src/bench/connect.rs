@@ -9,15 +9,19 @@ use anyhow::Result;
 use knock_lab::{SERVER_V4, connects_from};
 
 use super::report::{Table, median, p90};
-use super::server::{Kind, Server, Setup};
+use super::server::{Kind, Output, Server, Setup};
 
 /// How long a connection may take: the first SYN, and its retransmission a second later.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// A connection faster than this was answered at the first SYN, not its retransmission.
 const FIRST_SYN: Duration = Duration::from_millis(900);
-/// A source is reused only this long after its last run: its door (one second) has closed and
-/// knockd's stop command has removed its rule.
-const REUSE_AFTER: Duration = Duration::from_millis(2500);
+/// How long a door stays open. Longer than TCP's first retransmission (one second): with a
+/// shorter door, knockd's stop command can remove the rule just as the retransmitted SYN
+/// arrives, and a slow opening would look like a failed one.
+pub const OPEN_S: u32 = 5;
+/// A source is reused only this long after its last run: its door has closed and knockd's stop
+/// command has removed its rule.
+const REUSE_AFTER: Duration = Duration::from_millis(OPEN_S as u64 * 1000 + 1500);
 
 pub struct Row {
     pub kind: Kind,
@@ -25,6 +29,8 @@ pub struct Row {
     pub runs: usize,
     pub connected: usize,
     pub first_syn: usize,
+    /// Openings the daemon logged (`OPEN SESAME`) during the runs.
+    pub opened: usize,
     /// From the last knock to the established connection, successful runs only.
     pub median_ms: f64,
     pub p90_ms: f64,
@@ -86,12 +92,13 @@ pub fn measure(binary: &Path, delays: &[u64], runs: usize) -> Result<Vec<Row>> {
             binary,
             Setup {
                 seq_timeout_s: 5,
-                cmd_timeout_s: 1,
-                debug_knockd: false,
+                cmd_timeout_s: OPEN_S,
+                knockd_output: Output::Verbose,
             },
         )?;
         let mut sources = Sources::new(server.add_clients(10, 200)?);
         for &delay_ms in delays {
+            let logged = server.log().len();
             let mut times = Vec::new();
             for _ in 0..runs {
                 let source = sources.take();
@@ -104,12 +111,21 @@ pub fn measure(binary: &Path, delays: &[u64], runs: usize) -> Result<Vec<Row>> {
                 .filter(|t| t.saturating_sub(Duration::from_millis(delay_ms)) < FIRST_SYN)
                 .count();
             let mut ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1e3).collect();
+            // Stop commands of the last runs may still be due; they do not open anything.
+            std::thread::sleep(Duration::from_millis(200));
+            let opened = server
+                .log()
+                .iter()
+                .skip(logged)
+                .filter(|l| l.contains("OPEN SESAME"))
+                .count();
             rows.push(Row {
                 kind,
                 delay_ms,
                 runs,
                 connected: times.len(),
                 first_syn,
+                opened,
                 median_ms: median(&mut ms),
                 p90_ms: p90(&mut ms),
             });
@@ -125,6 +141,7 @@ pub fn table(rows: &[Row]) -> Table {
             "implementation",
             "wait after last knock",
             "runs",
+            "opened (daemon log)",
             "connected",
             "at the first SYN",
             "median ms to established",
@@ -137,6 +154,7 @@ pub fn table(rows: &[Row]) -> Table {
             row.kind.name().to_owned(),
             format!("{} ms", row.delay_ms),
             row.runs.to_string(),
+            pct(row.opened),
             pct(row.connected),
             pct(row.first_syn),
             format!("{:.1}", row.median_ms),

@@ -14,7 +14,7 @@ use knock_lab::SERVER_V6;
 use super::connect::{Sources, attempt};
 use super::frames::{fix_tcp_checksum, set_v6_source_low};
 use super::report::{Table, median};
-use super::server::{KNOCKS, Kind, Server, Setup, cpu_seconds, softirq_seconds};
+use super::server::{KNOCKS, Kind, Output, Server, Setup, cpu_seconds, softirq_seconds};
 
 /// Frames per call of the lab's burst helper; each call looks up the pair's MAC addresses once.
 const CHUNK: u64 = 100_000;
@@ -42,8 +42,8 @@ pub fn measure(binary: &Path, duration: Duration, max_packets: u64) -> Result<Ve
             binary,
             Setup {
                 seq_timeout_s: 5,
-                cmd_timeout_s: 1,
-                debug_knockd: false,
+                cmd_timeout_s: super::connect::OPEN_S,
+                knockd_output: Output::Quiet,
             },
         )?;
         let mut sources = Sources::new(server.add_clients(10, 60)?);

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use knock_common::counter::Counter;
 
-use super::measure::{Check, STATE, Sizes, repeated, single};
+use super::measure::{Around, Check, STATE, Sizes, repeated, single};
 use super::packet::syn;
 use super::report::Table;
 use super::rig::{DROP, PASS, Rig, distinct, host};
@@ -64,6 +64,7 @@ pub struct Point {
 
 const STRANGER: u8 = 3;
 const KNOCKER: u8 = 5;
+const PRIMER: u8 = 6;
 
 fn pass() -> Check {
     Check {
@@ -92,6 +93,9 @@ fn point(
 ) -> Result<[f64; 4]> {
     let stranger = host(false, STRANGER);
     let knocker = host(false, KNOCKER);
+    // An unread event, so that the timed knocks wake no reader: their cost is the program's.
+    let primer = syn(host(false, PRIMER), knocks[0]);
+    let warmer = syn(stranger, 443);
     let unrelated = repeated(rig, &syn(stranger, 443), sizes, pass())?.overhead();
     let gate = repeated(
         rig,
@@ -104,12 +108,16 @@ fn point(
         rig,
         sizes,
         counted(Counter::KnockAccepted),
-        None,
+        Around {
+            primer: Some(&primer),
+            warmer: &warmer,
+        },
         |_, i| Ok(syn(fresh(i), knocks[0])),
         |rig, i| {
             if !keep {
                 rig.forget(fresh(i));
             }
+            rig.forget(host(false, PRIMER));
             Ok(())
         },
     )?
@@ -118,13 +126,17 @@ fn point(
         rig,
         sizes,
         counted(Counter::KnockAccepted),
-        None,
+        Around {
+            primer: Some(&primer),
+            warmer: &warmer,
+        },
         |rig, _| {
             rig.feed(&syn(knocker, knocks[0]))?;
             Ok(syn(knocker, knocks[1]))
         },
         |rig, _| {
             rig.forget(knocker);
+            rig.forget(host(false, PRIMER));
             Ok(())
         },
     )?

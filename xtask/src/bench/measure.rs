@@ -112,9 +112,26 @@ pub fn repeated(rig: &mut Rig, frame: &[u8], sizes: Sizes, check: Check) -> Resu
     })
 }
 
+/// Frames fed around each timed single run.
+#[derive(Clone, Copy, Debug)]
+pub struct Around<'a> {
+    /// Fed after the ring buffer is emptied, so that an event waits unread ("daemon busy").
+    pub primer: Option<&'a [u8]>,
+    /// A stateless frame run a few times just before timing, so that the program's code and
+    /// maps are back in the caches after the system calls that prepared the sample.
+    pub warmer: &'a [u8],
+}
+
+/// Single runs before each timed one: enough to refill the caches, each a run of its own
+/// (a repeated run would also re-patch the kernel's XDP dispatcher, which disturbs all CPUs).
+const WARM_RUNS: usize = 3;
+
 /// A stateful class: each sample prepares the state (`prepare` returns the frame to time, after
 /// feeding whatever must come before it), times one run of each program, and `clean` undoes
 /// what the run changed, so that every timed run meets the same state.
+///
+/// Before the timed runs, `frames.warmer` runs a few times, so that they meet warm caches; what
+/// is left of the cost of coming out of a system call shows in the calibration row.
 ///
 /// The event ring buffer is emptied before each timed run, as an idle daemon keeps it, so an
 /// event wakes the reader; with a `primer` frame, fed after emptying, one event waits unread,
@@ -123,25 +140,26 @@ pub fn single(
     rig: &mut Rig,
     sizes: Sizes,
     check: Check,
-    primer: Option<&[u8]>,
+    frames: Around<'_>,
     mut prepare: impl FnMut(&mut Rig, usize) -> Result<Vec<u8>>,
     mut clean: impl FnMut(&mut Rig, usize) -> Result<()>,
 ) -> Result<Timing> {
     let (mut base, mut ours, mut verdicts) = (Vec::new(), Vec::new(), Vec::new());
     let mut moved = 0;
-    let mut wakeups = 0;
     for i in 0..sizes.samples {
         let frame = prepare(rig, i)?;
         rig.drain();
-        if let Some(primer) = primer {
+        if let Some(primer) = frames.primer {
             rig.feed(primer)?;
         }
         // Counted around the timed run alone: `prepare` may move the same counters.
         let before = snapshot(rig, &watched(&check))?;
+        for _ in 0..WARM_RUNS {
+            rig.feed(frames.warmer)?;
+        }
+        rig.run(Prog::Baseline, &frame, 1)?;
         base.push(rig.run(Prog::Baseline, &frame, 1)?.1 as f64);
-        let interrupts = irq_work();
         let (verdict, ns) = rig.run(Prog::Knock, &frame, 1)?;
-        wakeups += irq_work() - interrupts;
         ours.push(ns as f64);
         verdicts.push(verdict);
         let after = snapshot(rig, &watched(&check))?;
@@ -158,7 +176,26 @@ pub fn single(
         rig.drain();
         clean(rig, i)?;
     }
-    let irq_work = wakeups as f64 / sizes.samples as f64;
+    // Reading /proc/interrupts costs far more than a run and empties the caches, so the
+    // wakeups are counted in a pass of their own, untimed.
+    let passes = sizes.samples.min(200);
+    let mut wakeups = 0;
+    for pass in 0..passes {
+        // Sample numbers past the timed ones: fresh nonces and sources for the classes that
+        // need them.
+        let i = sizes.samples + pass;
+        let frame = prepare(rig, i)?;
+        rig.drain();
+        if let Some(primer) = frames.primer {
+            rig.feed(primer)?;
+        }
+        let interrupts = irq_work();
+        rig.run(Prog::Knock, &frame, 1)?;
+        wakeups += irq_work() - interrupts;
+        rig.drain();
+        clean(rig, i)?;
+    }
+    let irq_work = wakeups as f64 / passes.max(1) as f64;
     ensure!(
         moved == sizes.samples,
         "only {moved} of {} timed runs moved {:?}: they were not all the class they stand for",

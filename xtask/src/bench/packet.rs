@@ -9,7 +9,7 @@ use knock_common::segment::tcp_flags::{ACK, SYN};
 use knock_common::spa::{self, Request};
 use knock_common::{Addr, spa::DEFAULT_PORT};
 
-use super::measure::{Check, STATE, Sizes, Timing, repeated, single};
+use super::measure::{Around, Check, STATE, Sizes, Timing, repeated, single};
 use super::report::{Goal, Table, median};
 use super::rig::{DROP, KEY, KEY_ID, PASS, Prog, Rig, host, server};
 
@@ -164,6 +164,7 @@ pub fn measure(sizes: Sizes) -> Result<Vec<Row>> {
         // The stateful classes, each timed with the daemon idle (the event wakes it) and busy
         // (an unread event is already waiting, so this one wakes nobody).
         let primer = syn(host(v6, PRIMER), KNOCKS[0]);
+        let warmer = syn(stranger, 443);
         let base = if v6 { 1 << 40 } else { 0 };
         for (mode, busy) in [("daemon idle", false), ("daemon busy", true)] {
             let primer = busy.then_some(primer.as_slice());
@@ -205,7 +206,10 @@ pub fn measure(sizes: Sizes) -> Result<Vec<Row>> {
                     &mut rig,
                     sizes,
                     check,
-                    primer,
+                    Around {
+                        primer,
+                        warmer: &warmer,
+                    },
                     |rig, i| {
                         Ok(match index {
                             0 => syn(knocker, KNOCKS[0]),
@@ -255,7 +259,10 @@ pub fn measure(sizes: Sizes) -> Result<Vec<Row>> {
         &mut rig,
         sizes,
         pass(),
-        None,
+        Around {
+            primer: None,
+            warmer: &syn(host(false, STRANGER), 443),
+        },
         |_, _| Ok(syn(host(false, STRANGER), 443)),
         |_, _| Ok(()),
     )?;
@@ -275,6 +282,21 @@ pub fn measure(sizes: Sizes) -> Result<Vec<Row>> {
             timing: warm_steps(sizes, v6)?,
             goal: Some(Goal::Knock),
         });
+    }
+    for v6 in [false, true] {
+        for forged in [false, true] {
+            rows.push(Row {
+                class: if forged {
+                    "SPA packet forged, warm (bans off)"
+                } else {
+                    "SPA packet replayed, warm (all verification; bans off)"
+                },
+                mode: "daemon busy",
+                v6,
+                timing: warm_spa(sizes, v6, forged)?,
+                goal: Some(Goal::Spa),
+            });
+        }
     }
     // With no strict door, new connections to unrelated ports skip the progress lookup.
     let mut rig = Rig::load(&config("knockd"), 16384)?;
@@ -380,6 +402,52 @@ fn warm_steps(sizes: Sizes, v6: bool) -> Result<Timing> {
         baseline_ns: median(&mut base),
         knock_ns: median(&mut ours),
         method: format!("repeat {STEPS} x {rounds}"),
+        irq_work: None,
+    })
+}
+
+/// SPA verification timed back to back, warm. A replayed packet does all the verification work
+/// of an accepted one (copy, key lookup, SipHash over 56 bytes, timestamp, the nonce insert that
+/// finds it taken) but for opening the door; a forged one stops at the MAC. Bans are off so the
+/// failures never turn into a ban, which would end verification early. Each round feeds the
+/// packet once (accepted, or for a forged one refused), then a primer, then times
+/// `SPA_ROUND` copies; the ring buffer holds their events without filling.
+fn warm_spa(sizes: Sizes, v6: bool, forged: bool) -> Result<Timing> {
+    const SPA_ROUND: u32 = 1000;
+    let config = config("strict").replace("[options]\n", "[options]\n    Ban_Failures = 0\n");
+    let mut rig = Rig::load(&config, 16384)?;
+    let knocker = host(v6, KNOCKER);
+    let primer = syn(host(v6, PRIMER), KNOCKS[0]);
+    let counter = if forged {
+        Counter::SpaBadMac
+    } else {
+        Counter::SpaReplayed
+    };
+    let rounds = (sizes.samples / 40).max(5);
+    let (mut base, mut ours) = (Vec::new(), Vec::new());
+    let mut moved = 0;
+    for round in 0..rounds {
+        let frame = spa_frame(knocker, (1 << 43) + round as u64, forged);
+        rig.drain();
+        rig.feed(&frame)?;
+        rig.feed(&primer)?;
+        let before = rig.counter(counter)?;
+        base.push(rig.run(Prog::Baseline, &frame, SPA_ROUND)?.1 as f64);
+        ours.push(rig.run(Prog::Knock, &frame, SPA_ROUND)?.1 as f64);
+        moved += rig.counter(counter)? - before;
+        rig.forget(knocker);
+        rig.forget(host(v6, PRIMER));
+    }
+    let expected = rounds as u64 * u64::from(SPA_ROUND);
+    ensure!(
+        moved == expected,
+        "{} moved {moved} times, expected {expected}",
+        counter.label()
+    );
+    Ok(Timing {
+        baseline_ns: median(&mut base),
+        knock_ns: median(&mut ours),
+        method: format!("repeat {SPA_ROUND} x {rounds}"),
         irq_work: None,
     })
 }

@@ -11,7 +11,7 @@ use knock_lab::SERVER_V4;
 
 use super::frames::{fix_tcp_checksum, set_dport, shuffled_ports};
 use super::report::Table;
-use super::server::{Kind, Server, Setup};
+use super::server::{Kind, Output, Server, Setup};
 
 /// Frames per burst; the sender sleeps between bursts to hold the rate.
 const CHUNK: usize = 2_000;
@@ -40,7 +40,7 @@ pub fn measure(binary: &Path, scans: usize, rate: u64) -> Result<Vec<Row>> {
             Setup {
                 seq_timeout_s: 25,
                 cmd_timeout_s: 1,
-                debug_knockd: true,
+                knockd_output: Output::Debug,
             },
         )?;
         let (mut opened, mut captured, mut sent) = (0, 0u64, 0u64);

@@ -55,8 +55,18 @@ pub struct Server {
 pub struct Setup {
     pub seq_timeout_s: u32,
     pub cmd_timeout_s: u32,
-    /// Start knockd with `-v -D`, which prints every packet it captures.
-    pub debug_knockd: bool,
+    pub knockd_output: Output,
+}
+
+/// What knockd prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Nothing, as deployed: its CPU time is its work.
+    Quiet,
+    /// `-v`, into a file: stages, openings, and what its commands print.
+    Verbose,
+    /// `-v -D`, through the lab: also one line per captured packet.
+    Debug,
 }
 
 impl Server {
@@ -88,13 +98,17 @@ impl Server {
                          cmd_timeout = {open}\n    stop_command = /usr/sbin/iptables -D {rule}\n"
                     ),
                 )?;
-                let running = if setup.debug_knockd {
-                    Running::Debug(
+                let running = match setup.knockd_output {
+                    Output::Debug => Running::Debug(
                         Knockd::start(&server.lab.server, &server.lab.server_if, &config, &[])
                             .context("starting knockd")?,
-                    )
-                } else {
-                    Running::Quiet(quiet_knockd(&server.lab, &config)?)
+                    ),
+                    Output::Verbose => Running::Quiet(quiet_knockd(
+                        &server.lab,
+                        &config,
+                        Some(&server.dir.join("knockd.log")),
+                    )?),
+                    Output::Quiet => Running::Quiet(quiet_knockd(&server.lab, &config, None)?),
                 };
                 server.running = Some(running);
             }
@@ -152,7 +166,9 @@ impl Server {
         match &self.running {
             Some(Running::Knock(daemon)) => daemon.log(),
             Some(Running::Debug(knockd)) => knockd.log(),
-            _ => Vec::new(),
+            _ => std::fs::read_to_string(self.dir.join("knockd.log"))
+                .map(|text| text.lines().map(str::to_owned).collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -237,17 +253,23 @@ impl Drop for Server {
     }
 }
 
-/// Starts knockd without `-v` or `-D`, as deployed, and waits until it holds its capture socket.
-fn quiet_knockd(lab: &Lab, config: &Path) -> Result<Child> {
-    let mut child = lab
-        .server
-        .command(KNOCKD)
+/// Starts knockd without `-D`, and with `-v` into `log` if given, and waits until it holds its
+/// capture socket.
+fn quiet_knockd(lab: &Lab, config: &Path, log: Option<&Path>) -> Result<Child> {
+    let mut command = lab.server.command(KNOCKD);
+    command
         .args(["-i", &lab.server_if, "-c", &config.to_string_lossy()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting knockd")?;
+        .stdin(Stdio::null());
+    match log {
+        Some(path) => {
+            let file = std::fs::File::create(path)?;
+            command.arg("-v").stdout(file.try_clone()?).stderr(file);
+        }
+        None => {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+    }
+    let mut child = command.spawn().context("starting knockd")?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {

@@ -59,7 +59,7 @@ impl Plan {
                 flood: Duration::from_secs(20),
                 flood_max: 20_000_000,
                 scans: 30,
-                scan_rate: 20_000,
+                scan_rate: 50_000,
             }
         }
     }
@@ -91,8 +91,13 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     for row in &rows {
         let _ = writeln!(
             data,
-            "packet\t{}\t{}\t{:.1}\t{:.1}",
+            "packet\t{}{}\t{}\t{:.1}\t{:.1}",
             row.class,
+            if row.mode.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", row.mode)
+            },
             if row.v6 { "v6" } else { "v4" },
             row.timing.baseline_ns,
             row.timing.knock_ns

@@ -122,7 +122,7 @@ fn extra(page: &clap::Command) -> String {
             roff.text([bold("/etc/knockd.conf")]);
             roff.text([roman("The default configuration.")]);
             roff.control("TP", []);
-            roff.text([bold("/lib/systemd/system/knock.service")]);
+            roff.text([bold("/usr/lib/systemd/system/knock.service")]);
             roff.text([
                 roman("The systemd unit that runs "),
                 bold("knock-user run"),

@@ -4,6 +4,7 @@
 //!   `knock` client.
 //! - The nightly toolchain's rust-src, which the BPF target's `-Z build-std=core` needs.
 //! - bpf-linker 0.13, built against LLVM 22.
+//! - cargo-deb, for `cargo xtask package`.
 
 use std::process::Command;
 use std::time::Instant;
@@ -20,6 +21,10 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "iptables",
     "knockd",
+    // knock-user/tests/service.rs: the unit's system call filter against what the daemon calls.
+    "strace",
+    // knock-user/tests/manuals.rs and the package check read the man pages.
+    "man-db",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -70,6 +75,7 @@ pub fn run() -> anyhow::Result<()> {
         installed.push(format!("bpf-linker {BPF_LINKER_VERSION}"));
     }
     crate::fuzz::bootstrap()?;
+    installed.extend(crate::package::bootstrap()?);
     if installed.is_empty() {
         eprintln!(
             "bootstrap: everything present ({:.1} s)",

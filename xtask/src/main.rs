@@ -6,6 +6,7 @@ mod cross;
 mod demo;
 mod fuzz;
 mod matrix;
+mod package;
 mod shell;
 mod test;
 
@@ -29,6 +30,9 @@ enum Command {
     /// Build static knock-user binaries for Raspberry Pis (aarch64, ARMv7, ARMv6) into
     /// target/cross/<name>/ and check them under qemu-user.
     Cross(cross::Args),
+    /// Build the Debian package (cargo-deb) and print its path; --check installs it into a
+    /// scratch root and checks it.
+    Package(package::Args),
     /// Boot Debian's 6.1 and 6.12 kernels (amd64, arm64; armhf 6.1) under qemu-system and check that
     /// each accepts the XDP program and the gate works.
     Matrix(matrix::Args),
@@ -65,6 +69,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Cross(args) => {
             bootstrap::run()?;
             cross::run(&args)
+        }
+        Command::Package(args) => {
+            bootstrap::run()?;
+            package::run(&args)
         }
         Command::Matrix(args) => {
             bootstrap::run()?;

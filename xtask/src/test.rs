@@ -55,6 +55,9 @@ pub fn run() -> anyhow::Result<()> {
         "--",
         "--test-threads=1",
     ]))?;
+    step("Debian package (build, install into a scratch root, remove)");
+    let deb = crate::package::build(crate::package::Choice::Native)?;
+    crate::package::check(&deb)?;
     step("fuzzing (30 s per target)");
     crate::fuzz::run_bounded(30)?;
     eprintln!("\nxtask test: all passed");

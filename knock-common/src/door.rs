@@ -87,10 +87,7 @@ pub struct Door {
     /// The id the door opens under in the gate and in events. A door's own id, except for the
     /// per-period instances of a rotating door, which all open their door's one entry.
     pub gate_id: u8,
-    pub _pad: [u8; 3],
-    /// A hash of the door's name (with the period, for a rotating door's instance), so a
-    /// restarted daemon finds each door's id in the pinned maps.
-    pub tag: u32,
+    pub _pad: [u8; 7],
 }
 
 /// The sequence works once: the program empties it when it opens the door (one-time and
@@ -117,8 +114,7 @@ impl Door {
             revision: 0,
             flags: 0,
             gate_id: 0,
-            _pad: [0; 3],
-            tag: 0,
+            _pad: [0; 7],
         }
     }
 

@@ -8,37 +8,55 @@ use crate::{Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, ban, event, gate, pro
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DaemonInfo {
     pub started_unix_s: u64,
+    /// Every door whose deadline is at or before this (monotonic clock, ns) has been closed by
+    /// the daemon, its Stop_Command run; a successor adopts only doors closing later.
+    pub closed_through_ns: u64,
     pub pid: u32,
-    /// 1 native, 2 generic (skb).
+    /// [`NATIVE`] or [`GENERIC`].
     pub mode: u32,
 }
-crate::assert_layout!(DaemonInfo, size = 16, align = 8);
+crate::assert_layout!(DaemonInfo, size = 24, align = 8);
+
+/// Attach modes as `DaemonInfo::mode` records them.
+pub const NATIVE: u32 = 1;
+pub const GENERIC: u32 = 2;
+
+/// The longest door name: a name and, for a rotating door's instance, `@` and its period.
+pub const NAME_LEN: usize = 128;
 
 /// A door's name, NUL-padded, in the `NAMES` map at the door's id.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DoorName {
-    pub bytes: [u8; 64],
+    pub bytes: [u8; NAME_LEN],
 }
-crate::assert_layout!(DoorName, size = 64, align = 1);
+crate::assert_layout!(DoorName, size = 128, align = 1);
 
 impl Default for DoorName {
     fn default() -> Self {
-        Self { bytes: [0; 64] }
+        Self {
+            bytes: [0; NAME_LEN],
+        }
     }
 }
 
 impl DoorName {
-    pub fn new(name: &str) -> Self {
-        let mut bytes = [0; 64];
-        let len = name.len().min(64);
-        bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
-        Self { bytes }
+    /// The name, or `None` if it does not fit (the configuration parser refuses such names).
+    pub fn new(name: &str) -> Option<Self> {
+        let mut bytes = [0; NAME_LEN];
+        bytes
+            .get_mut(..name.len())?
+            .copy_from_slice(name.as_bytes());
+        Some(Self { bytes })
     }
 
-    pub fn as_str(&self) -> &str {
-        let end = self.bytes.iter().position(|b| *b == 0).unwrap_or(64);
-        core::str::from_utf8(&self.bytes[..end]).unwrap_or("?")
+    /// The name; `None` for an empty slot or bytes that are not a name.
+    pub fn as_str(&self) -> Option<&str> {
+        let end = self.bytes.iter().position(|b| *b == 0).unwrap_or(NAME_LEN);
+        match core::str::from_utf8(&self.bytes[..end]) {
+            Ok("") | Err(_) => None,
+            Ok(name) => Some(name),
+        }
     }
 }
 
@@ -48,7 +66,7 @@ const EPOCH: u32 = 1;
 /// The layout of every pinned map, as one number: the sizes of their values and the limits that
 /// shape them. A pinned map set with another layout is replaced, never reused.
 pub const LAYOUT: u32 = {
-    let parts: [usize; 12] = [
+    let parts: [usize; 13] = [
         size_of::<Door>(),
         size_of::<progress::Progress>(),
         size_of::<gate::Pass>(),
@@ -57,6 +75,7 @@ pub const LAYOUT: u32 = {
         size_of::<ban::Strikes>(),
         size_of::<settings::SpaKey>(),
         size_of::<DaemonInfo>(),
+        size_of::<DoorName>(),
         MAX_DOORS,
         MAX_STEPS,
         MAX_GUARDED_PORTS,
@@ -78,9 +97,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_name_reads_back_and_a_long_one_is_cut() {
-        assert_eq!(DoorName::new("openSSH").as_str(), "openSSH");
-        let long = "x".repeat(80);
-        assert_eq!(DoorName::new(&long).as_str().len(), 64);
+    fn a_name_reads_back() {
+        let name = DoorName::new("openSSH@1234").expect("fits");
+        assert_eq!(name.as_str(), Some("openSSH@1234"));
+        let longest = "x".repeat(NAME_LEN);
+        assert_eq!(
+            DoorName::new(&longest).and_then(|n| n.as_str().map(str::len)),
+            Some(NAME_LEN)
+        );
+    }
+
+    #[test]
+    fn a_name_too_long_is_refused_not_cut() {
+        assert_eq!(DoorName::new(&"x".repeat(NAME_LEN + 1)), None);
+    }
+
+    #[test]
+    fn an_empty_slot_has_no_name() {
+        assert_eq!(DoorName::default().as_str(), None);
     }
 }

@@ -8,6 +8,7 @@ use knock_common::gate::Pass;
 use knock_common::ports::{self, FirstSteps};
 use knock_common::progress::Progress;
 use knock_common::settings::{Settings, SpaKey};
+use knock_common::status::{DaemonInfo, DoorName};
 use knock_common::{Addr, Door, MAX_DOORS, ProtoPort, Segment, counter};
 
 /// Doors by id.
@@ -115,3 +116,19 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::C
 /// Events for user space: stages, openings, resets, timeouts.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+// The program never reads the three maps below. They live in the object so that they are
+// pinned with the rest: what a restarted daemon and `knock-user status` read to know which
+// layout the pinned maps have, what each door id is called and who runs the daemon.
+
+/// The layout fingerprint of the pinned maps (`knock_common::status::LAYOUT`).
+#[map]
+pub static LAYOUT: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Door names by id.
+#[map]
+pub static NAMES: Array<DoorName> = Array::with_max_entries(MAX_DOORS as u32, 0);
+
+/// The daemon's pid, start time and attach mode.
+#[map]
+pub static DAEMON: Array<DaemonInfo> = Array::with_max_entries(1, 0);

@@ -67,6 +67,18 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Waits up to `timeout` for the daemon to exit on its own; returns whether it did.
+    pub fn exits_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// Waits for the daemon's first line, giving up early when it has exited.
     fn wait_for_start(&mut self, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;

@@ -4,12 +4,14 @@
 //!
 //! Addresses come only from the documentation ranges 198.51.100.0/24 and 2001:db8::/32.
 
+mod bpffs;
 mod daemon;
 pub mod knockd;
 mod netns;
 mod raw;
 mod socket;
 
+pub use bpffs::BpfMount;
 pub use daemon::Daemon;
 pub use netns::Netns;
 pub use raw::Capture;

@@ -23,6 +23,7 @@ use crate::names::Names;
 use crate::onetime;
 use crate::plan::{Plan, Switches};
 use crate::served;
+use crate::state::{Found, StateDir};
 use crate::sweep;
 use crate::xdplog;
 
@@ -44,6 +45,20 @@ pub struct RunOptions {
     pub pid_file: Option<PathBuf>,
     /// Overrides the configuration's LogFile (knockd's `-g`).
     pub log_file: Option<PathBuf>,
+    /// Where state directories are pinned; `None` when state dies with the daemon.
+    pub state_root: Option<PathBuf>,
+    /// The firewall to mirror open doors into (`--mirror`), over the configuration's `Mirror`.
+    pub mirror: crate::mirror::Request,
+}
+
+/// Why the daemon stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    /// SIGTERM or SIGINT: a restart or an upgrade may follow, so pinned state stays and the
+    /// kernel goes on guarding.
+    Leave,
+    /// SIGUSR2, from `knock-user stop`: close every door, detach, unpin, leave nothing.
+    Forget,
 }
 
 /// How often stale progress and gate entries are cleared.
@@ -70,6 +85,12 @@ struct Daemon {
     knock: Knock,
     journal: Arc<Journal>,
     keeper: Keeper,
+    /// What the state directory held at start, when state is pinned.
+    found: Option<(StateDir, Found)>,
+    /// The earlier daemon's record, when this one took its state over.
+    predecessor: Option<knock_common::status::DaemonInfo>,
+    /// When this daemon started (wall clock, s).
+    started_unix_s: u64,
 }
 
 /// Runs the daemon until a signal stops it.
@@ -103,29 +124,70 @@ impl Daemon {
         let interfaces = interfaces(&options, &config)?;
         let served = served::ports();
         let local = addresses::of_interfaces(&interfaces);
-        let expanded = expand::expand(&config, clock::unix_s(), &BTreeSet::new());
-        let plan = Plan::new(&expanded, &served, options.switches).with_local(&local);
         let capacities = Capacities {
             progress: config.options.progress_capacity,
             gate: config.options.gate_capacity,
         };
-        let mut knock =
-            Knock::load(capacities, options.debug).context("cannot load the XDP program")?;
+        let found = match &options.state_root {
+            Some(root) => {
+                let dir = StateDir::for_interfaces(root, &interfaces);
+                let found = dir.open().with_context(|| {
+                    format!(
+                        "cannot keep state in {} (run with --ephemeral to keep none)",
+                        dir.path().display()
+                    )
+                })?;
+                Some((dir, found))
+            }
+            None => None,
+        };
+        let mut knock = Knock::load(capacities, options.debug, found.as_ref().map(|(d, _)| d))
+            .context("cannot load the XDP program")?;
+        let resumed = matches!(found, Some((_, Found::Compatible)));
+        let (previous, used, predecessor) = if resumed {
+            let kept = knock.kept_doors()?;
+            (
+                Plan::resumed(&kept),
+                used_periods(&kept),
+                knock.daemon_record(),
+            )
+        } else {
+            (Plan::resumed(&[]), BTreeSet::new(), None)
+        };
+        let expanded = expand::expand(&config, clock::unix_s(), &used);
+        let plan = previous
+            .next(&expanded, &served, options.switches)
+            .with_local(&local);
+        if resumed {
+            sweep::forget_doors(&mut knock.gate()?, &previous.removed_in(&plan));
+        }
         knock
             .push(&plan)
             .context("cannot write the configuration into the kernel")?;
+        let previous_mode = predecessor.and_then(|p| AttachMode::from_code(p.mode));
+        let mut attached = Vec::new();
         for iface in &interfaces {
-            knock.attach(iface, options.mode)?;
+            attached.push((
+                iface.clone(),
+                knock.attach(iface, options.mode, previous_mode)?,
+            ));
         }
+        let mirror = match crate::mirror::choose(&options.mirror, &config.options)
+            .map_err(anyhow::Error::msg)?
+        {
+            Some(target) => Some(crate::mirror::Mirror::start(target, Arc::clone(&journal))?),
+            None => None,
+        };
         let keeper = Keeper::new(
             doors_by_id(&expanded, &plan),
             Arc::clone(&journal),
             Names::new(options.lookup),
-        );
-        Ok(Self {
+        )
+        .with_mirror(mirror);
+        let daemon = Self {
             options,
             config,
-            used: BTreeSet::new(),
+            used,
             counters_logged: Vec::new(),
             plan,
             served,
@@ -135,7 +197,13 @@ impl Daemon {
             knock,
             journal,
             keeper,
-        })
+            found,
+            predecessor,
+            started_unix_s: clock::unix_s(),
+        };
+        daemon.release_other_links();
+        daemon.report_attachments(&attached);
+        Ok(daemon)
     }
 
     async fn serve(mut self) -> anyhow::Result<()> {
@@ -148,6 +216,7 @@ impl Daemon {
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
+        let mut usr2 = signal(SignalKind::user_defined2())?;
         let mut ring = crate::watch::readable(self.knock.take_events()?)
             .context("cannot watch the event ring")?;
         // Written once the handlers are in place, so a SIGTERM sent as soon as it appears still
@@ -162,11 +231,19 @@ impl Daemon {
             crate::detach::PidFile::write(path, &self.journal)
         });
         self.announce();
+        self.record_daemon(self.predecessor.map_or(0, |p| p.closed_through_ns));
+        // Events that waited in the ring while no daemon ran come first, then the doors still
+        // open from before: a door both opened and still open is known from its event.
+        self.drain(&mut ring.get_mut().0);
+        self.adopt_open_doors();
+        // Mirrored rules no adopted door holds were left by doors that closed unseen.
+        self.keeper.prune_mirror();
+        self.counters_logged = self.knock.counters().unwrap_or_default();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         let mut served_check = tokio::time::interval(SERVED_EVERY);
         let mut counters_every = tokio::time::interval(COUNTERS_EVERY);
-        let mut next_close: Option<u64> = None;
-        loop {
+        let mut next_close: Option<u64> = self.keeper.close_due();
+        let exit = loop {
             let close_in = next_close.map_or(Duration::from_secs(3600), clock::until);
             let rotate_in = expand::next_change(&self.config, clock::unix_s())
                 .map_or(Duration::from_secs(3600), |at| {
@@ -175,39 +252,181 @@ impl Daemon {
             tokio::select! {
                 readable = ring.readable_mut() => {
                     let mut guard = readable.context("the event ring failed")?;
-                    let mut used_up = Vec::new();
-                    while let Some(item) = guard.get_inner_mut().0.next() {
-                        match events::decode(&item) {
-                            Ok(event) => used_up.extend(self.keeper.on_event(event)),
-                            Err(error) => self.journal.line(&format!("knock: ignored a bad event: {error}")),
-                        }
-                    }
+                    self.drain(&mut guard.get_inner_mut().0);
                     guard.clear_ready();
-                    for id in used_up {
-                        self.next_one_time_sequence(id);
-                    }
                     next_close = self.keeper.close_due();
                 }
                 _ = tokio::time::sleep(close_in) => next_close = self.keeper.close_due(),
                 _ = sweep.tick() => {
                     self.sweep()?;
                     next_close = self.keeper.close_due();
+                    self.record_daemon(clock::monotonic_ns());
                 }
                 _ = served_check.tick() => self.check_served(),
                 _ = tokio::time::sleep(rotate_in) => self.rotate(),
                 _ = counters_every.tick() => self.log_counters(),
                 _ = hangup.recv() => self.reload(),
-                _ = terminate.recv() => break,
-                _ = interrupt.recv() => break,
+                _ = terminate.recv() => break Exit::Leave,
+                _ = interrupt.recv() => break Exit::Leave,
+                _ = usr2.recv() => break Exit::Forget,
             }
-        }
+        };
         self.log_counters();
         self.journal.line("shutting down");
-        self.keeper.close_all();
+        if exit == Exit::Leave && self.knock.keeps_state() {
+            // Doors still open stay open in the kernel; the next daemon adopts them and runs
+            // their stop commands when they close.
+            self.keeper.close_due();
+            self.record_daemon(clock::monotonic_ns());
+            self.journal.line(&format!(
+                "the program stays attached with {} open door(s); `knock-user stop` removes it",
+                self.keeper.open_doors()
+            ));
+        } else {
+            self.keeper.close_all();
+            if let Err(error) = self.knock.forget_state() {
+                self.journal
+                    .line(&format!("cannot remove the pinned state: {error:#}"));
+            }
+        }
         self.keeper.finish().await;
-        // Dropping the program detaches it and frees its maps.
+        // Dropping the program detaches what is not pinned and frees what nothing else holds.
         drop(self.knock);
         Ok(())
+    }
+
+    /// Turns the events waiting in the ring into log lines and commands.
+    fn drain(&mut self, ring: &mut aya::maps::RingBuf<aya::maps::MapData>) {
+        let mut used_up = Vec::new();
+        while let Some(item) = ring.next() {
+            match events::decode(&item) {
+                Ok(event) => used_up.extend(self.keeper.on_event(event)),
+                Err(error) => self
+                    .journal
+                    .line(&format!("knock: ignored a bad event: {error}")),
+            }
+        }
+        for id in used_up {
+            self.next_one_time_sequence(id);
+        }
+    }
+
+    /// Writes the daemon record: who runs, how, and through when doors have been closed.
+    fn record_daemon(&mut self, closed_through_ns: u64) {
+        if !self.knock.keeps_state() {
+            return;
+        }
+        let info = knock_common::status::DaemonInfo {
+            started_unix_s: self.started_unix_s,
+            closed_through_ns,
+            pid: std::process::id(),
+            mode: self.options.mode.code(),
+        };
+        if let Err(error) = self.knock.record_daemon(info) {
+            self.journal.line(&format!(
+                "cannot record the daemon in the pinned state: {error:#}"
+            ));
+        }
+    }
+
+    /// Doors an earlier daemon opened that are still open, or that closed while no daemon
+    /// ran (their stop commands are due).
+    fn adopt_open_doors(&mut self) {
+        let Some(predecessor) = self.predecessor else {
+            return;
+        };
+        let Ok(gate) = self.knock.gate() else {
+            return;
+        };
+        let passes: Vec<_> = gate.iter().filter_map(Result::ok).collect();
+        let mut adopted = 0;
+        for (source, pass) in passes {
+            for (door, expires_ns) in pass.door.iter().zip(pass.expires_ns) {
+                if expires_ns > predecessor.closed_through_ns
+                    && self.keeper.adopt(source, *door, expires_ns)
+                {
+                    adopted += 1;
+                }
+            }
+        }
+        if adopted > 0 {
+            self.journal.line(&format!(
+                "knock: took over {adopted} open door(s) from the earlier daemon"
+            ));
+        }
+    }
+
+    /// Pinned links of interfaces this daemon no longer guards are released: detached.
+    fn release_other_links(&self) {
+        let Some((dir, _)) = &self.found else {
+            return;
+        };
+        for iface in dir.linked_interfaces() {
+            if !self.interfaces.contains(&iface) {
+                let _ = crate::state::detach_pinned_link(&dir.link_path(&iface));
+                self.journal.line(&format!(
+                    "knock: no longer guarding {iface}; its program is detached"
+                ));
+            }
+        }
+    }
+
+    /// Says what became of the pinned state and each interface's attachment.
+    fn report_attachments(&self, attached: &[(String, crate::loader::Attached)]) {
+        use crate::loader::Attached;
+        if let Some((dir, found)) = &self.found {
+            let place = dir.path().display();
+            match found {
+                Found::Empty => self
+                    .journal
+                    .detail(&format!("knock: state pinned in {place}")),
+                Found::Compatible => self.journal.line(&format!(
+                    "knock: took over the state pinned in {place}{}",
+                    self.predecessor
+                        .map_or_else(String::new, |p| format!(" by pid {}", p.pid))
+                )),
+                Found::Replaced { layout } => self.journal.line(&format!(
+                    "knock: the state pinned in {place} was left by an incompatible version \
+                     (layout {}, this version has {:08x}); it was removed and the earlier \
+                     program detached: open doors and attempts are forgotten",
+                    layout.map_or_else(|| "unknown".to_owned(), |l| format!("{l:08x}")),
+                    knock_common::status::LAYOUT
+                )),
+            }
+            for capacity in [
+                (
+                    knock_common::maps::PROGRESS,
+                    "Progress_Capacity",
+                    self.capacities.progress,
+                ),
+                (
+                    knock_common::maps::GATE,
+                    "Gate_Capacity",
+                    self.capacities.gate,
+                ),
+            ] {
+                let (map, key, wanted) = capacity;
+                if let Some(kept) = self.knock.capacity(map)
+                    && kept != wanted
+                {
+                    self.journal.line(&format!(
+                        "knock: {key} {wanted} takes effect after `knock-user stop`; \
+                         the pinned map holds {kept}"
+                    ));
+                }
+            }
+        }
+        for (iface, how) in attached {
+            match how {
+                Attached::TookOver => self.journal.detail(&format!(
+                    "knock: {iface}: the pinned link now runs this program"
+                )),
+                Attached::Reattached { why } => self.journal.line(&format!(
+                    "knock: {iface}: the earlier link could not be reused ({why}); attached afresh"
+                )),
+                Attached::Pinned | Attached::Held => {}
+            }
+        }
     }
 
     fn announce(&self) {
@@ -357,6 +576,12 @@ impl Daemon {
                 return;
             }
         };
+        let mirror_keys =
+            |o: &config::Options| (o.mirror, o.mirror_chain.clone(), o.mirror_table.clone());
+        if mirror_keys(&config.options) != mirror_keys(&self.config.options) {
+            self.journal
+                .line("Mirror, Mirror_Chain and Mirror_Table take effect at the next start");
+        }
         if config.options.interfaces != self.config.options.interfaces
             || config.options.progress_capacity != self.capacities.progress
             || config.options.gate_capacity != self.capacities.gate
@@ -468,4 +693,16 @@ fn default_route_interface() -> anyhow::Result<Option<String>> {
         let destination = fields.next()?;
         (destination == "00000000").then(|| iface.to_owned())
     }))
+}
+
+/// Periods of rotating doors whose sequence the kernel has emptied (used): they must not be
+/// pushed again, or a restart would make a used sequence work a second time.
+fn used_periods(kept: &[(knock_common::Door, Option<String>)]) -> BTreeSet<(String, u64)> {
+    kept.iter()
+        .filter(|(door, _)| door.flags & knock_common::door::ONCE != 0 && door.step_count == 0)
+        .filter_map(|(_, name)| {
+            let (door, period) = name.as_deref()?.rsplit_once('@')?;
+            Some((door.to_owned(), period.parse().ok()?))
+        })
+        .collect()
 }

@@ -14,6 +14,7 @@ use crate::command::{self, COMMAND_DEADLINE};
 use crate::config::{Config, DoorConfig};
 use crate::events::DoorEvent;
 use crate::journal::Journal;
+use crate::mirror::Mirror;
 use crate::names::Names;
 use crate::plan::Plan;
 
@@ -41,6 +42,8 @@ pub struct Keeper {
     open: HashMap<(Addr, u8), OpenDoor>,
     commands: JoinSet<()>,
     hush: Hush,
+    /// The firewall that follows the open doors (`--mirror`).
+    mirror: Option<Mirror>,
 }
 
 /// How many first-knock and first-stage-timeout lines may be logged per second. Anyone can send
@@ -65,6 +68,28 @@ impl Keeper {
             open: HashMap::new(),
             commands: JoinSet::new(),
             hush: Hush::default(),
+            mirror: None,
+        }
+    }
+
+    /// Mirrors open doors into the host's firewall.
+    pub fn with_mirror(mut self, mirror: Option<Mirror>) -> Self {
+        self.mirror = mirror;
+        self
+    }
+
+    /// Puts an open door into the mirror; idempotent, and with nftables it moves the timeout.
+    fn mirror_open(&mut self, source: Addr, door: u8, expires_ns: u64) {
+        let config = self.doors.get(usize::from(door)).and_then(Option::as_ref);
+        if let (Some(mirror), Some(config)) = (self.mirror.as_mut(), config) {
+            mirror.open(source, door, config, expires_ns);
+        }
+    }
+
+    /// Removes mirrored rules that no open door holds: call once at start, after adopting.
+    pub fn prune_mirror(&mut self) {
+        if let Some(mirror) = self.mirror.as_mut() {
+            mirror.prune();
         }
     }
 
@@ -110,6 +135,24 @@ impl Keeper {
             }
         }
         self.doors = doors;
+    }
+
+    /// Takes over a door an earlier daemon opened (found in the pinned gate): its start command
+    /// ran then, its stop command runs here when it closes. Doors this daemon already knows of
+    /// (from events that waited in the ring) are left alone. Returns whether it was adopted.
+    pub fn adopt(&mut self, source: Addr, door: u8, expires_ns: u64) -> bool {
+        if self.open.contains_key(&(source, door)) || self.door(door).is_none() {
+            return false;
+        }
+        self.open.insert(
+            (source, door),
+            OpenDoor {
+                expires_ns,
+                start: None,
+            },
+        );
+        self.mirror_open(source, door, expires_ns);
+        true
     }
 
     pub fn open_doors(&self) -> usize {
@@ -158,14 +201,14 @@ impl Keeper {
             } => {
                 self.say(source, door, "OPEN SESAME");
                 let start = self.spawn_command(door, source, Which::Start, None);
-                if let Some(previous) = self
-                    .open
-                    .insert((source, door), OpenDoor { expires_ns, start })
-                {
+                let opening = OpenDoor { expires_ns, start };
+                if let Some(previous) = self.open.insert((source, door), opening) {
                     // The kernel saw the door as closed (its deadline had passed) before this
                     // daemon did: close the old opening first so its stop command is not lost.
                     self.close(source, door, previous);
                 }
+                // After the close above, so the mirror removes the old opening first.
+                self.mirror_open(source, door, expires_ns);
                 if self
                     .door(door)
                     .is_some_and(|d| d.one_time_sequences.is_some())
@@ -190,6 +233,7 @@ impl Keeper {
                         expires_ns,
                         start: None,
                     });
+                self.mirror_open(source, door, expires_ns);
             }
             DoorEvent::Reset {
                 source,
@@ -269,6 +313,9 @@ impl Keeper {
     /// Waits for running commands to finish.
     pub async fn finish(&mut self) {
         while self.commands.join_next().await.is_some() {}
+        if let Some(mirror) = self.mirror.as_mut() {
+            mirror.finish().await;
+        }
     }
 
     /// Reaps commands that have finished, so the set does not grow.
@@ -277,6 +324,9 @@ impl Keeper {
     }
 
     fn close(&mut self, source: Addr, door: u8, open: OpenDoor) {
+        if let Some(mirror) = self.mirror.as_mut() {
+            mirror.close(source, door);
+        }
         let has_stop = self
             .door(door)
             .and_then(|d| d.stop_command_for(source.ip()))

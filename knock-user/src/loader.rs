@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 
 use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::xdp::XdpLink;
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use knock_common::ban::Strikes;
@@ -13,11 +15,13 @@ use knock_common::gate::Pass;
 use knock_common::ports::FirstSteps;
 use knock_common::progress::Progress;
 use knock_common::settings::{Settings, SpaKey};
+use knock_common::status::{self, DaemonInfo, DoorName};
 use knock_common::{
     Addr, Door, HANDOFF, HANDOFF_SPA, MAX_DOORS, PROGRAM, ProtoPort, SPA_PROGRAM, maps,
 };
 
 use crate::plan::Plan;
+use crate::state::{PINNED, StateDir};
 
 /// The XDP program, built by build.rs and embedded in this binary.
 pub static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/knock"));
@@ -50,6 +54,32 @@ pub enum AttachError {
     Native { iface: String, source: ProgramError },
     #[error("cannot attach to {iface}")]
     Other { iface: String, source: ProgramError },
+    #[error("the kernel attached to {iface} without a BPF link, which cannot be pinned")]
+    Link {
+        iface: String,
+        source: aya::programs::links::LinkError,
+    },
+    #[error("cannot pin the link of {iface} at {path}")]
+    Pin {
+        iface: String,
+        path: std::path::PathBuf,
+        source: aya::pin::PinError,
+    },
+}
+
+/// What attaching to an interface found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attached {
+    /// Attached afresh, the link pinned so the program outlives the daemon.
+    Pinned,
+    /// The pinned link of an earlier daemon now runs this program: the interface was never
+    /// unguarded.
+    TookOver,
+    /// The earlier daemon's link could not take this program (`why`); it was detached and
+    /// the program attached afresh.
+    Reattached { why: String },
+    /// Attached for this process only: it detaches when the daemon exits.
+    Held,
 }
 
 /// How the program attaches to an interface.
@@ -76,6 +106,22 @@ impl AttachMode {
             Self::Skb => "skb",
         }
     }
+
+    /// As the `DAEMON` map records it.
+    pub const fn code(self) -> u32 {
+        match self {
+            Self::Native => status::NATIVE,
+            Self::Skb => status::GENERIC,
+        }
+    }
+
+    pub const fn from_code(code: u32) -> Option<Self> {
+        match code {
+            status::NATIVE => Some(Self::Native),
+            status::GENERIC => Some(Self::Skb),
+            _ => None,
+        }
+    }
 }
 
 /// Capacities of the maps that hold per-source state.
@@ -89,18 +135,34 @@ pub struct Capacities {
 pub struct Knock {
     ebpf: Ebpf,
     pushed: Option<Plan>,
+    /// Where the maps and links are pinned; `None` when state dies with the daemon.
+    state: Option<StateDir>,
+    /// Links taken over from pinned ones or pinned by this daemon. Dropping them closes this
+    /// process's descriptors; the pins keep the program attached.
+    links: Vec<XdpLink>,
 }
 
 impl Knock {
-    /// Loads the program and creates its maps. `debug` turns on the program's per-packet logs.
-    pub fn load(capacities: Capacities, debug: bool) -> Result<Self, LoadError> {
+    /// Loads the program and creates its maps, or takes over the maps pinned in `state`.
+    /// `debug` turns on the program's per-packet logs.
+    pub fn load(
+        capacities: Capacities,
+        debug: bool,
+        state: Option<&StateDir>,
+    ) -> Result<Self, LoadError> {
         // aya-log levels: 0 disables every log statement, 5 enables up to trace.
         let log_level: u8 = if debug { 5 } else { 0 };
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .map_max_entries(maps::PROGRESS, capacities.progress)
             .map_max_entries(maps::GATE, capacities.gate)
-            .override_global("AYA_LOG_LEVEL", &log_level, false)
-            .load(PROGRAM_OBJECT)?;
+            .override_global("AYA_LOG_LEVEL", &log_level, false);
+        if let Some(dir) = state {
+            for name in PINNED {
+                loader.map_pin_path(name, dir.map_path(name));
+            }
+        }
+        let mut ebpf = loader.load(PROGRAM_OBJECT)?;
         program_mut(&mut ebpf)?.load()?;
         let spa: &mut Xdp = ebpf
             .program_mut(SPA_PROGRAM)
@@ -116,7 +178,74 @@ impl Knock {
         handoff
             .set(HANDOFF_SPA, &spa_fd, 0)
             .map_err(map_error(HANDOFF))?;
-        Ok(Self { ebpf, pushed: None })
+        let mut knock = Self {
+            ebpf,
+            pushed: None,
+            state: state.cloned(),
+            links: Vec::new(),
+        };
+        let mut layout: Array<_, u32> = knock.array(maps::LAYOUT)?;
+        layout
+            .set(0, status::LAYOUT, 0)
+            .map_err(map_error(maps::LAYOUT))?;
+        Ok(knock)
+    }
+
+    /// The door records and names as the pinned maps hold them, by id: what an earlier daemon
+    /// pushed, so a new one keeps each door's id.
+    pub fn kept_doors(&mut self) -> Result<Vec<(Door, Option<String>)>, LoadError> {
+        let doors: Array<_, Door> = self.array(maps::DOORS)?;
+        let records: Vec<Door> = (0..MAX_DOORS as u32)
+            .map(|id| doors.get(&id, 0).unwrap_or_else(|_| Door::new()))
+            .collect();
+        let names: Array<_, DoorName> = self.array(maps::NAMES)?;
+        Ok(records
+            .into_iter()
+            .enumerate()
+            .map(|(id, door)| {
+                let name = names
+                    .get(&(id as u32), 0)
+                    .ok()
+                    .and_then(|n| n.as_str().map(str::to_owned));
+                (door, name)
+            })
+            .collect())
+    }
+
+    /// Records who runs the program, for `status` and the next daemon.
+    pub fn record_daemon(&mut self, info: DaemonInfo) -> Result<(), LoadError> {
+        let mut daemon: Array<_, DaemonInfo> = self.array(maps::DAEMON)?;
+        daemon.set(0, info, 0).map_err(map_error(maps::DAEMON))
+    }
+
+    /// The daemon record as the pinned maps hold it.
+    pub fn daemon_record(&mut self) -> Option<DaemonInfo> {
+        let daemon: Array<_, DaemonInfo> = self.array(maps::DAEMON).ok()?;
+        daemon.get(&0, 0).ok()
+    }
+
+    /// What a map was created with; a pinned map keeps the capacity it was first made with.
+    pub fn capacity(&self, name: &str) -> Option<u32> {
+        let map = self.ebpf.map(name)?;
+        let data = match map {
+            aya::maps::Map::HashMap(data) | aya::maps::Map::LruHashMap(data) => data,
+            _ => return None,
+        };
+        data.info().ok().map(|info| info.max_entries())
+    }
+
+    /// Unpins the links and maps and removes the state directory: the program detaches when
+    /// this daemon exits, and nothing is left behind.
+    pub fn forget_state(&mut self) -> Result<(), crate::state::StateError> {
+        match self.state.take() {
+            Some(dir) => dir.remove(),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether state outlives this daemon.
+    pub fn keeps_state(&self) -> bool {
+        self.state.is_some()
     }
 
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
@@ -143,26 +272,106 @@ impl Knock {
         Some(total)
     }
 
-    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<(), AttachError> {
-        let program = program_mut(&mut self.ebpf).map_err(|e| AttachError::Other {
+    /// Attaches to `iface`. With a state directory, a link pinned there by an earlier daemon
+    /// (in the same mode) is taken over, which swaps the program atomically; otherwise the new
+    /// link is pinned. `previous_mode` is the mode the earlier daemon recorded.
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        mode: AttachMode,
+        previous_mode: Option<AttachMode>,
+    ) -> Result<Attached, AttachError> {
+        let Some(dir) = self.state.clone() else {
+            self.attach_held(iface, mode)?;
+            return Ok(Attached::Held);
+        };
+        if !links_outlive_processes() {
+            self.attach_held(iface, mode)?;
+            return Ok(Attached::Held);
+        }
+        let pin = dir.link_path(iface);
+        let mut why = None;
+        if pin.exists() {
+            if previous_mode.is_some_and(|m| m != mode) {
+                why = Some(format!(
+                    "it was attached in {} mode",
+                    previous_mode.map_or("another", AttachMode::name)
+                ));
+            } else {
+                match self.take_over(&pin) {
+                    Ok(()) => return Ok(Attached::TookOver),
+                    Err(error) => why = Some(error),
+                }
+            }
+            // Detached now, so the new attachment cannot meet the old one.
+            let _ = crate::state::detach_pinned_link(&pin);
+        }
+        let program = self.program_for(iface)?;
+        let id = program
+            .attach(iface, mode.xdp())
+            .map_err(|source| attach_error(iface, mode, source))?;
+        let link = program.take_link(id).map_err(|source| AttachError::Other {
+            iface: iface.to_owned(),
+            source,
+        })?;
+        let fd_link = FdLink::try_from(link).map_err(|source| AttachError::Link {
+            iface: iface.to_owned(),
+            source,
+        })?;
+        let pinned = fd_link.pin(&pin).map_err(|source| AttachError::Pin {
+            iface: iface.to_owned(),
+            path: pin.clone(),
+            source,
+        })?;
+        self.keep(FdLink::from(pinned));
+        Ok(match why {
+            Some(why) => Attached::Reattached { why },
+            None => Attached::Pinned,
+        })
+    }
+
+    /// Points the pinned link at this program.
+    fn take_over(&mut self, pin: &std::path::Path) -> Result<(), String> {
+        let pinned = PinnedLink::from_pin(pin).map_err(|e| e.to_string())?;
+        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| e.to_string())?;
+        let program = program_mut(&mut self.ebpf).map_err(|e| e.to_string())?;
+        let id = program.attach_to_link(link).map_err(|e| {
+            // The syscall's own error (ENOLINK for a link whose interface went away) is the
+            // source; say it.
+            match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            }
+        })?;
+        let link = program.take_link(id).map_err(|e| e.to_string())?;
+        self.links.push(link);
+        Ok(())
+    }
+
+    fn keep(&mut self, link: FdLink) {
+        if let Ok(link) = XdpLink::try_from(link) {
+            self.links.push(link);
+        }
+    }
+
+    fn program_for(&mut self, iface: &str) -> Result<&mut Xdp, AttachError> {
+        program_mut(&mut self.ebpf).map_err(|e| AttachError::Other {
             iface: iface.to_owned(),
             source: match e {
                 LoadError::Program(p) => p,
                 _ => ProgramError::NotLoaded,
             },
-        })?;
-        match program.attach(iface, mode.xdp()) {
-            Ok(_) => Ok(()),
-            Err(ProgramError::UnknownInterface { name }) => Err(AttachError::NoSuchInterface(name)),
-            Err(source) if mode == AttachMode::Native => Err(AttachError::Native {
-                iface: iface.to_owned(),
-                source,
-            }),
-            Err(source) => Err(AttachError::Other {
-                iface: iface.to_owned(),
-                source,
-            }),
-        }
+        })
+    }
+
+    /// Attaches for this process's lifetime: the program owns the link and detaches it when
+    /// dropped.
+    fn attach_held(&mut self, iface: &str, mode: AttachMode) -> Result<(), AttachError> {
+        let program = self.program_for(iface)?;
+        program
+            .attach(iface, mode.xdp())
+            .map(drop)
+            .map_err(|source| attach_error(iface, mode, source))
     }
 
     /// Writes a plan into the maps, clearing whatever the previous plan set and this one does not.
@@ -177,6 +386,18 @@ impl Knock {
             doors
                 .set(id as u32, door, 0)
                 .map_err(map_error(maps::DOORS))?;
+        }
+        let mut names: Array<_, DoorName> = self.array(maps::NAMES)?;
+        for id in 0..MAX_DOORS {
+            let name = plan
+                .names
+                .get(id)
+                .and_then(|n| n.as_deref())
+                .and_then(DoorName::new)
+                .unwrap_or_default();
+            names
+                .set(id as u32, name, 0)
+                .map_err(map_error(maps::NAMES))?;
         }
         let mut first: HashMap<_, ProtoPort, FirstSteps> = self.hash(maps::FIRST_STEPS)?;
         if let Some(previous) = &previous {
@@ -393,6 +614,26 @@ fn memlock(fd: &impl std::os::fd::AsFd) -> Option<u64> {
     info.lines()
         .find_map(|line| line.strip_prefix("memlock:"))
         .and_then(|value| value.trim().parse().ok())
+}
+
+/// XDP links (Linux 5.9) are what can be pinned; before them aya attaches through netlink, and
+/// the attachment cannot outlive the daemon in a way it could take over.
+fn links_outlive_processes() -> bool {
+    aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 9, 0))
+}
+
+fn attach_error(iface: &str, mode: AttachMode, source: ProgramError) -> AttachError {
+    match source {
+        ProgramError::UnknownInterface { name } => AttachError::NoSuchInterface(name),
+        source if mode == AttachMode::Native => AttachError::Native {
+            iface: iface.to_owned(),
+            source,
+        },
+        source => AttachError::Other {
+            iface: iface.to_owned(),
+            source,
+        },
+    }
 }
 
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {

@@ -50,6 +50,10 @@ enum Command {
     Spa(SpaArgs),
     /// Make an SPA client key (a key file line), or with --rotating a rotating-sequence secret.
     Keygen(KeygenArgs),
+    /// Show what the kernel is doing: daemon, doors, attempts, open doors, counters, map fill.
+    Status(StatusArgs),
+    /// Close every door, detach the program and remove its pinned state.
+    Stop(StopArgs),
     /// Write man pages and shell completions into DIR (for packaging).
     #[command(hide = true)]
     GenerateManuals { dir: PathBuf },
@@ -93,6 +97,62 @@ struct RunArgs {
     /// A log file for knockd's lines (overrides LogFile).
     #[arg(short = 'g', long = "logfile", value_name = "FILE")]
     log_file: Option<PathBuf>,
+    /// Where the program and its state are pinned (a directory per daemon, named after its
+    /// first interface), so they outlive the daemon.
+    #[arg(long, value_name = "DIR", default_value = knock_user::state::DEFAULT_ROOT)]
+    state_dir: PathBuf,
+    /// Pin nothing: the program detaches and all state goes when the daemon exits, as knockd.
+    #[arg(long)]
+    ephemeral: bool,
+    /// Mirror open doors into the host's firewall, so a default-drop INPUT lets the source in
+    /// too (overrides Mirror in [options]).
+    #[arg(long, value_enum, value_name = "FIREWALL")]
+    mirror: Option<knock_user::mirror::Backend>,
+    /// The iptables chain of --mirror iptables, which INPUT jumps to (default: KNOCKD).
+    #[arg(long, value_name = "NAME")]
+    mirror_chain: Option<String>,
+    /// The inet table of --mirror nftables, holding the sets knock4 and knock6 (default: knock).
+    #[arg(long, value_name = "NAME")]
+    mirror_table: Option<String>,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// Only the daemon guarding this interface.
+    #[arg(
+        short = 'i',
+        long = "interface",
+        visible_alias = "iface",
+        value_name = "NAME"
+    )]
+    interface: Option<String>,
+    /// As JSON.
+    #[arg(long, conflicts_with = "prometheus")]
+    json: bool,
+    /// Counters and gauges in node_exporter's textfile format.
+    #[arg(long)]
+    prometheus: bool,
+    /// Write the report to FILE (atomically, through a temporary file) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Where daemons pin their state.
+    #[arg(long, value_name = "DIR", default_value = knock_user::state::DEFAULT_ROOT)]
+    state_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct StopArgs {
+    /// Only the daemon guarding this interface.
+    #[arg(
+        short = 'i',
+        long = "interface",
+        visible_alias = "iface",
+        value_name = "NAME"
+    )]
+    interface: Option<String>,
+    /// Where daemons pin their state.
+    #[arg(long, value_name = "DIR", default_value = knock_user::state::DEFAULT_ROOT)]
+    state_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -257,7 +317,27 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             },
             pid_file: args.pid_file,
             log_file: args.log_file,
+            state_root: (!args.ephemeral).then_some(args.state_dir),
+            mirror: knock_user::mirror::Request {
+                backend: args.mirror,
+                chain: args.mirror_chain,
+                table: args.mirror_table,
+            },
         }),
+        Command::Status(args) => status(&args),
+        Command::Stop(args) => {
+            let stopped = knock_user::stop::stop(&args.state_dir, args.interface.as_deref())?;
+            if stopped.is_empty() {
+                eprintln!(
+                    "{}",
+                    nothing_attached(&args.state_dir, args.interface.as_deref())
+                );
+            }
+            for done in stopped {
+                println!("{done}");
+            }
+            Ok(())
+        }
         Command::Check { config } => {
             let config = config::load(&config)?;
             print!("{}", knock_user::check::describe(&config));
@@ -319,4 +399,58 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn nothing_attached(root: &std::path::Path, iface: Option<&str>) -> String {
+    format!(
+        "nothing is attached{}: no pinned state under {} (a daemon run with --ephemeral, or \
+         in another mount namespace, pins nothing there)",
+        iface.map_or_else(String::new, |i| format!(" to {i}")),
+        root.display()
+    )
+}
+
+/// `status`: exits non-zero when nothing is attached, after saying so.
+fn status(args: &StatusArgs) -> anyhow::Result<()> {
+    let dirs = knock_user::state::select(&args.state_dir, args.interface.as_deref());
+    let snapshots = dirs
+        .iter()
+        .map(knock_user::status::snapshot)
+        .collect::<Result<Vec<_>, _>>()?;
+    let report = if args.json {
+        serde_json::to_string_pretty(&snapshots)? + "\n"
+    } else if args.prometheus {
+        knock_user::status::prometheus(&snapshots)
+    } else {
+        snapshots.iter().map(knock_user::status::text).collect()
+    };
+    match &args.output {
+        Some(path) => write_atomically(path, &report)?,
+        None => print!("{report}"),
+    }
+    if snapshots.is_empty() {
+        anyhow::bail!(
+            "{}",
+            nothing_attached(&args.state_dir, args.interface.as_deref())
+        );
+    }
+    Ok(())
+}
+
+/// Readers (node_exporter) never see half a file.
+fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{}: not a file name", path.display()))?;
+    let temporary = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    std::fs::write(&temporary, text)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| {
+        format!(
+            "cannot rename {} to {}",
+            temporary.display(),
+            path.display()
+        )
+    })
 }

@@ -54,6 +54,23 @@ impl Plan {
         Self::build(config, &ids, &[], served, switches)
     }
 
+    /// What an earlier daemon pushed, as far as the next plan needs it: door records and names
+    /// by id, read back from the pinned maps. `next` on it keeps each door's id and revision.
+    pub fn resumed(kept: &[(Door, Option<String>)]) -> Self {
+        Self {
+            doors: kept.iter().map(|(door, _)| *door).collect(),
+            names: kept.iter().map(|(_, name)| name.clone()).collect(),
+            port_words: BTreeMap::new(),
+            first_steps: BTreeMap::new(),
+            guards: Vec::new(),
+            spa_doors: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            always_allow: BTreeSet::new(),
+            local: BTreeSet::new(),
+            settings: Settings::default(),
+        }
+    }
+
     /// The plan for a configuration that replaces `self`: doors keep their ids by name, and a
     /// door whose record changed gets the next revision.
     pub fn next(&self, config: &Config, served: &BTreeSet<ProtoPort>, switches: Switches) -> Self {

@@ -164,8 +164,8 @@ fn a_failing_command_is_logged_with_its_status_and_the_daemon_goes_on() {
 }
 
 #[test]
-fn the_daemon_detaches_when_it_stops() {
-    let s = scene(GUIDE);
+fn an_ephemeral_daemon_detaches_when_it_stops() {
+    let s = common::scene_with(GUIDE, &["--ephemeral"]);
     assert!(s.ssh().is_err());
     let (log, clean) = s.daemon.stop();
     assert!(clean, "{log:#?}");

@@ -1,7 +1,7 @@
 //! Installs what a fresh machine lacks, and nothing else: a second run only checks.
 //!
-//! - Debian packages: LLVM 22 (for bpf-linker), iproute2, iptables, and knockd for the real
-//!   `knock` client.
+//! - Debian packages: LLVM 22 (for bpf-linker), iproute2, iptables and nftables (the firewall
+//!   mirror's tests), and knockd for the real `knock` client.
 //! - The nightly toolchain's rust-src, which the BPF target's `-Z build-std=core` needs.
 //! - bpf-linker 0.13, built against LLVM 22.
 //! - cargo-deb, for `cargo xtask package`.
@@ -20,6 +20,7 @@ const PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "iproute2",
     "iptables",
+    "nftables",
     "knockd",
     // knock-user/tests/service.rs: the unit's system call filter against what the daemon calls.
     "strace",

@@ -49,6 +49,11 @@ pub enum ErrorKind {
     Duplicate(usize),
     #[error("a section header needs a name between `[` and `]`")]
     BadSection,
+    #[error(
+        "a door name of {0} bytes; at most {max} fit in the kernel's name table",
+        max = super::MAX_NAME_LEN
+    )]
+    LongName(usize),
     #[error("door `{0}` is defined twice (first on line {1})")]
     DuplicateDoor(String, usize),
     #[error("door `{0}` has no Sequence and no One_Time_Sequences")]

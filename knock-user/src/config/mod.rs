@@ -17,6 +17,9 @@ pub use value::{Network, TcpFlags};
 
 /// Where knockd and knock look for their configuration.
 pub const DEFAULT_PATH: &str = "/etc/knockd.conf";
+/// The longest door name: with a rotating door's `@period` it still fits the kernel's name
+/// table, which a restarted daemon reads to find each door's id.
+pub const MAX_NAME_LEN: usize = knock_common::status::NAME_LEN - 21;
 
 /// A whole configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +53,12 @@ pub struct Options {
     /// Networks the gate never blocks.
     pub always_allow: Vec<value::Network>,
     pub ban: BanOptions,
+    /// The firewall open doors are mirrored into (knock extension `Mirror`).
+    pub mirror: Option<crate::mirror::Backend>,
+    /// The iptables chain of the mirror (`Mirror_Chain`).
+    pub mirror_chain: Option<String>,
+    /// The nftables inet table of the mirror (`Mirror_Table`).
+    pub mirror_table: Option<String>,
 }
 
 /// The failure budget: `failures` within `window_s` ban a source for `time_s`.
@@ -86,6 +95,9 @@ impl Default for Options {
             spa_window_s: DEFAULT_SPA_WINDOW_S,
             always_allow: Vec::new(),
             ban: DEFAULT_BAN,
+            mirror: None,
+            mirror_chain: None,
+            mirror_table: None,
         }
     }
 }

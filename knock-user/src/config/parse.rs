@@ -11,7 +11,7 @@ use knock_common::MAX_DOORS;
 use knock_common::ports::GUARD_GROUPS;
 
 use super::value;
-use super::{Config, ConfigError, DoorConfig, ErrorKind, Options};
+use super::{Config, ConfigError, DoorConfig, ErrorKind, MAX_NAME_LEN, Options};
 
 /// What a key is once its aliases are resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,6 +43,9 @@ enum Key {
     BanTime,
     Spa,
     SecretFile,
+    Mirror,
+    MirrorChain,
+    MirrorTable,
 }
 
 impl Key {
@@ -75,6 +78,9 @@ impl Key {
             "ban_time" => Self::BanTime,
             "spa" => Self::Spa,
             "secret_file" => Self::SecretFile,
+            "mirror" => Self::Mirror,
+            "mirror_chain" => Self::MirrorChain,
+            "mirror_table" => Self::MirrorTable,
             _ => return None,
         })
     }
@@ -95,6 +101,9 @@ impl Key {
                 | Self::BanFailures
                 | Self::BanWindow
                 | Self::BanTime
+                | Self::Mirror
+                | Self::MirrorChain
+                | Self::MirrorTable
         )
     }
 
@@ -192,6 +201,9 @@ impl Reader<'_> {
             self.section = Section::Options;
             return Ok(());
         }
+        if name.len() > MAX_NAME_LEN {
+            return Err(self.error(number, None, ErrorKind::LongName(name.len())));
+        }
         if let Some(first) = self.doors.iter().find(|d| d.name == name) {
             let kind = ErrorKind::DuplicateDoor(name.to_owned(), first.line);
             return Err(self.error(number, None, kind));
@@ -279,6 +291,21 @@ impl Reader<'_> {
                 Key::GateCapacity => {
                     let n = value::capacity(value, 16, 1024 * 1024).map_err(|m| bad(self, m))?;
                     self.options.gate_capacity = n;
+                }
+                Key::Mirror => {
+                    let backend = crate::mirror::Backend::parse(value).map_err(|m| bad(self, m))?;
+                    self.options.mirror = Some(backend);
+                    self.check_mirror(number)?;
+                }
+                Key::MirrorChain => {
+                    crate::mirror::check_chain(value).map_err(|m| bad(self, m))?;
+                    self.options.mirror_chain = Some(value.to_owned());
+                    self.check_mirror(number)?;
+                }
+                Key::MirrorTable => {
+                    crate::mirror::check_table(value).map_err(|m| bad(self, m))?;
+                    self.options.mirror_table = Some(value.to_owned());
+                    self.check_mirror(number)?;
                 }
                 _ => unreachable!("door keys are rejected in [options] above"),
             }
@@ -410,6 +437,27 @@ impl Reader<'_> {
             return Err(self.error(other.line, Some("SPA_Port"), ErrorKind::BadValue(message)));
         }
         Ok(())
+    }
+}
+
+impl Reader<'_> {
+    /// `Mirror_Chain` goes with `Mirror = iptables` and `Mirror_Table` with `Mirror = nftables`
+    /// (either alone names where a `--mirror` on the command line writes).
+    fn check_mirror(&self, number: usize) -> Result<(), ConfigError> {
+        use crate::mirror::Backend;
+        let options = &self.options;
+        let (key, backend) = match options.mirror {
+            Some(Backend::Iptables) if options.mirror_table.is_some() => {
+                ("Mirror_Table", "nftables")
+            }
+            Some(Backend::Nftables | Backend::None) if options.mirror_chain.is_some() => {
+                ("Mirror_Chain", "iptables")
+            }
+            Some(Backend::None) if options.mirror_table.is_some() => ("Mirror_Table", "nftables"),
+            _ => return Ok(()),
+        };
+        let message = format!("{key} goes with Mirror = {backend}");
+        Err(self.error(number, Some(key), ErrorKind::BadValue(message)))
     }
 }
 

@@ -253,6 +253,18 @@ fn a_door_name_is_used_once() {
 }
 
 #[test]
+fn a_door_name_too_long_for_the_kernel_name_table_is_refused_on_its_line() {
+    let long = "d".repeat(MAX_NAME_LEN + 1);
+    let error = error_of(&format!("[options]\nUseSyslog\n[{long}]\nsequence = 1\n"));
+    assert_eq!(
+        (error.line, error.kind),
+        (3, ErrorKind::LongName(MAX_NAME_LEN + 1))
+    );
+    let longest = "d".repeat(MAX_NAME_LEN);
+    assert!(parse_str(&format!("[{longest}]\nsequence = 1\n")).is_ok());
+}
+
+#[test]
 fn a_configuration_without_doors_is_rejected() {
     assert_eq!(error_of("[options]\nUseSyslog\n").kind, ErrorKind::NoDoors);
 }
@@ -297,4 +309,46 @@ fn progress_in_options_is_the_default_for_doors_without_their_own() {
     .unwrap();
     assert_eq!(config.doors[0].progress_rule(), ProgressRule::Knockd);
     assert_eq!(config.doors[1].progress_rule(), ProgressRule::Strict);
+}
+
+#[test]
+fn mirror_keys_name_the_firewall_and_where_in_it() {
+    use crate::mirror::Backend;
+    let config =
+        parse_str("[options]\nMirror = iptables\nMirror_Chain = KNOCK-SSH\n[a]\nsequence = 1\n")
+            .unwrap();
+    assert_eq!(config.options.mirror, Some(Backend::Iptables));
+    assert_eq!(config.options.mirror_chain.as_deref(), Some("KNOCK-SSH"));
+    let config =
+        parse_str("[options]\nmirror = nftables\nmirror_table = filter\n[a]\nsequence = 1\n")
+            .unwrap();
+    assert_eq!(config.options.mirror, Some(Backend::Nftables));
+    assert_eq!(config.options.mirror_table.as_deref(), Some("filter"));
+    assert!(
+        parse_str("[options]\n[a]\nsequence = 1\n")
+            .unwrap()
+            .options
+            .mirror
+            .is_none()
+    );
+}
+
+#[test]
+fn mirror_keys_that_cannot_work_are_refused_on_their_line() {
+    for (text, line) in [
+        ("[options]\nMirror = ipfw\n[a]\nsequence = 1\n", 2),
+        ("[options]\nMirror_Chain = INPUT\n[a]\nsequence = 1\n", 2),
+        ("[options]\nMirror_Table = a;b\n[a]\nsequence = 1\n", 2),
+        (
+            "[options]\nMirror = nftables\nMirror_Chain = K\n[a]\nsequence = 1\n",
+            3,
+        ),
+        (
+            "[options]\nMirror_Table = t\nMirror = iptables\n[a]\nsequence = 1\n",
+            3,
+        ),
+        ("[a]\nsequence = 1\nMirror = iptables\n", 3),
+    ] {
+        assert_eq!(error_of(text).line, line, "{text}");
+    }
 }

@@ -45,6 +45,7 @@ pub fn load_sized(text: &str, progress: u32, adjust: impl FnOnce(&mut Plan)) -> 
             gate: 256,
         },
         false,
+        None,
     )
     .expect("the program loads");
     knock.push(&plan).expect("the plan is written");

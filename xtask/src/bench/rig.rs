@@ -97,6 +97,7 @@ impl Rig {
                 gate: 4096,
             },
             false,
+            None,
         )
         .context("loading knock's XDP program (run as root)")?;
         knock

@@ -1,0 +1,85 @@
+//! `knock-user stop`: detach the program and remove its pinned state. A running daemon is
+//! asked to do it (SIGUSR2), so open doors close the way they do at Cmd_Timeout, stop commands
+//! and all; with no daemon, the pins are removed here and the kernel lets the links go.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::state::{self, StateDir, is_alive};
+
+/// How long a daemon gets to close its doors (its stop commands have their own deadline).
+const DAEMON_GRACE: Duration = Duration::from_secs(30);
+
+/// What stopping one state directory did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// The daemon closed its doors, detached and removed its state.
+    ByDaemon { dir: String, pid: u32 },
+    /// No daemon ran: the pins were removed here. `open` doors were still open in the
+    /// kernel; their Stop_Commands (if any) did not run.
+    Unpinned { dir: String, open: usize },
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ByDaemon { dir, pid } => write!(
+                f,
+                "{dir}: daemon {pid} closed its doors, detached the program and removed its state"
+            ),
+            Self::Unpinned { dir, open: 0 } => {
+                write!(f, "{dir}: no daemon ran; program detached, state removed")
+            }
+            Self::Unpinned { dir, open } => write!(
+                f,
+                "{dir}: no daemon ran; program detached, state removed; {open} door(s) were \
+                 open, and their Stop_Commands did not run"
+            ),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error("{dir}: daemon {pid} did not finish within {} s", DAEMON_GRACE.as_secs())]
+    Slow { dir: String, pid: u32 },
+    #[error(transparent)]
+    State(#[from] state::StateError),
+}
+
+/// Stops what guards `iface`, or everything under `root`. An empty list means nothing was
+/// attached.
+pub fn stop(root: &Path, iface: Option<&str>) -> Result<Vec<Stopped>, StopError> {
+    state::select(root, iface).iter().map(stop_one).collect()
+}
+
+fn stop_one(dir: &StateDir) -> Result<Stopped, StopError> {
+    let name = dir.path().display().to_string();
+    if let Some(info) = dir.daemon()
+        && info.pid != std::process::id()
+        && state::is_knock_daemon(info.pid)
+    {
+        // SAFETY: kill(2) with a pid the pinned state names, checked to be a knock daemon.
+        unsafe { libc::kill(info.pid as i32, libc::SIGUSR2) };
+        let deadline = Instant::now() + DAEMON_GRACE;
+        // The program detaches when the daemon lets go of its links: wait for it to exit.
+        while is_alive(info.pid) {
+            if Instant::now() > deadline {
+                return Err(StopError::Slow {
+                    dir: name,
+                    pid: info.pid,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // A daemon that died on the way leaves its pins; they go anyway.
+        dir.remove()?;
+        return Ok(Stopped::ByDaemon {
+            dir: name,
+            pid: info.pid,
+        });
+    }
+    let open = crate::status::snapshot(dir).map_or(0, |s| s.open.len());
+    dir.remove()?;
+    Ok(Stopped::Unpinned { dir: name, open })
+}

@@ -1,0 +1,514 @@
+//! Firewall mirroring end to end: the daemon guards a veth in a network namespace with
+//! `--mirror iptables` or `--mirror nftables`, a client knocks, and the server namespace's own
+//! firewall (never the host's) shows exactly one rule or set element per source while the door
+//! is open. Needs root: `cargo xtask test` runs it.
+//!
+//! Debian's `iptables` is the nf_tables variant (iptables 1.8.9 (nf_tables)); the tests use
+//! whichever `iptables`, `ip6tables` and `nft` are on the PATH.
+#![cfg(feature = "privileged-tests")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{BINARY, SHORT, Scene, scene_with};
+use knock_lab::{Netns, SERVER_V4, connects};
+use knock_user::journal::Journal;
+use knock_user::mirror::{self, Target};
+
+/// A door that stays open for three seconds.
+const DOOR: &str = "[openSSH]\nsequence = 4438,1813,8235\ncmd_timeout = 3\n";
+const KNOCK_V4: [&str; 4] = ["198.51.100.1", "4438", "1813", "8235"];
+const KNOCK_V6: [&str; 4] = ["2001:db8::1", "4438", "1813", "8235"];
+const RULE_V4: &str = "-A KNOCKD -s 198.51.100.2/32 -p tcp -m tcp --dport 22 -m comment --comment \"knock:openSSH\" -j ACCEPT";
+const RULE_V6: &str = "-A KNOCKD -s 2001:db8::2/128 -p tcp -m tcp --dport 22 -m comment --comment \"knock:openSSH\" -j ACCEPT";
+
+fn wait_until(what: &str, timeout: Duration, done: impl FnMut() -> bool) {
+    assert!(waited(timeout, done), "timed out waiting until {what}");
+}
+
+fn waited(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// Like `wait_until`, showing the daemon's log when it times out.
+fn wait_in(s: &Scene, what: &str, timeout: Duration, done: impl FnMut() -> bool) {
+    assert!(
+        waited(timeout, done),
+        "timed out waiting until {what}: {:#?}",
+        s.daemon.log()
+    );
+}
+
+fn run_in(ns: &Netns, program: &str, args: &[&str]) -> String {
+    let output = ns
+        .command(program)
+        .args(args)
+        .output()
+        .expect("the command runs");
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Knock's rules (marked `knock:`) in a chain of the server's iptables or ip6tables.
+fn knock_rules(s: &Scene, program: &str, chain: &str) -> Vec<String> {
+    run_in(&s.lab.server, program, &["-w", "-S", chain])
+        .lines()
+        .filter(|l| l.contains("--comment \"knock:") || l.contains("--comment knock:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The elements of a set of the server's nftables, each as `key` and its time left.
+fn elements(ns: &Netns, table: &str, set: &str) -> Vec<(String, Duration)> {
+    let listed = run_in(ns, "nft", &["list", "set", "inet", table, set]);
+    let Some((_, rest)) = listed.split_once("elements = {") else {
+        return Vec::new();
+    };
+    let body = rest.split('}').next().unwrap_or("");
+    body.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|element| {
+            let (key, times) = element.split_once(" timeout ").expect("elements time out");
+            let left = times.split_once("expires ").map_or("0s", |(_, e)| e.trim());
+            (key.to_owned(), nft_time(left))
+        })
+        .collect()
+}
+
+/// nft's `1m2s876ms`.
+fn nft_time(text: &str) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut number = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().unwrap_or(0);
+        number.clear();
+        total += match c {
+            'd' => Duration::from_secs(n * 86_400),
+            'h' => Duration::from_secs(n * 3600),
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                Duration::from_millis(n)
+            }
+            'm' => Duration::from_secs(n * 60),
+            's' => Duration::from_secs(n),
+            _ => Duration::ZERO,
+        };
+    }
+    total
+}
+
+fn opened(s: &Scene) {
+    assert!(
+        s.opened("OPEN SESAME"),
+        "the door opens: {:#?}",
+        s.daemon.log()
+    );
+}
+
+#[test]
+fn iptables_holds_one_rule_for_the_source_while_the_door_is_open() {
+    let s = scene_with(DOOR, &["--mirror", "iptables"]);
+    s.our_knock(&KNOCK_V4);
+    opened(&s);
+    wait_until("the rule is in KNOCKD", Duration::from_secs(5), || {
+        !knock_rules(&s, "iptables", "KNOCKD").is_empty()
+    });
+    assert_eq!(knock_rules(&s, "iptables", "KNOCKD"), [RULE_V4]);
+    // The same source knocking again while the door is open (knockd issues #14 and #70).
+    s.our_knock(&KNOCK_V4);
+    assert!(s.opened("already open"), "{:#?}", s.daemon.log());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(knock_rules(&s, "iptables", "KNOCKD"), [RULE_V4]);
+    wait_until("the door's rule is gone", Duration::from_secs(8), || {
+        knock_rules(&s, "iptables", "KNOCKD").is_empty()
+    });
+    assert!(
+        s.daemon
+            .log()
+            .iter()
+            .any(|l| l.starts_with("knock: mirror: iptables -w 10 -D KNOCKD -s 198.51.100.2/32")),
+        "{:#?}",
+        s.daemon.log()
+    );
+    assert!(
+        !s.daemon.log().iter().any(|l| l.contains("failed")),
+        "{:#?}",
+        s.daemon.log()
+    );
+}
+
+#[test]
+fn ipv6_sources_get_their_rule_from_ip6tables() {
+    let s = scene_with(DOOR, &["--mirror", "iptables"]);
+    s.our_knock(&KNOCK_V6);
+    opened(&s);
+    wait_until(
+        "the rule is in ip6tables' KNOCKD",
+        Duration::from_secs(5),
+        || !knock_rules(&s, "ip6tables", "KNOCKD").is_empty(),
+    );
+    assert_eq!(knock_rules(&s, "ip6tables", "KNOCKD"), [RULE_V6]);
+    assert!(knock_rules(&s, "iptables", "KNOCKD").is_empty());
+    wait_until("the door's rule is gone", Duration::from_secs(8), || {
+        knock_rules(&s, "ip6tables", "KNOCKD").is_empty()
+    });
+}
+
+#[test]
+fn several_protected_ports_make_one_rule_per_protocol() {
+    let s = scene_with(
+        "[openSSH]\nsequence = 4438,1813,8235\ncmd_timeout = 3\nprotect = 22, 2222, 53:udp\n",
+        &["--mirror", "iptables"],
+    );
+    s.our_knock(&KNOCK_V4);
+    opened(&s);
+    wait_until("both rules are in KNOCKD", Duration::from_secs(5), || {
+        knock_rules(&s, "iptables", "KNOCKD").len() == 2
+    });
+    assert_eq!(
+        knock_rules(&s, "iptables", "KNOCKD"),
+        [
+            "-A KNOCKD -s 198.51.100.2/32 -p tcp -m multiport --dports 22,2222 -m comment --comment \"knock:openSSH\" -j ACCEPT",
+            "-A KNOCKD -s 198.51.100.2/32 -p udp -m udp --dport 53 -m comment --comment \"knock:openSSH\" -j ACCEPT",
+        ]
+    );
+    wait_until("the rules are gone", Duration::from_secs(8), || {
+        knock_rules(&s, "iptables", "KNOCKD").is_empty()
+    });
+}
+
+#[test]
+fn a_missing_chain_is_made_and_the_log_says_to_jump_to_it() {
+    let s = scene_with(DOOR, &["--mirror", "iptables", "--mirror-chain", "KNOCK2"]);
+    let log = s.daemon.log();
+    for program in ["iptables", "ip6tables"] {
+        let made = format!("knock: mirror: created the {program} chain KNOCK2");
+        assert!(log.iter().any(|l| l.starts_with(&made)), "{log:#?}");
+        assert!(
+            log.iter()
+                .any(|l| l.contains(&format!("{program} -I INPUT -j KNOCK2"))),
+            "{log:#?}"
+        );
+        run_in(&s.lab.server, program, &["-w", "-S", "KNOCK2"]);
+    }
+    s.our_knock(&KNOCK_V4);
+    opened(&s);
+    wait_until("the rule is in KNOCK2", Duration::from_secs(5), || {
+        knock_rules(&s, "iptables", "KNOCK2").len() == 1
+    });
+}
+
+#[test]
+fn a_default_drop_input_lets_the_knocker_in_through_the_chain() {
+    let s = scene_with(DOOR, &["--mirror", "iptables"]);
+    for rule in [
+        &[
+            "-A",
+            "INPUT",
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "ESTABLISHED,RELATED",
+            "-j",
+            "ACCEPT",
+        ][..],
+        &["-A", "INPUT", "-j", "KNOCKD"],
+        &["-P", "INPUT", "DROP"],
+    ] {
+        run_in(&s.lab.server, "iptables", rule);
+    }
+    s.our_knock(&KNOCK_V4);
+    opened(&s);
+    wait_until("the rule is in KNOCKD", Duration::from_secs(5), || {
+        !knock_rules(&s, "iptables", "KNOCKD").is_empty()
+    });
+    s.ssh()
+        .expect("port 22 accepts: the gate and the firewall both let the source in");
+    wait_until("the door closes", Duration::from_secs(8), || {
+        knock_rules(&s, "iptables", "KNOCKD").is_empty()
+    });
+    assert!(s.ssh().is_err());
+}
+
+/// Stops the scene's daemon with SIGINT and starts another on its interface, as a restart
+/// would.
+fn restart(s: &mut Scene, extra: &[&str]) {
+    s.signal(libc::SIGINT);
+    let pid = s.daemon.pid() as libc::pid_t;
+    // Reaped here, so that the next daemon does not take the zombie for a running daemon.
+    wait_in(s, "the daemon exits", Duration::from_secs(15), || {
+        let mut status = 0;
+        // SAFETY: waitpid(2) on our own child, without blocking.
+        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
+    });
+    let config = s.config.to_string_lossy().into_owned();
+    let mut args = vec!["--config", &config, "--interface", &s.lab.server_if, "-v"];
+    args.extend_from_slice(extra);
+    s.daemon = knock_lab::Daemon::start(&s.lab.server, std::path::Path::new(BINARY), &args)
+        .expect("the daemon starts again");
+}
+
+fn add_rule(ns: &Netns, source: &str, comment: Option<&str>) {
+    let mut args = vec![
+        "-w", "-A", "KNOCKD", "-s", source, "-p", "tcp", "--dport", "22",
+    ];
+    if let Some(comment) = comment {
+        args.extend(["-m", "comment", "--comment", comment]);
+    }
+    args.extend(["-j", "ACCEPT"]);
+    run_in(ns, "iptables", &args);
+}
+
+#[test]
+fn a_starting_daemon_removes_knocks_rules_that_no_open_door_holds() {
+    let mut s = scene_with(DOOR, &[]);
+    // Left by a daemon killed while a door was open, and the operator's own rule.
+    add_rule(&s.lab.server, "198.51.100.9", Some("knock:openSSH"));
+    add_rule(&s.lab.server, "198.51.100.7", None);
+    restart(&mut s, &["--mirror", "iptables"]);
+    wait_until("the stale rule is gone", Duration::from_secs(5), || {
+        knock_rules(&s, "iptables", "KNOCKD").is_empty()
+    });
+    assert!(
+        run_in(&s.lab.server, "iptables", &["-w", "-S", "KNOCKD"])
+            .contains("-A KNOCKD -s 198.51.100.7/32 -p tcp -m tcp --dport 22 -j ACCEPT")
+    );
+    assert!(
+        s.daemon.log().iter().any(|l| l.starts_with(
+            "knock: mirror: iptables -w 10 -D KNOCKD 1 (was: -A KNOCKD -s 198.51.100.9/32"
+        )),
+        "{:#?}",
+        s.daemon.log()
+    );
+}
+
+#[test]
+fn a_restarted_daemon_keeps_the_rule_of_a_door_it_takes_over() {
+    // The state is pinned in a bpffs of the test's own, which every namespace sees.
+    let pins = knock_lab::BpfMount::new("mirror").expect("a bpffs for the test");
+    let state = pins.path().to_string_lossy().into_owned();
+    let mirrored = ["--mirror", "iptables", "--state-dir", &state];
+    let mut s = scene_with(
+        "[openSSH]\nsequence = 4438,1813,8235\ncmd_timeout = 6\n",
+        &mirrored,
+    );
+    s.our_knock(&KNOCK_V4);
+    opened(&s);
+    wait_until("the rule is in KNOCKD", Duration::from_secs(5), || {
+        !knock_rules(&s, "iptables", "KNOCKD").is_empty()
+    });
+    add_rule(&s.lab.server, "198.51.100.9", Some("knock:openSSH"));
+    // SIGINT leaves the door open for the next daemon, which adopts it.
+    restart(&mut s, &mirrored);
+    wait_in(&s, "the stale rule is gone", Duration::from_secs(5), || {
+        knock_rules(&s, "iptables", "KNOCKD").len() == 1
+    });
+    assert_eq!(
+        knock_rules(&s, "iptables", "KNOCKD"),
+        [RULE_V4],
+        "{:#?}",
+        s.daemon.log()
+    );
+    wait_in(
+        &s,
+        "the adopted door's rule goes when it closes",
+        Duration::from_secs(10),
+        || knock_rules(&s, "iptables", "KNOCKD").is_empty(),
+    );
+}
+
+#[test]
+fn nftables_holds_one_element_with_the_doors_time_left() {
+    let s = scene_with(DOOR, &["--mirror", "nftables"]);
+    assert!(
+        s.daemon
+            .log()
+            .iter()
+            .any(|l| l.contains("sets knock4 and knock6 of table inet knock")),
+        "{:#?}",
+        s.daemon.log()
+    );
+    s.our_knock(&KNOCK_V4);
+    opened(&s);
+    wait_until("the element is in knock4", Duration::from_secs(5), || {
+        !elements(&s.lab.server, "knock", "knock4").is_empty()
+    });
+    let first = elements(&s.lab.server, "knock", "knock4");
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].0, "198.51.100.2 . tcp . 22");
+    assert!(
+        first[0].1 > Duration::from_millis(1500) && first[0].1 <= Duration::from_secs(3),
+        "{first:?}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    // Knocking again keeps the door open longer: the element's time moves with it.
+    s.our_knock(&KNOCK_V4);
+    assert!(s.opened("already open"), "{:#?}", s.daemon.log());
+    wait_until("the element's time moves", Duration::from_secs(3), || {
+        elements(&s.lab.server, "knock", "knock4")
+            .first()
+            .is_some_and(|(_, left)| *left > Duration::from_millis(2000))
+    });
+    assert_eq!(elements(&s.lab.server, "knock", "knock4").len(), 1);
+    assert!(elements(&s.lab.server, "knock", "knock6").is_empty());
+    wait_until("the element is gone", Duration::from_secs(8), || {
+        elements(&s.lab.server, "knock", "knock4").is_empty()
+    });
+    s.daemon
+        .wait_for("delete element inet knock knock4", Duration::from_secs(3))
+        .expect("the daemon removes the element when the door closes");
+    assert!(
+        !s.daemon.log().iter().any(|l| l.contains("failed")),
+        "{:#?}",
+        s.daemon.log()
+    );
+}
+
+#[test]
+fn nftables_mirrors_ipv6_sources_into_knock6() {
+    let s = scene_with(DOOR, &["--mirror", "nftables"]);
+    s.our_knock(&KNOCK_V6);
+    opened(&s);
+    wait_until("the element is in knock6", Duration::from_secs(5), || {
+        !elements(&s.lab.server, "knock", "knock6").is_empty()
+    });
+    let six = elements(&s.lab.server, "knock", "knock6");
+    assert_eq!(six.len(), 1);
+    assert_eq!(six[0].0, "2001:db8::2 . tcp . 22");
+    assert!(elements(&s.lab.server, "knock", "knock4").is_empty());
+    wait_until("the element is gone", Duration::from_secs(8), || {
+        elements(&s.lab.server, "knock", "knock6").is_empty()
+    });
+}
+
+/// The operator's own ruleset: default drop, sets declared as knock declares them, and a rule
+/// that admits their members. Sets are visible only inside their table, hence
+/// `--mirror-table filter`.
+const OPERATOR_NFT: &str = "table inet filter {
+    set knock4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
+    set knock6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
+    chain input {
+        type filter hook input priority filter; policy drop;
+        ct state established,related accept
+        iif lo accept
+        ip saddr . meta l4proto . th dport @knock4 accept
+        ip6 saddr . meta l4proto . th dport @knock6 accept
+    }
+}
+";
+
+#[test]
+fn an_nftables_default_drop_input_lets_the_knocker_in_through_the_set() {
+    let s = scene_with(DOOR, &["--mirror", "nftables", "--mirror-table", "filter"]);
+    let mut load = s.lab.server.command("nft");
+    load.args(["-f", "-"]).stdin(std::process::Stdio::piped());
+    let mut child = load.spawn().expect("nft runs");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), OPERATOR_NFT.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    s.our_knock(&KNOCK_V4);
+    opened(&s);
+    wait_until(
+        "the element is in filter's knock4",
+        Duration::from_secs(5),
+        || !elements(&s.lab.server, "filter", "knock4").is_empty(),
+    );
+    connects(&s.lab.client, SERVER_V4.into(), 22, SHORT)
+        .expect("port 22 accepts: the gate and the set both let the source in");
+    wait_until("the door closes", Duration::from_secs(8), || {
+        elements(&s.lab.server, "filter", "knock4").is_empty()
+    });
+    assert!(s.ssh().is_err());
+}
+
+#[test]
+fn clear_removes_what_knock_added_and_nothing_else() {
+    let ns = Netns::create(&format!("knock-mirror-{}", std::process::id())).unwrap();
+    let journal = Arc::new(Journal::stderr_only(false));
+    let iptables = Target::Iptables {
+        chain: "KNOCKD".into(),
+    };
+    let nftables = Target::Nftables {
+        table: "knock".into(),
+    };
+    // Nothing there yet: clearing finds nothing and makes nothing.
+    let (ipt, nft, j) = (iptables.clone(), nftables.clone(), Arc::clone(&journal));
+    let cleared = ns
+        .enter(move || {
+            (
+                mirror::clear(&ipt, &j).unwrap(),
+                mirror::clear(&nft, &j).unwrap(),
+            )
+        })
+        .unwrap();
+    assert_eq!(cleared, (0, 0));
+    let (ipt, nft, j) = (iptables.clone(), nftables.clone(), Arc::clone(&journal));
+    ns.enter(move || {
+        ipt.set_up(&j).unwrap();
+        nft.set_up(&j).unwrap();
+    })
+    .unwrap();
+    let add = |program: &str, source: &str, comment: Option<&str>| {
+        let mut args = vec![
+            "-w", "-A", "KNOCKD", "-s", source, "-p", "tcp", "--dport", "22",
+        ];
+        if let Some(comment) = comment {
+            args.extend(["-m", "comment", "--comment", comment]);
+        }
+        args.extend(["-j", "ACCEPT"]);
+        run_in(&ns, program, &args);
+    };
+    add("iptables", "198.51.100.2", Some("knock:openSSH"));
+    add("iptables", "198.51.100.7", None);
+    add("iptables", "198.51.100.3", Some("knock:open SSH"));
+    add("iptables", "198.51.100.8", Some("operator's own"));
+    add("ip6tables", "2001:db8::2", Some("knock:openSSH"));
+    run_in(
+        &ns,
+        "nft",
+        &[
+            "add element inet knock knock4 { 198.51.100.2 . tcp . 22 timeout 1h }; \
+           add element inet knock knock6 { 2001:db8::2 . tcp . 22 timeout 1h, 2001:db8::2 . udp . 53 timeout 1h }",
+        ],
+    );
+    let (ipt, nft, j) = (iptables.clone(), nftables.clone(), Arc::clone(&journal));
+    let cleared = ns
+        .enter(move || {
+            (
+                mirror::clear(&ipt, &j).unwrap(),
+                mirror::clear(&nft, &j).unwrap(),
+            )
+        })
+        .unwrap();
+    assert_eq!(cleared, (3, 3));
+    assert_eq!(
+        run_in(&ns, "iptables", &["-w", "-S", "KNOCKD"]),
+        "-N KNOCKD\n\
+         -A KNOCKD -s 198.51.100.7/32 -p tcp -m tcp --dport 22 -j ACCEPT\n\
+         -A KNOCKD -s 198.51.100.8/32 -p tcp -m tcp --dport 22 -m comment --comment \"operator\\'s own\" -j ACCEPT\n"
+    );
+    assert_eq!(
+        run_in(&ns, "ip6tables", &["-w", "-S", "KNOCKD"]),
+        "-N KNOCKD\n"
+    );
+    assert!(elements(&ns, "knock", "knock4").is_empty());
+    assert!(elements(&ns, "knock", "knock6").is_empty());
+}

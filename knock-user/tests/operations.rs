@@ -1,0 +1,365 @@
+//! Running knock like a real daemon: state pinned in bpffs outlives the daemon, a restart
+//! takes it over, `status` reads it from another shell, `stop` leaves nothing behind. Each test
+//! pins into a bpffs of its own, mounted for the test and unmounted after it.
+#![cfg(feature = "privileged-tests")]
+
+mod common;
+
+use std::io::Write as _;
+use std::net::{IpAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{BINARY, SHORT, TempDir};
+use knock_lab::{BpfMount, CLIENT_V6, Daemon, Lab, Listener, SERVER_V4, SERVER_V6};
+
+const DOOR: &str = "[openSSH]\nsequence = 4438,1813,8235\ncmd_timeout = 8\n\
+                    start_command = echo opened %IP%\nstop_command = echo closed %IP%\n";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A lab whose daemon can be stopped and started again over the same pinned state. Fields drop
+/// in order: the daemon, then the pins (which detaches what they hold), then the namespaces.
+struct Site {
+    daemon: Option<Daemon>,
+    _listener: Listener,
+    pins: BpfMount,
+    lab: Lab,
+    dir: TempDir,
+}
+
+impl Site {
+    fn new(config: &str) -> Self {
+        let lab = Lab::new().expect("the lab builds");
+        let pins = BpfMount::new(&lab.server_if).expect("a bpffs for the test");
+        let dir = TempDir::new(&format!("ops-{}", lab.server_if));
+        std::fs::write(dir.path("knockd.conf"), config).unwrap();
+        let listener = Listener::start(&lab.server, 22).expect("a listener on port 22");
+        Self {
+            daemon: None,
+            _listener: listener,
+            pins,
+            lab,
+            dir,
+        }
+    }
+
+    fn start_with(&mut self, extra: &[&str]) -> Result<(), String> {
+        assert!(self.daemon.is_none(), "one daemon at a time");
+        let config = self.dir.path("knockd.conf");
+        let state = self.pins.path().to_string_lossy().into_owned();
+        let mut args = vec![
+            "--config",
+            config.to_str().unwrap(),
+            "--interface",
+            &self.lab.server_if,
+            "-v",
+            "--state-dir",
+            &state,
+        ];
+        args.extend_from_slice(extra);
+        let daemon =
+            Daemon::start(&self.lab.server, Path::new(BINARY), &args).map_err(|e| e.to_string())?;
+        self.daemon = Some(daemon);
+        Ok(())
+    }
+
+    fn start(&mut self) {
+        self.start_with(&[]).expect("the daemon starts");
+    }
+
+    fn daemon(&self) -> &Daemon {
+        self.daemon.as_ref().expect("a daemon runs")
+    }
+
+    /// SIGINT, as Ctrl-C or a restart would send; returns the daemon's log.
+    fn stop_daemon(&mut self) -> Vec<String> {
+        let (log, clean) = self.daemon.take().expect("a daemon runs").stop();
+        assert!(clean, "the daemon exits cleanly: {log:#?}");
+        log
+    }
+
+    fn expect_line(&self, needle: &str) -> String {
+        self.daemon().wait_for(needle, WAIT).unwrap_or_else(|| {
+            panic!(
+                "no line with `{needle}` in:\n{}",
+                self.daemon().log().join("\n")
+            )
+        })
+    }
+
+    fn knock(&self, ports: &[&str]) {
+        let output = self
+            .lab
+            .client
+            .command(BINARY)
+            .args(["knock", &SERVER_V4.to_string()])
+            .args(ports)
+            .output()
+            .expect("knock-user runs");
+        assert!(output.status.success(), "{output:?}");
+    }
+
+    fn ssh(&self) -> std::io::Result<TcpStream> {
+        knock_lab::connects(&self.lab.client, SERVER_V4.into(), 22, SHORT)
+    }
+
+    /// From the client's IPv6 address, a source that never knocked.
+    fn ssh_unknocked(&self) -> std::io::Result<TcpStream> {
+        knock_lab::connects_from(
+            &self.lab.client,
+            IpAddr::V6(CLIENT_V6),
+            SERVER_V6.into(),
+            22,
+            SHORT,
+        )
+    }
+
+    /// `knock-user` with `args` and this site's state directory, from the host's shell.
+    fn operator(&self, args: &[&str]) -> Output {
+        Command::new(BINARY)
+            .args(args)
+            .arg("--state-dir")
+            .arg(self.pins.path())
+            .output()
+            .expect("knock-user runs")
+    }
+
+    fn xdp_attached(&self) -> bool {
+        let link = self
+            .lab
+            .server
+            .ip(&["link", "show", &self.lab.server_if])
+            .expect("ip runs");
+        String::from_utf8_lossy(&link.stdout).contains("xdp")
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.pins.path().join(&self.lab.server_if)
+    }
+
+    /// What knock pinned (bpffs itself may add `*.debug` files at its root).
+    fn pinned_entries(&self) -> Vec<String> {
+        std::fs::read_dir(self.pins.path())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| !name.ends_with(".debug"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Whether the peer acknowledged everything sent on `stream`: the connection lives.
+fn acknowledged(stream: &mut TcpStream) -> bool {
+    use std::os::fd::AsRawFd as _;
+    if stream.write_all(b"still here").is_err() {
+        return false;
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let mut unacked: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ writes one int, into a variable we own.
+        let result = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut unacked) };
+        if result == 0 && unacked == 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn a_stopped_daemon_leaves_the_program_guarding_and_the_open_door_open() {
+    let mut site = Site::new(DOOR);
+    site.start();
+    site.knock(&["4438", "1813", "8235"]);
+    site.expect_line("openSSH: OPEN SESAME");
+    let log = site.stop_daemon();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("the program stays attached with 1 open door(s)")),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains("echo closed")),
+        "no stop command runs for a door that stays open: {log:#?}"
+    );
+    assert!(site.xdp_attached(), "the program stays attached");
+    assert!(site.ssh().is_ok(), "the open door stays open");
+    assert!(
+        site.ssh_unknocked().is_err(),
+        "a source that never knocked is still dropped"
+    );
+}
+
+#[test]
+fn a_restarted_daemon_keeps_the_open_door_and_the_established_session() {
+    let mut site = Site::new(DOOR);
+    site.start();
+    site.knock(&["4438", "1813", "8235"]);
+    site.expect_line("openSSH: OPEN SESAME");
+    let mut session = site.ssh().expect("the door is open");
+    site.stop_daemon();
+    site.start();
+    site.expect_line("took over the state pinned in");
+    site.expect_line("took over 1 open door(s)");
+    assert!(site.ssh().is_ok(), "the door is still open");
+    site.expect_line("openSSH: running command: echo closed 198.51.100.2");
+    assert!(
+        site.ssh().is_err(),
+        "the new daemon closed the door on time"
+    );
+    assert!(acknowledged(&mut session), "the session survived it all");
+}
+
+#[test]
+fn a_knock_while_no_daemon_runs_opens_the_door_and_the_next_daemon_runs_its_command() {
+    let mut site = Site::new(DOOR);
+    site.start();
+    site.stop_daemon();
+    site.knock(&["4438", "1813", "8235"]);
+    assert!(site.ssh().is_ok(), "the kernel opened the door on its own");
+    site.start();
+    site.expect_line("openSSH: OPEN SESAME");
+    site.expect_line("openSSH: running command: echo opened 198.51.100.2");
+}
+
+#[test]
+fn status_shows_attempts_and_open_doors_while_knocking() {
+    let mut site = Site::new(DOOR);
+    site.start();
+    site.knock(&["4438", "1813"]);
+    let during = site.operator(&["status"]);
+    assert!(during.status.success(), "{}", text(&during));
+    let report = text(&during);
+    assert!(report.contains("198.51.100.2"), "{report}");
+    assert!(report.contains("openSSH"), "{report}");
+    assert!(report.contains("stage 2/3"), "{report}");
+    assert!(report.contains("native XDP"), "{report}");
+    site.knock(&["8235"]);
+    site.expect_line("openSSH: OPEN SESAME");
+    let json = site.operator(&["status", "--json"]);
+    let value: serde_json::Value =
+        serde_json::from_slice(&json.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&json)));
+    assert_eq!(value[0]["open"][0]["source"], "198.51.100.2");
+    assert_eq!(value[0]["open"][0]["door"], "openSSH");
+    assert_eq!(value[0]["daemon"]["running"], true);
+    assert_eq!(value[0]["counters"]["doors_opened"], 1);
+    let prometheus = text(&site.operator(&["status", "--prometheus"]));
+    let guard = &site.lab.server_if;
+    assert!(
+        prometheus.contains(&format!("knock_doors_open{{guard=\"{guard}\"}} 1")),
+        "{prometheus}"
+    );
+}
+
+#[test]
+fn status_says_so_when_nothing_is_attached() {
+    let site = Site::new(DOOR);
+    let output = site.operator(&["status"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("nothing is attached"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn stop_has_the_daemon_close_its_doors_and_leaves_nothing_attached_or_pinned() {
+    let mut site = Site::new(DOOR);
+    site.start();
+    site.knock(&["4438", "1813", "8235"]);
+    site.expect_line("openSSH: OPEN SESAME");
+    let output = site.operator(&["stop", "--interface", &site.lab.server_if.clone()]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("closed its doors"),
+        "{}",
+        text(&output)
+    );
+    site.expect_line("openSSH: running command: echo closed 198.51.100.2");
+    let mut daemon = site.daemon.take().expect("the daemon");
+    assert!(daemon.exits_within(WAIT), "the daemon exits");
+    assert!(!site.xdp_attached(), "no program left on the interface");
+    assert_eq!(
+        site.pinned_entries(),
+        Vec::<String>::new(),
+        "nothing left pinned"
+    );
+}
+
+#[test]
+fn stop_without_a_daemon_detaches_and_unpins_and_counts_the_doors_it_left_open() {
+    let mut site = Site::new(DOOR);
+    site.start();
+    site.knock(&["4438", "1813", "8235"]);
+    site.expect_line("openSSH: OPEN SESAME");
+    site.stop_daemon();
+    assert!(site.xdp_attached());
+    let output = site.operator(&["stop"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let said = text(&output);
+    assert!(said.contains("no daemon ran"), "{said}");
+    assert!(said.contains("1 door(s) were open"), "{said}");
+    assert!(!site.xdp_attached(), "no program left on the interface");
+    assert_eq!(
+        site.pinned_entries(),
+        Vec::<String>::new(),
+        "nothing left pinned"
+    );
+}
+
+#[test]
+fn pinned_state_of_an_incompatible_layout_is_replaced_with_a_clear_message() {
+    let mut site = Site::new(DOOR);
+    site.start();
+    site.stop_daemon();
+    let layout = site.state_dir().join("LAYOUT");
+    let map = aya::maps::MapData::from_pin(&layout)
+        .and_then(aya::maps::Map::from_map_data)
+        .expect("the pinned layout map");
+    let mut array: aya::maps::Array<_, u32> = map.try_into().expect("an array");
+    array.set(0, 0x1234_5678, 0).expect("written");
+    site.start();
+    site.expect_line("left by an incompatible version (layout 12345678");
+    site.knock(&["4438", "1813", "8235"]);
+    site.expect_line("openSSH: OPEN SESAME");
+    assert!(site.ssh().is_ok(), "the fresh state works");
+}
+
+#[test]
+fn a_second_daemon_for_the_same_interface_is_refused() {
+    let mut site = Site::new(DOOR);
+    site.start();
+    let first = site.daemon.take();
+    let second = site.start_with(&[]);
+    site.daemon = first;
+    let error = second.expect_err("the second daemon must not start");
+    assert!(error.contains("belongs to a running daemon"), "{error}");
+}
+
+#[test]
+fn a_restart_in_another_xdp_mode_attaches_afresh_and_keeps_the_open_door() {
+    let mut site = Site::new(DOOR);
+    site.start();
+    site.knock(&["4438", "1813", "8235"]);
+    site.expect_line("openSSH: OPEN SESAME");
+    site.stop_daemon();
+    site.start_with(&["--xdp-mode", "skb"])
+        .expect("the daemon starts");
+    site.expect_line("it was attached in native mode");
+    assert!(site.ssh().is_ok(), "the door is still open");
+    assert!(site.ssh_unknocked().is_err(), "the gate still gates");
+}

@@ -32,6 +32,12 @@ pub fn describe(config: &Config) -> String {
         options.progress_capacity,
         options.gate_capacity,
     );
+    if let Ok(Some(target)) = crate::mirror::choose(&Default::default(), options) {
+        let _ = writeln!(
+            out,
+            "  mirror:  open doors are mirrored into the {target} (see docs/firewall-mirroring.md)"
+        );
+    }
     for door in &config.doors {
         let _ = writeln!(out, "[{}] (line {})", door.name, door.line);
         let steps: Vec<String> = door
@@ -166,5 +172,19 @@ mod tests {
         let warnings = warnings(&config, &BTreeSet::new());
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("includes protected port 20022"));
+    }
+
+    #[test]
+    fn a_configured_mirror_is_described() {
+        let text = "[options]\nMirror = nftables\n[d]\nsequence = 1\n";
+        let config = crate::config::parse(Path::new("t"), text).unwrap();
+        assert!(
+            describe(&config)
+                .contains("  mirror:  open doors are mirrored into the nftables table inet knock"),
+            "{}",
+            describe(&config)
+        );
+        let plain = crate::config::parse(Path::new("t"), "[d]\nsequence = 1\n").unwrap();
+        assert!(!describe(&plain).contains("mirror"));
     }
 }

@@ -337,6 +337,45 @@ fn a_restarted_daemon_keeps_the_rule_of_a_door_it_takes_over() {
 }
 
 #[test]
+fn knock_user_stop_takes_the_rules_and_elements_of_open_doors_away() {
+    for (backend, gone) in [
+        (
+            "iptables",
+            (|s: &Scene| knock_rules(s, "iptables", "KNOCKD").is_empty()) as fn(&Scene) -> bool,
+        ),
+        ("nftables", |s: &Scene| {
+            elements(&s.lab.server, "knock", "knock4").is_empty()
+        }),
+    ] {
+        let pins = knock_lab::BpfMount::new("mirror-stop").expect("a bpffs for the test");
+        let state = pins.path().to_string_lossy().into_owned();
+        let s = scene_with(
+            "[openSSH]\nsequence = 4438,1813,8235\ncmd_timeout = 60\n",
+            &["--mirror", backend, "--state-dir", &state],
+        );
+        s.our_knock(&KNOCK_V4);
+        opened(&s);
+        wait_in(&s, "the door is mirrored", Duration::from_secs(5), || {
+            !gone(&s)
+        });
+        let output = std::process::Command::new(BINARY)
+            .args([
+                "stop",
+                "--state-dir",
+                &state,
+                "--interface",
+                &s.lab.server_if,
+            ])
+            .output()
+            .expect("knock-user stop runs");
+        assert!(output.status.success(), "{output:?}");
+        wait_in(&s, "the mirror is emptied", Duration::from_secs(5), || {
+            gone(&s)
+        });
+    }
+}
+
+#[test]
 fn nftables_holds_one_element_with_the_doors_time_left() {
     let s = scene_with(DOOR, &["--mirror", "nftables"]);
     assert!(

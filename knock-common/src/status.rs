@@ -5,17 +5,44 @@ use crate::{Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, ban, event, gate, pro
 
 /// The daemon behind a pinned program, the single entry of the `DAEMON` map.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DaemonInfo {
     pub started_unix_s: u64,
     /// Every door whose deadline is at or before this (monotonic clock, ns) has been closed by
     /// the daemon, its Stop_Command run; a successor adopts only doors closing later.
     pub closed_through_ns: u64,
+    /// The inode of the daemon's network namespace: a firewall mirror lives there.
+    pub netns: u64,
     pub pid: u32,
     /// [`NATIVE`] or [`GENERIC`].
     pub mode: u32,
+    /// [`MIRROR_NONE`], [`MIRROR_IPTABLES`] or [`MIRROR_NFTABLES`].
+    pub mirror: u32,
+    pub _pad: u32,
+    /// The mirror's iptables chain or nftables table, NUL-padded, so that `knock-user stop`
+    /// can empty it when no daemon runs.
+    pub mirror_name: [u8; 64],
 }
-crate::assert_layout!(DaemonInfo, size = 24, align = 8);
+crate::assert_layout!(DaemonInfo, size = 104, align = 8);
+
+impl Default for DaemonInfo {
+    fn default() -> Self {
+        Self {
+            started_unix_s: 0,
+            closed_through_ns: 0,
+            netns: 0,
+            pid: 0,
+            mode: 0,
+            mirror: MIRROR_NONE,
+            _pad: 0,
+            mirror_name: [0; 64],
+        }
+    }
+}
+
+pub const MIRROR_NONE: u32 = 0;
+pub const MIRROR_IPTABLES: u32 = 1;
+pub const MIRROR_NFTABLES: u32 = 2;
 
 /// Attach modes as `DaemonInfo::mode` records them.
 pub const NATIVE: u32 = 1;

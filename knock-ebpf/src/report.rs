@@ -43,7 +43,7 @@ pub fn emit(kind: u8, addr: Addr, door: u8, stage: u8, time_ns: u64, expires_ns:
 #[inline(always)]
 pub fn zero<T>(value: *mut T) {
     const {
-        assert!(size_of::<T>() % 8 == 0);
+        assert!(size_of::<T>().is_multiple_of(8));
     }
     let words = value.cast::<u64>();
     for index in 0..size_of::<T>() / 8 {

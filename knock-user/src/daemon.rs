@@ -91,6 +91,8 @@ struct Daemon {
     predecessor: Option<knock_common::status::DaemonInfo>,
     /// When this daemon started (wall clock, s).
     started_unix_s: u64,
+    /// Where open doors are mirrored, recorded so that `stop` can empty it without a daemon.
+    mirror_target: Option<crate::mirror::Target>,
 }
 
 /// Runs the daemon until a signal stops it.
@@ -172,9 +174,9 @@ impl Daemon {
                 knock.attach(iface, options.mode, previous_mode)?,
             ));
         }
-        let mirror = match crate::mirror::choose(&options.mirror, &config.options)
-            .map_err(anyhow::Error::msg)?
-        {
+        let mirror_target =
+            crate::mirror::choose(&options.mirror, &config.options).map_err(anyhow::Error::msg)?;
+        let mirror = match mirror_target.clone() {
             Some(target) => Some(crate::mirror::Mirror::start(target, Arc::clone(&journal))?),
             None => None,
         };
@@ -200,6 +202,7 @@ impl Daemon {
             found,
             predecessor,
             started_unix_s: clock::unix_s(),
+            mirror_target,
         };
         daemon.release_other_links();
         daemon.report_attachments(&attached);
@@ -316,11 +319,16 @@ impl Daemon {
         if !self.knock.keeps_state() {
             return;
         }
+        let (mirror, mirror_name) = crate::state::mirror_record(self.mirror_target.as_ref());
         let info = knock_common::status::DaemonInfo {
             started_unix_s: self.started_unix_s,
             closed_through_ns,
+            netns: crate::state::current_netns(),
             pid: std::process::id(),
             mode: self.options.mode.code(),
+            mirror,
+            _pad: 0,
+            mirror_name,
         };
         if let Err(error) = self.knock.record_daemon(info) {
             self.journal.line(&format!(

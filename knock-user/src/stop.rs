@@ -17,7 +17,29 @@ pub enum Stopped {
     ByDaemon { dir: String, pid: u32 },
     /// No daemon ran: the pins were removed here. `open` doors were still open in the
     /// kernel; their Stop_Commands (if any) did not run.
-    Unpinned { dir: String, open: usize },
+    Unpinned {
+        dir: String,
+        open: usize,
+        mirror: Option<Mirrored>,
+    },
+}
+
+/// What became of the firewall mirror of a daemon that no longer ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mirrored {
+    /// Emptied: this many rules or set elements went.
+    Cleared {
+        target: String,
+        removed: usize,
+    },
+    /// Left alone: it lives in another network namespace than this command's.
+    ElsewhereLeft {
+        target: String,
+    },
+    Failed {
+        target: String,
+        error: String,
+    },
 }
 
 impl std::fmt::Display for Stopped {
@@ -27,14 +49,29 @@ impl std::fmt::Display for Stopped {
                 f,
                 "{dir}: daemon {pid} closed its doors, detached the program and removed its state"
             ),
-            Self::Unpinned { dir, open: 0 } => {
-                write!(f, "{dir}: no daemon ran; program detached, state removed")
+            Self::Unpinned { dir, open, mirror } => {
+                write!(f, "{dir}: no daemon ran; program detached, state removed")?;
+                if *open > 0 {
+                    write!(
+                        f,
+                        "; {open} door(s) were open, and their Stop_Commands did not run"
+                    )?;
+                }
+                match mirror {
+                    None => Ok(()),
+                    Some(Mirrored::Cleared { target, removed }) => {
+                        write!(f, "; {removed} mirrored entries removed from the {target}")
+                    }
+                    Some(Mirrored::ElsewhereLeft { target }) => write!(
+                        f,
+                        "; the {target} lives in the daemon's network namespace, not this one: \
+                         run `knock-user stop` there to empty it"
+                    ),
+                    Some(Mirrored::Failed { target, error }) => {
+                        write!(f, "; cannot empty the {target}: {error}")
+                    }
+                }
             }
-            Self::Unpinned { dir, open } => write!(
-                f,
-                "{dir}: no daemon ran; program detached, state removed; {open} door(s) were \
-                 open, and their Stop_Commands did not run"
-            ),
         }
     }
 }
@@ -80,6 +117,29 @@ fn stop_one(dir: &StateDir) -> Result<Stopped, StopError> {
         });
     }
     let open = crate::status::snapshot(dir).map_or(0, |s| s.open.len());
+    let record = dir.daemon();
     dir.remove()?;
-    Ok(Stopped::Unpinned { dir: name, open })
+    let mirror = record.and_then(|info| {
+        let target = state::mirror_target(&info)?;
+        let label = target.to_string();
+        if info.netns != state::current_netns() {
+            return Some(Mirrored::ElsewhereLeft { target: label });
+        }
+        let journal = crate::journal::Journal::stderr_only(false);
+        Some(match crate::mirror::clear(&target, &journal) {
+            Ok(removed) => Mirrored::Cleared {
+                target: label,
+                removed,
+            },
+            Err(error) => Mirrored::Failed {
+                target: label,
+                error: format!("{error:#}"),
+            },
+        })
+    });
+    Ok(Stopped::Unpinned {
+        dir: name,
+        open,
+        mirror,
+    })
 }

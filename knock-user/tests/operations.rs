@@ -125,6 +125,38 @@ impl Site {
             .expect("knock-user runs")
     }
 
+    /// `knock-user` inside the server's network namespace, where a daemon would have run.
+    fn operator_in_server(&self, args: &[&str]) -> Output {
+        self.lab
+            .server
+            .command(BINARY)
+            .args(args)
+            .arg("--state-dir")
+            .arg(self.pins.path())
+            .output()
+            .expect("knock-user runs")
+    }
+
+    /// The server's KNOCKD chain as `iptables -S` prints it.
+    fn knockd_chain(&self) -> String {
+        let output = self
+            .lab
+            .server
+            .command("iptables")
+            .args(["-w", "10", "-S", "KNOCKD"])
+            .output()
+            .expect("iptables runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn wait_mirrored(&self) {
+        let deadline = Instant::now() + WAIT;
+        while !self.knockd_chain().contains("198.51.100.2") {
+            assert!(Instant::now() < deadline, "the door was never mirrored");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn xdp_attached(&self) -> bool {
         let link = self
             .lab
@@ -362,4 +394,51 @@ fn a_restart_in_another_xdp_mode_attaches_afresh_and_keeps_the_open_door() {
     site.expect_line("it was attached in native mode");
     assert!(site.ssh().is_ok(), "the door is still open");
     assert!(site.ssh_unknocked().is_err(), "the gate still gates");
+}
+
+#[test]
+fn stop_without_a_daemon_empties_the_firewall_mirror_of_its_network_namespace() {
+    let mut site = Site::new(DOOR);
+    site.start_with(&["--mirror", "iptables"])
+        .expect("the daemon starts");
+    site.knock(&["4438", "1813", "8235"]);
+    site.wait_mirrored();
+    site.stop_daemon();
+    assert!(
+        site.knockd_chain().contains("198.51.100.2"),
+        "the rule stays while the door does"
+    );
+    let output = site.operator_in_server(&["stop"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("1 mirrored entries removed from the iptables chain KNOCKD"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        !site.knockd_chain().contains("198.51.100.2"),
+        "{}",
+        site.knockd_chain()
+    );
+}
+
+#[test]
+fn stop_from_another_network_namespace_leaves_the_mirror_and_says_where_it_lives() {
+    let mut site = Site::new(DOOR);
+    site.start_with(&["--mirror", "iptables"])
+        .expect("the daemon starts");
+    site.knock(&["4438", "1813", "8235"]);
+    site.wait_mirrored();
+    site.stop_daemon();
+    let output = site.operator(&["stop"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("lives in the daemon's network namespace"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        site.knockd_chain().contains("198.51.100.2"),
+        "a firewall in another namespace is not touched"
+    );
 }

@@ -450,14 +450,14 @@ fn exited(pid: u32) -> bool {
     })
 }
 
-/// The system calls in an strace log, from the exec of knock-user on (setpriv's own calls
-/// before it are systemd's, under the unit).
-fn system_calls(trace: &str) -> BTreeSet<String> {
+/// The system calls in an strace log, name and arguments, from the exec of knock-user on
+/// (setpriv's own calls before it are systemd's, under the unit).
+fn system_calls(trace: &str) -> Vec<(String, String)> {
     let from = trace
         .lines()
         .position(|l| l.contains(&format!("execve(\"{BINARY}\"")))
         .expect("the trace shows knock-user's exec");
-    let mut calls = BTreeSet::new();
+    let mut calls = Vec::new();
     for line in trace.lines().skip(from) {
         let rest = line
             .split_once(' ')
@@ -470,15 +470,87 @@ fn system_calls(trace: &str) -> BTreeSet<String> {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
-        if !name.is_empty() && rest[name.len()..].starts_with('(') {
-            calls.insert(name);
+        if let Some(arguments) = rest[name.len()..].strip_prefix('(')
+            && !name.is_empty()
+        {
+            calls.push((name, arguments.to_owned()));
         }
     }
     calls
 }
 
+/// The first quoted argument: the path of openat, mkdir, unlink...
+fn quoted(arguments: &str) -> Option<&str> {
+    let (_, rest) = arguments.split_once('"')?;
+    Some(rest.split_once('"')?.0)
+}
+
+/// What the unit's sandbox refuses among `calls`, besides the filter: socket families outside
+/// RestrictAddressFamilies=, writes outside the writable paths (ProtectSystem=strict), memory
+/// both writable and executable (MemoryDenyWriteExecute=).
+fn sandbox_refusals(calls: &[(String, String)]) -> Vec<String> {
+    let families = words("RestrictAddressFamilies");
+    let mut writable: Vec<String> = words("ReadWritePaths")
+        .iter()
+        .map(|p| p.trim_start_matches('-').to_owned())
+        .collect();
+    if values("PrivateTmp").iter().any(|v| v == "yes") {
+        writable.extend(["/tmp".to_owned(), "/var/tmp".to_owned()]);
+    }
+    for dir in words("StateDirectory") {
+        writable.push(format!("/var/lib/{dir}"));
+    }
+    // A private /dev (PrivateDevices=), and the process's own /proc entries.
+    writable.extend([
+        "/dev".to_owned(),
+        "/proc/self".to_owned(),
+        "/proc/thread-self".to_owned(),
+    ]);
+    let is_writable = |path: &str| {
+        writable
+            .iter()
+            .any(|w| path == w || path.starts_with(&format!("{w}/")))
+    };
+    let mut refused = Vec::new();
+    for (name, arguments) in calls {
+        let flags = arguments.split(", ").collect::<Vec<_>>();
+        match name.as_str() {
+            "socket" | "socketpair"
+                if !families.iter().any(|f| flags.first() == Some(&f.as_str())) =>
+            {
+                refused.push(format!("{name}({arguments}"));
+            }
+            "openat" | "open" | "creat" | "mkdir" | "mkdirat" | "unlink" | "unlinkat"
+            | "rename" | "renameat" | "renameat2" | "symlink" | "symlinkat" | "link" | "linkat"
+            | "chmod" | "fchmodat" | "truncate" => {
+                let writes = !name.starts_with("open")
+                    || ["O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC"]
+                        .iter()
+                        .any(|f| arguments.contains(f));
+                if let Some(path) = quoted(arguments)
+                    && writes
+                    && path.starts_with('/')
+                    && !is_writable(path)
+                {
+                    refused.push(format!("{name}({arguments}"));
+                }
+            }
+            "mmap" | "mmap2"
+                if arguments.contains("PROT_WRITE") && arguments.contains("PROT_EXEC") =>
+            {
+                refused.push(format!("{name}({arguments}"));
+            }
+            "mprotect" | "pkey_mprotect" if arguments.contains("PROT_EXEC") => {
+                refused.push(format!("{name}({arguments}"));
+            }
+            _ => {}
+        }
+    }
+    refused
+}
+
 #[test]
-fn every_system_call_of_the_daemon_and_its_commands_passes_the_units_filter() {
+fn every_system_call_of_the_daemon_and_its_commands_passes_the_units_filter_and_sandbox() {
     for needed in ["strace", "systemd-analyze"] {
         if !tool(needed) {
             eprintln!("skipped: {needed} is not installed (cargo xtask bootstrap installs strace)");
@@ -524,12 +596,23 @@ fn every_system_call_of_the_daemon_and_its_commands_passes_the_units_filter() {
     assert!(exited(strace), "the daemon stops on SIGTERM");
     let trace = std::fs::read_to_string(&trace_path).unwrap();
     let calls = system_calls(&trace);
-    let denied: Vec<&String> = calls.iter().filter(|c| !allowed.contains(*c)).collect();
-    eprintln!("{} distinct system calls, all checked", calls.len());
+    let names: BTreeSet<&String> = calls.iter().map(|(name, _)| name).collect();
+    let denied: Vec<&&String> = names.iter().filter(|c| !allowed.contains(**c)).collect();
+    eprintln!(
+        "{} system calls ({} distinct), all checked",
+        calls.len(),
+        names.len()
+    );
     assert!(
         denied.is_empty(),
         "SystemCallFilter={:?} refuses {denied:?}, which the daemon or its command called",
         values("SystemCallFilter")
+    );
+    let refused = sandbox_refusals(&calls);
+    assert!(
+        refused.is_empty(),
+        "the unit's sandbox refuses what the daemon or its command did:\n{}",
+        refused.join("\n")
     );
 }
 

@@ -44,7 +44,15 @@ pub fn check_config(data: &[u8]) {
             door.name,
             door.line
         );
-        assert!(!door.sequence.is_empty() || door.one_time_sequences.is_some());
+        // Rotating doors get their sequences per period, SPA doors may have none.
+        assert!(
+            !door.sequence.is_empty()
+                || door.one_time_sequences.is_some()
+                || door.secret_file.is_some()
+                || door.spa,
+            "door `{}` can never open",
+            door.name
+        );
         assert!(door.sequence.len() <= MAX_STEPS && door.protect.len() <= MAX_GUARDED_PORTS);
         assert!(
             door.progress.is_some(),

@@ -42,4 +42,38 @@ pub mod kind {
     pub const BANNED: u8 = 8;
     /// An SPA datagram was refused; `stage` holds the `spa::Rejection`.
     pub const SPA_REJECTED: u8 = 9;
+
+    /// Whether an event of `kind` wakes the daemon. Waking costs the packet an interrupt
+    /// (several microseconds, far more than the program itself), which a flood of first knocks,
+    /// wrong knocks or forged SPA packets must not buy once per packet. Doors opening need the
+    /// daemon at once (start commands, the firewall mirror, used sequences), and only a
+    /// client that knows a sequence or a key can cause one; the rest is only logged and waits
+    /// for the next wakeup or the daemon's tick, at most a second.
+    pub const fn wakes_daemon(kind: u8) -> bool {
+        matches!(kind, OPENED | REFRESHED | GATE_FULL)
+    }
+}
+
+/// Unread bytes in the event ring from which any event wakes the daemon: under a flood the
+/// events that wait would otherwise fill the ring, and the next opening's event would be lost.
+/// One wakeup per batch of some 340 events costs little.
+pub const WAKE_AT_BYTES: u64 = 16 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::kind::*;
+
+    #[test]
+    fn doors_opening_wake_the_daemon_at_once() {
+        for prompt in [OPENED, REFRESHED, GATE_FULL] {
+            assert!(wakes_daemon(prompt), "kind {prompt}");
+        }
+    }
+
+    #[test]
+    fn what_a_flood_can_cause_per_packet_waits_for_the_daemons_tick() {
+        for lazy in [STAGE, RESET, TIMED_OUT, CROWDED, BANNED, SPA_REJECTED] {
+            assert!(!wakes_daemon(lazy), "kind {lazy}");
+        }
+    }
 }

@@ -78,8 +78,72 @@ const UDP_HEADER: usize = 8;
 /// Classifies an Ethernet frame.
 #[inline(always)]
 pub fn classify<F: FrameBytes + ?Sized>(frame: &F) -> Frame {
+    match headers(frame) {
+        Headers::Final(frame) => frame,
+        Headers::Segment(segment) => segment.addressed(frame),
+    }
+}
+
+/// A frame's headers judged, the addresses of a segment not yet read: the fast path decides
+/// on ports and flags alone, and copying 32 bytes of addresses would cost it more than the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Headers {
+    /// Other or malformed; never [`Frame::Segment`].
+    Final(Frame),
+    Segment(Unaddressed),
+}
+
+/// A segment whose source and destination are still unspecified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unaddressed {
+    pub segment: Segment,
+    /// Offset of the source address in the frame; the destination follows it.
+    addresses_at: usize,
+    ipv6: bool,
+}
+
+impl Unaddressed {
+    /// The segment's source address alone, read from the frame the headers came from.
+    #[inline(always)]
+    pub fn source<F: FrameBytes + ?Sized>(&self, frame: &F) -> Option<Addr> {
+        if self.ipv6 {
+            frame.bytes::<16>(self.addresses_at).map(Addr::from_ipv6)
+        } else {
+            let v4 = frame.bytes::<4>(self.addresses_at)?;
+            Some(Addr::from_ipv4(v4))
+        }
+    }
+
+    /// The segment with its addresses, read from the frame the headers came from.
+    #[inline(always)]
+    pub fn addressed<F: FrameBytes + ?Sized>(self, frame: &F) -> Frame {
+        let mut segment = self.segment;
+        if self.ipv6 {
+            let Some(pair) = frame.bytes::<32>(self.addresses_at) else {
+                return Frame::Malformed(Malformed::TruncatedIp);
+            };
+            let mut src = [0u8; 16];
+            src.copy_from_slice(&pair[..16]);
+            let mut dst = [0u8; 16];
+            dst.copy_from_slice(&pair[16..]);
+            segment.src = Addr::from_ipv6(src);
+            segment.dst = Addr::from_ipv6(dst);
+        } else {
+            let Some(pair) = frame.bytes::<8>(self.addresses_at) else {
+                return Frame::Malformed(Malformed::TruncatedIp);
+            };
+            segment.src = Addr::from_ipv4([pair[0], pair[1], pair[2], pair[3]]);
+            segment.dst = Addr::from_ipv4([pair[4], pair[5], pair[6], pair[7]]);
+        }
+        Frame::Segment(segment)
+    }
+}
+
+/// Judges an Ethernet frame's headers, leaving a segment's addresses in the frame.
+#[inline(always)]
+pub fn headers<F: FrameBytes + ?Sized>(frame: &F) -> Headers {
     let Some(eth) = frame.bytes::<ETH_HEADER>(0) else {
-        return Frame::Other;
+        return Headers::Final(Frame::Other);
     };
     let l2_unicast = eth[0] & 1 == 0;
     let mut ethertype = u16::from_be_bytes([eth[12], eth[13]]);
@@ -89,7 +153,7 @@ pub fn classify<F: FrameBytes + ?Sized>(frame: &F) -> Frame {
             break;
         }
         let Some(tag) = frame.bytes::<4>(offset) else {
-            return Frame::Other;
+            return Headers::Final(Frame::Other);
         };
         ethertype = u16::from_be_bytes([tag[2], tag[3]]);
         offset += 4;
@@ -99,26 +163,31 @@ pub fn classify<F: FrameBytes + ?Sized>(frame: &F) -> Frame {
         ETHERTYPE_IPV6 => ipv6(frame, offset, l2_unicast),
         // The stack strips priority tags (VLAN 0) however many there are, so a third tag can
         // still hide an IP packet for this host: knock does not follow it, and drops it.
-        ETHERTYPE_VLAN | ETHERTYPE_QINQ => Frame::Malformed(Malformed::TooDeep),
-        _ => Frame::Other,
+        ETHERTYPE_VLAN | ETHERTYPE_QINQ => Headers::Final(Frame::Malformed(Malformed::TooDeep)),
+        _ => Headers::Final(Frame::Other),
     }
 }
 
 #[inline(always)]
-fn ipv4<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Frame {
+const fn malformed(why: Malformed) -> Headers {
+    Headers::Final(Frame::Malformed(why))
+}
+
+#[inline(always)]
+fn ipv4<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Headers {
     let Some(ip) = frame.bytes::<20>(l3) else {
-        return Frame::Malformed(Malformed::TruncatedIp);
+        return malformed(Malformed::TruncatedIp);
     };
     let header_len = usize::from(ip[0] & 0x0f) * 4;
     if ip[0] >> 4 != 4 || header_len < 20 {
-        return Frame::Malformed(Malformed::BadIpHeader);
+        return malformed(Malformed::BadIpHeader);
     }
     let total_len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     if total_len < header_len {
-        return Frame::Malformed(Malformed::BadIpHeader);
+        return malformed(Malformed::BadIpHeader);
     }
     if l3 + total_len > frame.length() {
-        return Frame::Malformed(Malformed::TruncatedIp);
+        return malformed(Malformed::TruncatedIp);
     }
     let proto = ip[9];
     let fragment = u16::from_be_bytes([ip[6], ip[7]]);
@@ -128,28 +197,30 @@ fn ipv4<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Frame
         // A fragment that starts inside the TCP header could rewrite its ports or flags after the
         // first fragment was judged (RFC 1858); legitimate stacks never send one.
         if proto == PROTO_TCP && usize::from(fragment_offset) * 8 < 20 {
-            return Frame::Malformed(Malformed::TinyFragment);
+            return malformed(Malformed::TinyFragment);
         }
-        return Frame::Other;
+        return Headers::Final(Frame::Other);
     }
-    let src = Addr::from_ipv4([ip[12], ip[13], ip[14], ip[15]]);
-    let dst = Addr::from_ipv4([ip[16], ip[17], ip[18], ip[19]]);
     // Class D and E, including the limited broadcast address, reach more than one host.
     let unicast = l2_unicast && ip[16] < 224;
     let ends = Payload {
         start: l3 + header_len,
         end: l3 + total_len,
     };
-    transport(frame, proto, ends, src, dst, unicast, more_fragments)
+    let at = AddressesAt {
+        offset: l3 + 12,
+        ipv6: false,
+    };
+    transport(frame, proto, ends, at, unicast, more_fragments)
 }
 
 #[inline(always)]
-fn ipv6<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Frame {
+fn ipv6<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Headers {
     let Some(ip) = frame.bytes::<IPV6_HEADER>(l3) else {
-        return Frame::Malformed(Malformed::TruncatedIp);
+        return malformed(Malformed::TruncatedIp);
     };
     if ip[0] >> 4 != 6 {
-        return Frame::Malformed(Malformed::BadIpHeader);
+        return malformed(Malformed::BadIpHeader);
     }
     let payload_len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
     let available = frame.length().saturating_sub(l3 + IPV6_HEADER);
@@ -161,20 +232,16 @@ fn ipv6<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Frame
         payload_len
     };
     if payload_len > available {
-        return Frame::Malformed(Malformed::TruncatedIp);
+        return malformed(Malformed::TruncatedIp);
     }
     // The stack drops IPv4-mapped sources (RFC 4291 2.5.5.2); taken as they come, they would
     // knock for the IPv4 address they map.
     let mapped =
         ip[8] | ip[9] | ip[10] | ip[11] | ip[12] | ip[13] | ip[14] | ip[15] | ip[16] | ip[17];
     if mapped == 0 && ip[18] == 0xff && ip[19] == 0xff {
-        return Frame::Malformed(Malformed::BadIpHeader);
+        return malformed(Malformed::BadIpHeader);
     }
-    let mut src = [0u8; 16];
-    src.copy_from_slice(&ip[8..24]);
-    let mut dst = [0u8; 16];
-    dst.copy_from_slice(&ip[24..40]);
-    let unicast = l2_unicast && dst[0] != 0xff;
+    let unicast = l2_unicast && ip[24] != 0xff;
     let end = l3 + IPV6_HEADER + payload_len;
 
     let mut next = ip[6];
@@ -185,27 +252,27 @@ fn ipv6<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Frame
         let length = match next {
             HOP_BY_HOP | ROUTING | DESTINATION_OPTIONS | MOBILITY | HIP | SHIM6 => {
                 let Some(h) = frame.bytes::<2>(offset) else {
-                    return Frame::Malformed(Malformed::TruncatedIp);
+                    return malformed(Malformed::TruncatedIp);
                 };
                 next = h[0];
                 (usize::from(h[1]) + 1) * 8
             }
             AUTHENTICATION => {
                 let Some(h) = frame.bytes::<2>(offset) else {
-                    return Frame::Malformed(Malformed::TruncatedIp);
+                    return malformed(Malformed::TruncatedIp);
                 };
                 next = h[0];
                 (usize::from(h[1]) + 2) * 4
             }
             FRAGMENT => {
                 let Some(h) = frame.bytes::<4>(offset) else {
-                    return Frame::Malformed(Malformed::TruncatedIp);
+                    return malformed(Malformed::TruncatedIp);
                 };
                 next = h[0];
                 let field = u16::from_be_bytes([h[2], h[3]]);
                 if field >> 3 != 0 {
                     // Later fragments carry no header chain (RFC 8200 puts all of it in the first).
-                    return Frame::Other;
+                    return Headers::Final(Frame::Other);
                 }
                 // Stacked fragment headers: any of them marks a fragment.
                 more_fragments |= field & 1 != 0;
@@ -213,23 +280,19 @@ fn ipv6<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Frame
             }
             _ => {
                 let ends = Payload { start: offset, end };
-                return transport(
-                    frame,
-                    next,
-                    ends,
-                    Addr::from_ipv6(src),
-                    Addr::from_ipv6(dst),
-                    unicast,
-                    more_fragments,
-                );
+                let at = AddressesAt {
+                    offset: l3 + 8,
+                    ipv6: true,
+                };
+                return transport(frame, next, ends, at, unicast, more_fragments);
             }
         };
         offset += length;
         if offset > l3 + MAX_TRANSPORT_OFFSET {
-            return Frame::Malformed(Malformed::TooDeep);
+            return malformed(Malformed::TooDeep);
         }
     }
-    Frame::Malformed(Malformed::TooDeep)
+    malformed(Malformed::TooDeep)
 }
 
 const HOP_BY_HOP: u8 = 0;
@@ -240,6 +303,13 @@ const DESTINATION_OPTIONS: u8 = 60;
 const MOBILITY: u8 = 135;
 const HIP: u8 = 139;
 const SHIM6: u8 = 140;
+
+/// Where a segment's addresses lie in the frame.
+#[derive(Clone, Copy)]
+struct AddressesAt {
+    offset: usize,
+    ipv6: bool,
+}
 
 /// Where the IP payload starts and where the IP header says it ends.
 #[derive(Clone, Copy)]
@@ -260,15 +330,14 @@ fn transport<F: FrameBytes + ?Sized>(
     frame: &F,
     proto: u8,
     payload: Payload,
-    src: Addr,
-    dst: Addr,
+    at: AddressesAt,
     unicast: bool,
     fragment: bool,
-) -> Frame {
+) -> Headers {
     let segment = |dport: u16, tcp_flags: u8, payload_at: usize| {
-        Frame::Segment(Segment {
-            src,
-            dst,
+        let segment = Segment {
+            src: Addr::UNSPECIFIED,
+            dst: Addr::UNSPECIFIED,
             proto,
             dport,
             tcp_flags,
@@ -278,6 +347,11 @@ fn transport<F: FrameBytes + ?Sized>(
             // Offsets stay below MAX_TRANSPORT_OFFSET plus a few headers, lengths below 64 KiB.
             payload_at: payload_at as u16,
             payload_len: payload.end.saturating_sub(payload_at) as u16,
+        };
+        Headers::Segment(Unaddressed {
+            segment,
+            addresses_at: at.offset,
+            ipv6: at.ipv6,
         })
     };
     match proto {
@@ -286,10 +360,10 @@ fn transport<F: FrameBytes + ?Sized>(
                 frame.bytes::<TCP_NEEDED>(payload.start),
                 payload.holds(TCP_NEEDED),
             ) else {
-                return Frame::Malformed(Malformed::TruncatedTransport);
+                return malformed(Malformed::TruncatedTransport);
             };
             if tcp[12] >> 4 < 5 {
-                return Frame::Malformed(Malformed::BadTcpHeader);
+                return malformed(Malformed::BadTcpHeader);
             }
             segment(u16::from_be_bytes([tcp[2], tcp[3]]), tcp[13], payload.start)
         }
@@ -298,7 +372,7 @@ fn transport<F: FrameBytes + ?Sized>(
                 frame.bytes::<UDP_HEADER>(payload.start),
                 payload.holds(UDP_HEADER),
             ) else {
-                return Frame::Malformed(Malformed::TruncatedTransport);
+                return malformed(Malformed::TruncatedTransport);
             };
             segment(
                 u16::from_be_bytes([udp[2], udp[3]]),
@@ -306,7 +380,7 @@ fn transport<F: FrameBytes + ?Sized>(
                 payload.start + UDP_HEADER,
             )
         }
-        _ => Frame::Other,
+        _ => Headers::Final(Frame::Other),
     }
 }
 

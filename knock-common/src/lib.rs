@@ -19,6 +19,7 @@ pub mod frame;
 pub mod gate;
 pub mod ports;
 pub mod progress;
+pub mod recent;
 pub mod segment;
 pub mod settings;
 pub mod siphash;
@@ -59,6 +60,7 @@ pub mod maps {
     pub const NAMES: &str = "NAMES";
     pub const DAEMON: &str = "DAEMON";
     pub const SCRATCH: &str = "SCRATCH";
+    pub const LAST_KNOCK: &str = "LAST_KNOCK";
 }
 
 /// The name of the XDP program in the object file.

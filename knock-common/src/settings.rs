@@ -22,18 +22,31 @@ pub struct Settings {
     pub ban_limit: u32,
     pub ban_window_s: u32,
     pub ban_time_s: u32,
+    /// The longest Seq_Timeout of any door, in seconds rounded up: how long a source's last
+    /// knock can matter (see `recent`).
+    pub longest_attempt_s: u32,
+    /// The monotonic clock on `recent`'s coarse scale, as of user space's last update (every
+    /// second while a daemon runs). It lags, never leads, so it can only make the program look
+    /// up more; reading it costs the program nothing, unlike the clock itself.
+    pub recent_tick: u32,
     pub _pad2: u32,
 }
 
 /// IPv6 packets are never knocks (knockd's `-4`); the gate still guards IPv6.
 pub const IPV4_ONLY: u32 = 1;
+/// Some network is always allowed: only then is the gate's trie worth a lookup.
+pub const ALWAYS_ALLOWING: u32 = 2;
 
 impl Settings {
     pub const fn ipv4_only(&self) -> bool {
         self.flags & IPV4_ONLY != 0
     }
+
+    pub const fn always_allowing(&self) -> bool {
+        self.flags & ALWAYS_ALLOWING != 0
+    }
 }
-crate::assert_layout!(Settings, size = 48, align = 8);
+crate::assert_layout!(Settings, size = 56, align = 8);
 
 impl Settings {
     pub const fn ban_policy(&self) -> crate::ban::Policy {

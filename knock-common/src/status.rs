@@ -93,7 +93,7 @@ const EPOCH: u32 = 1;
 /// The layout of every pinned map, as one number: the sizes of their values and the limits that
 /// shape them. A pinned map set with another layout is replaced, never reused.
 pub const LAYOUT: u32 = {
-    let parts: [usize; 13] = [
+    let parts: [usize; 14] = [
         size_of::<Door>(),
         size_of::<progress::Progress>(),
         size_of::<gate::Pass>(),
@@ -107,6 +107,7 @@ pub const LAYOUT: u32 = {
         MAX_STEPS,
         MAX_GUARDED_PORTS,
         crate::ATTEMPTS_PER_SOURCE,
+        crate::recent::SLOTS as usize,
     ];
     // FNV-1a over the parts.
     let mut hash: u32 = 0x811c_9dc5 ^ EPOCH;

@@ -17,6 +17,8 @@ mod maps;
 #[cfg(target_arch = "bpf")]
 mod program;
 #[cfg(target_arch = "bpf")]
+mod recent;
+#[cfg(target_arch = "bpf")]
 mod report;
 #[cfg(target_arch = "bpf")]
 mod spa;

@@ -9,7 +9,7 @@ use knock_common::ports::{self, FirstSteps};
 use knock_common::progress::Progress;
 use knock_common::settings::{Settings, SpaKey};
 use knock_common::status::{DaemonInfo, DoorName};
-use knock_common::{Addr, Door, MAX_DOORS, ProtoPort, Segment, counter};
+use knock_common::{Addr, Door, MAX_DOORS, ProtoPort, Segment, counter, recent};
 
 /// Doors by id.
 #[map]
@@ -28,6 +28,11 @@ pub static FIRST_STEPS: HashMap<ProtoPort, FirstSteps> =
 /// recently seen attempts give way.
 #[map]
 pub static PROGRESS: LruHashMap<Addr, Progress> = LruHashMap::with_max_entries(16384, 0);
+
+/// When sources last knocked, by hash slot: lets packets of sources that never knocked skip
+/// the progress and ban lookups.
+#[map]
+pub static LAST_KNOCK: Array<u32> = Array::with_max_entries(recent::SLOTS, 0);
 
 /// Open doors per source. Not an LRU: only completed sequences add entries.
 #[map]

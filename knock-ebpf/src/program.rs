@@ -8,7 +8,7 @@ use aya_log_ebpf::debug;
 use knock_common::counter::Counter;
 use knock_common::door::ONCE;
 use knock_common::event::kind;
-use knock_common::frame::{Frame, classify};
+use knock_common::frame::{Frame, Headers, headers};
 use knock_common::ports::{self, GUARDED, KNOCK, SERVED};
 use knock_common::progress::{Arrival, Change, DoorBook, Observer, Progress, advance};
 use knock_common::settings::Settings;
@@ -20,7 +20,7 @@ use crate::maps::{
     SETTINGS, SPA_PROGRAM, Scratch,
 };
 use crate::report::{count, emit, zero};
-use crate::{ban, gate};
+use crate::{ban, gate, recent};
 
 #[xdp]
 #[inline(always)]
@@ -37,14 +37,60 @@ struct Fault;
 
 #[inline(always)]
 fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
-    let segment = match classify(&XdpFrame::new(ctx)) {
-        Frame::Other => return Ok(XDP_PASS),
-        Frame::Malformed(_) => {
-            count(Counter::Malformed);
-            return Ok(XDP_DROP);
-        }
-        Frame::Segment(segment) => segment,
+    let frame = XdpFrame::new(ctx);
+    let unaddressed = match headers(&frame) {
+        Headers::Segment(unaddressed) => unaddressed,
+        Headers::Final(Frame::Malformed(_)) => return Ok(malformed()),
+        Headers::Final(_) => return Ok(XDP_PASS),
     };
+    // The fast path decides on the port and the flags alone, before the addresses are read:
+    // only new connections and datagrams meet the gate and end attempts, and only knock ports
+    // hear other packets (a door's TCPFlags may ask for them), so the rest passes here, the
+    // packets of established sessions to protected ports included.
+    let (word, shift) = ports::slot(unaddressed.segment.proto, unaddressed.segment.dport);
+    let class = ports::class_in(*PORTS.get(word).ok_or(Fault)?, shift);
+    let contact = unaddressed.segment.is_contact();
+    if !contact && class & KNOCK == 0 {
+        return Ok(XDP_PASS);
+    }
+    let settings = SETTINGS.get(0).ok_or(Fault)?;
+    let spa = unaddressed.segment.is_udp()
+        && settings.spa_port != 0
+        && unaddressed.segment.dport == settings.spa_port;
+    // A new connection or datagram to a port no door knows can only end an attempt, and only
+    // under the strict rule...
+    let elsewhere = class == 0 && !spa;
+    if elsewhere && settings.strict_doors == 0 {
+        return Ok(XDP_PASS);
+    }
+    let Some(source) = unaddressed.source(&frame) else {
+        // The headers were read, so the address is there; this only keeps `classify`'s word.
+        return Ok(malformed());
+    };
+    let heard = !(settings.ipv4_only() && !source.is_ipv4());
+    let at_knock_port = class & KNOCK != 0;
+    let packet = &unaddressed.segment;
+    // ...of a source that has knocked lately. So for most traffic the gate has the only word.
+    let lately = !at_knock_port
+        && contact
+        && heard
+        && packet.unicast
+        && !packet.fragment
+        && recent::may_be_knocking(&source, settings);
+    // SPA datagrams never meet the gate: they are judged apart and always dropped.
+    let verdict = if spa {
+        XDP_PASS
+    } else {
+        gate_verdict(ctx, &source, packet.dport, class, contact, settings)
+    };
+    if !spa && !at_knock_port && !lately {
+        return Ok(verdict);
+    }
+    let segment = match unaddressed.addressed(&frame) {
+        Frame::Segment(segment) => segment,
+        _ => return Ok(malformed()),
+    };
+    let now_ns = unsafe { bpf_ktime_get_ns() };
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(Fault)?;
     // SAFETY: this CPU's scratch slot, used only for the packet at hand. The volatile write
     // keeps the compiler from forwarding the classifier's registers past the memory.
@@ -52,15 +98,7 @@ fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
         core::ptr::write_volatile(&raw mut (*scratch).segment, segment);
         &(*scratch).segment
     };
-    let (word, shift) = ports::slot(segment.proto, segment.dport);
-    let class = ports::class_in(*PORTS.get(word).ok_or(Fault)?, shift);
-    let contact = segment.is_contact();
-    if class == 0 && !contact {
-        return Ok(XDP_PASS);
-    }
-    let settings = SETTINGS.get(0).ok_or(Fault)?;
-    let heard = !(settings.ipv4_only() && !segment.src.is_ipv4());
-    if segment.is_udp() && settings.spa_port != 0 && segment.dport == settings.spa_port {
+    if spa {
         if !addressed_to_host(segment) {
             return Ok(XDP_PASS);
         }
@@ -72,32 +110,12 @@ fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
         // SPA datagrams are always dropped: the host never answers them.
         return Ok(XDP_DROP);
     }
-    if class == 0 && settings.strict_doors == 0 {
-        return Ok(XDP_PASS);
-    }
-
-    let now_ns = unsafe { bpf_ktime_get_ns() };
-    let mut action = XDP_PASS;
+    let mut action = verdict;
     let port = ProtoPort {
         port: segment.dport,
         proto: segment.proto,
         _pad: 0,
     };
-    if class & GUARDED != 0 && contact {
-        if gate::admits(segment.src, class, now_ns) {
-            count(Counter::GateAllowed);
-        } else if gate::always_allowed(segment.src) {
-            count(Counter::AlwaysAllowed);
-        } else {
-            count(Counter::GateDropped);
-            debug!(
-                ctx,
-                "gate: dropped a new connection to port {}", segment.dport
-            );
-            action = XDP_DROP;
-        }
-    }
-    let at_knock_port = class & KNOCK != 0;
     // Knock ports need the answer anyway; for other ports it waits until the source turns out
     // to have progress, which most do not.
     let to_host = at_knock_port && addressed_to_host(segment);
@@ -119,16 +137,51 @@ fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
         core::ptr::write_volatile(&raw mut (*scratch).at_knock_port, u32::from(at_knock_port));
         core::ptr::write_volatile(&raw mut (*scratch).to_host, u32::from(to_host));
     }
-    if heard && (at_knock_port || (contact && segment.unicast)) {
+    if heard && (at_knock_port || lately) {
         if ban::is_banned(segment.src, settings, now_ns) {
             count(Counter::BannedIgnored);
         } else {
+            if at_knock_port {
+                recent::note(&segment.src, now_ns);
+            }
             // `segment` is not used past this point: `track` rewrites part of it.
             track(scratch, port, now_ns, settings);
         }
     }
     // SAFETY: as above.
     Ok(unsafe { core::ptr::read_volatile(&raw const (*scratch).verdict) })
+}
+
+/// The gate's verdict: a new connection to a protected port needs an open door.
+#[inline(always)]
+fn gate_verdict(
+    ctx: &XdpContext,
+    source: &Addr,
+    dport: u16,
+    class: u8,
+    contact: bool,
+    settings: &Settings,
+) -> u32 {
+    if class & GUARDED == 0 || !contact {
+        return XDP_PASS;
+    }
+    if gate::admits(*source, class) {
+        count(Counter::GateAllowed);
+        XDP_PASS
+    } else if settings.always_allowing() && gate::always_allowed(*source) {
+        count(Counter::AlwaysAllowed);
+        XDP_PASS
+    } else {
+        count(Counter::GateDropped);
+        debug!(ctx, "gate: dropped a new connection to port {}", dport);
+        XDP_DROP
+    }
+}
+
+#[inline(always)]
+fn malformed() -> u32 {
+    count(Counter::Malformed);
+    XDP_DROP
 }
 
 /// Runs the knock state machine for the packet's source, then opens the doors it completed.

@@ -1,8 +1,9 @@
 //! Counters and events: how the program tells user space what it did.
 
+use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use knock_common::Addr;
 use knock_common::counter::Counter;
-use knock_common::event::Event;
+use knock_common::event::{Event, WAKE_AT_BYTES, kind};
 
 use crate::maps::{COUNTERS, EVENTS};
 
@@ -34,7 +35,16 @@ pub fn emit(kind: u8, addr: Addr, door: u8, stage: u8, time_ns: u64, expires_ns:
         core::ptr::write_volatile(&raw mut (*event)._pad1, 0);
         core::ptr::write_volatile(&raw mut (*event)._pad2, 0);
     }
-    entry.submit(0);
+    // A forced wakeup: the kernel's own rule wakes the reader only when it has read everything
+    // before this event, and the events before it may not have woken it.
+    let flags = if kind::wakes_daemon(kind)
+        || EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= WAKE_AT_BYTES
+    {
+        u64::from(BPF_RB_FORCE_WAKEUP)
+    } else {
+        u64::from(BPF_RB_NO_WAKEUP)
+    };
+    entry.submit(flags);
 }
 
 /// Zeroes a value in map memory with word stores. The compiler would turn a plain

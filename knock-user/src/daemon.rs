@@ -261,6 +261,9 @@ impl Daemon {
                 }
                 _ = tokio::time::sleep(close_in) => next_close = self.keeper.close_due(),
                 _ = sweep.tick() => {
+                    // Events that do not wake the daemon (knocks, resets, refused SPA) wait
+                    // at most this long.
+                    self.drain(&mut ring.get_mut().0);
                     self.sweep()?;
                     next_close = self.keeper.close_due();
                     self.record_daemon(clock::monotonic_ns());
@@ -274,6 +277,7 @@ impl Daemon {
                 _ = usr2.recv() => break Exit::Forget,
             }
         };
+        self.drain(&mut ring.get_mut().0);
         self.log_counters();
         self.journal.line("shutting down");
         if exit == Exit::Leave && self.knock.keeps_state() {

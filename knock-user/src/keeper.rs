@@ -310,8 +310,17 @@ impl Keeper {
         }
     }
 
-    /// Waits for running commands to finish.
+    /// Waits for running commands to finish, the start commands of doors that stay open
+    /// included: the next daemon takes those doors over as opened.
     pub async fn finish(&mut self) {
+        let starts: Vec<JoinHandle<()>> = self
+            .open
+            .values_mut()
+            .filter_map(|open| open.start.take())
+            .collect();
+        for start in starts {
+            let _ = start.await;
+        }
         while self.commands.join_next().await.is_some() {}
         if let Some(mirror) = self.mirror.as_mut() {
             mirror.finish().await;

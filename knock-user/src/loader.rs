@@ -495,12 +495,14 @@ impl Knock {
     }
 
     /// Writes the settings with the current offset of the wall clock from the monotonic one,
-    /// which the program needs to judge SPA timestamps. The daemon calls this every second.
+    /// which the program needs to judge SPA timestamps, and the coarse time of recent knocks.
+    /// The daemon calls this every second.
     pub fn sync_clock(&mut self) -> Result<(), LoadError> {
         let Some(pushed) = self.pushed.as_mut() else {
             return Ok(());
         };
         pushed.settings.clock_offset_ns = crate::clock::wall_offset_ns();
+        pushed.settings.recent_tick = knock_common::recent::tick(crate::clock::monotonic_ns());
         let value = pushed.settings;
         let mut settings: Array<_, Settings> = self.array(maps::SETTINGS)?;
         settings.set(0, value, 0).map_err(map_error(maps::SETTINGS))

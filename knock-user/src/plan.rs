@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use knock_common::door::ONCE;
 use knock_common::ports::{self, KNOCK, SERVED};
-use knock_common::settings::{IPV4_ONLY, Settings};
+use knock_common::settings::{ALWAYS_ALLOWING, IPV4_ONLY, Settings};
 use knock_common::{Addr, Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, ProgressRule, ProtoPort};
 
 use crate::config::{Config, DoorConfig};
@@ -191,6 +191,7 @@ impl Plan {
             .filter_map(|d| d.target)
             .map(Addr::from)
             .collect();
+        let longest_attempt_s = longest_attempt_s(&doors);
         Self {
             local,
             doors,
@@ -211,7 +212,12 @@ impl Plan {
             settings: Settings {
                 strict_doors,
                 generation: 0,
-                flags: if switches.ipv4_only { IPV4_ONLY } else { 0 },
+                flags: if switches.ipv4_only { IPV4_ONLY } else { 0 }
+                    | if options.always_allow.is_empty() {
+                        0
+                    } else {
+                        ALWAYS_ALLOWING
+                    },
                 clock_offset_ns: 0,
                 spa_port: options.spa_port.unwrap_or(0),
                 _pad: 0,
@@ -219,6 +225,8 @@ impl Plan {
                 ban_limit: options.ban.failures,
                 ban_window_s: options.ban.window_s,
                 ban_time_s: options.ban.time_s,
+                longest_attempt_s,
+                recent_tick: 0,
                 _pad2: 0,
             },
         }
@@ -252,6 +260,12 @@ impl Plan {
             .map(|id| id as u8)
             .collect()
     }
+}
+
+/// The longest Seq_Timeout of the doors, in whole seconds rounded up.
+fn longest_attempt_s(doors: &[Door]) -> u32 {
+    let longest_ns = doors.iter().map(|d| d.seq_timeout_ns).max().unwrap_or(0);
+    u32::try_from(longest_ns.div_ceil(1_000_000_000)).unwrap_or(u32::MAX)
 }
 
 fn empty_door() -> Door {

@@ -28,8 +28,9 @@ const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 /// The maps that outlive the daemon: state, counters, the event ring (events that happen while
 /// no daemon runs wait there), the door records and names that tie ids to doors, and the
 /// fingerprint and daemon record that `status` and the next daemon read.
-pub const PINNED: [&str; 10] = [
+pub const PINNED: [&str; 11] = [
     maps::PROGRESS,
+    maps::LAST_KNOCK,
     maps::GATE,
     maps::BANS,
     maps::NONCES,

@@ -42,6 +42,10 @@ enum Command {
         /// A short run that only proves the benchmarks still work; results go to target/bench/.
         #[arg(long)]
         quick: bool,
+        /// Only the per-packet cost (part 1), printed and not recorded: for working on the
+        /// program's speed.
+        #[arg(long)]
+        packets_only: bool,
     },
 }
 
@@ -78,9 +82,12 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             bootstrap::run()?;
             matrix::run(&args)
         }
-        Command::Bench { quick } => {
+        Command::Bench {
+            quick,
+            packets_only,
+        } => {
             bootstrap::run()?;
-            bench::run(quick)
+            bench::run(quick, packets_only)
         }
     }
 }

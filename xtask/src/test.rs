@@ -58,6 +58,8 @@ pub fn run() -> anyhow::Result<()> {
     step("Debian package (build, install into a scratch root, remove)");
     let deb = crate::package::build(crate::package::Choice::Native)?;
     crate::package::check(&deb)?;
+    step("benchmarks, quick (only proves that every part still runs; numbers not kept)");
+    crate::bench::run(true, false)?;
     step("fuzzing (30 s per target)");
     crate::fuzz::run_bounded(30)?;
     eprintln!("\nxtask test: all passed");

@@ -31,13 +31,13 @@ mod server;
 #[cfg(feature = "bench")]
 mod suite;
 
-pub fn run(quick: bool) -> anyhow::Result<()> {
+pub fn run(quick: bool, packets_only: bool) -> anyhow::Result<()> {
     chart::bootstrap()?;
-    measure(quick)
+    measure(quick, packets_only)
 }
 
 #[cfg(not(feature = "bench"))]
-fn measure(quick: bool) -> anyhow::Result<()> {
+fn measure(quick: bool, packets_only: bool) -> anyhow::Result<()> {
     use crate::shell::{cargo, run as sh};
     let mut command = cargo();
     command.args([
@@ -53,10 +53,13 @@ fn measure(quick: bool) -> anyhow::Result<()> {
     if quick {
         command.arg("--quick");
     }
+    if packets_only {
+        command.arg("--packets-only");
+    }
     sh(&mut command)
 }
 
 #[cfg(feature = "bench")]
-fn measure(quick: bool) -> anyhow::Result<()> {
-    suite::run(quick)
+fn measure(quick: bool, packets_only: bool) -> anyhow::Result<()> {
+    suite::run(quick, packets_only)
 }

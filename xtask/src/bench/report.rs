@@ -134,7 +134,8 @@ pub fn environment() -> Vec<(String, String)> {
         .map(|o| {
             let text = String::from_utf8_lossy(&o.stdout).into_owned()
                 + &String::from_utf8_lossy(&o.stderr);
-            text.trim().to_owned()
+            // The first line names the version; the copyright below it would break the table.
+            text.trim().lines().next().unwrap_or("?").to_owned()
         })
         .unwrap_or_else(|_| "?".into());
     vec![

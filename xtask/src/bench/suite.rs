@@ -65,7 +65,7 @@ impl Plan {
     }
 }
 
-pub fn run(quick: bool) -> anyhow::Result<()> {
+pub fn run(quick: bool, packets_only: bool) -> anyhow::Result<()> {
     if !shell::is_root() {
         bail!("the benchmarks load XDP programs and build network namespaces: run as root");
     }
@@ -87,6 +87,9 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         report::load()
     ));
     show(&table);
+    if packets_only {
+        return Ok(());
+    }
     tables.push(table);
     for row in &rows {
         let _ = writeln!(

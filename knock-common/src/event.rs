@@ -54,10 +54,20 @@ pub mod kind {
     }
 }
 
-/// Unread bytes in the event ring from which any event wakes the daemon: under a flood the
-/// events that wait would otherwise fill the ring, and the next opening's event would be lost.
-/// One wakeup per batch of some 340 events costs little.
-pub const WAKE_AT_BYTES: u64 = 16 * 1024;
+/// Every this many bytes written into the event ring, an event wakes the daemon whatever its
+/// kind: under a flood the events that wait would otherwise fill the ring, and the next
+/// opening's event would be lost. One wakeup per batch of some 340 events costs little, and a
+/// daemon that lags behind does not make every event pay for one.
+pub const WAKE_EVERY_BYTES: u64 = 16 * 1024;
+
+/// The bytes one event takes in the ring: the event and the ring's 8-byte record header.
+pub const RECORD_BYTES: u64 = size_of::<Event>() as u64 + 8;
+
+/// Whether the event that brought the ring's producer position to `produced` bytes crossed a
+/// multiple of [`WAKE_EVERY_BYTES`].
+pub const fn completes_batch(produced: u64) -> bool {
+    produced % WAKE_EVERY_BYTES < RECORD_BYTES
+}
 
 #[cfg(test)]
 mod tests {
@@ -68,6 +78,16 @@ mod tests {
         for prompt in [OPENED, REFRESHED, GATE_FULL] {
             assert!(wakes_daemon(prompt), "kind {prompt}");
         }
+    }
+
+    #[test]
+    fn one_event_in_each_batch_of_the_ring_wakes_the_daemon() {
+        let batch_ends = (1..=100_000u64)
+            .map(|n| n * super::RECORD_BYTES)
+            .filter(|&produced| super::completes_batch(produced))
+            .count() as u64;
+        let batches = 100_000 * super::RECORD_BYTES / super::WAKE_EVERY_BYTES;
+        assert_eq!(batch_ends, batches);
     }
 
     #[test]

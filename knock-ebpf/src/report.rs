@@ -1,9 +1,9 @@
 //! Counters and events: how the program tells user space what it did.
 
-use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+use aya_ebpf::bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_PROD_POS};
 use knock_common::Addr;
 use knock_common::counter::Counter;
-use knock_common::event::{Event, WAKE_AT_BYTES, kind};
+use knock_common::event::{self, Event, kind};
 
 use crate::maps::{COUNTERS, EVENTS};
 
@@ -38,7 +38,7 @@ pub fn emit(kind: u8, addr: Addr, door: u8, stage: u8, time_ns: u64, expires_ns:
     // A forced wakeup: the kernel's own rule wakes the reader only when it has read everything
     // before this event, and the events before it may not have woken it.
     let flags = if kind::wakes_daemon(kind)
-        || EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= WAKE_AT_BYTES
+        || event::completes_batch(EVENTS.query(u64::from(BPF_RB_PROD_POS)))
     {
         u64::from(BPF_RB_FORCE_WAKEUP)
     } else {

@@ -40,13 +40,7 @@ impl ClientKey {
 }
 
 pub fn load(path: &Path) -> Result<Vec<ClientKey>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        path: path.to_owned(),
-        line: 0,
-        key: None,
-        kind: ErrorKind::Unreadable(e.to_string()),
-    })?;
-    parse(path, &text)
+    parse(path, &crate::config::read(path)?)
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Vec<ClientKey>, ConfigError> {

@@ -116,8 +116,9 @@ struct RunArgs {
     mirror_table: Option<String>,
 }
 
+/// Which pinned daemons an operator command is about.
 #[derive(Args)]
-struct StatusArgs {
+struct Pinned {
     /// Only the daemon guarding this interface.
     #[arg(
         short = 'i',
@@ -126,6 +127,21 @@ struct StatusArgs {
         value_name = "NAME"
     )]
     interface: Option<String>,
+    /// Where daemons pin their state.
+    #[arg(long, value_name = "DIR", default_value = knock_user::state::DEFAULT_ROOT)]
+    state_dir: PathBuf,
+}
+
+impl Pinned {
+    fn nothing_attached(&self) -> String {
+        nothing_attached(&self.state_dir, self.interface.as_deref())
+    }
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    pinned: Pinned,
     /// As JSON.
     #[arg(long, conflicts_with = "prometheus")]
     json: bool,
@@ -135,24 +151,12 @@ struct StatusArgs {
     /// Write the report to FILE (atomically, through a temporary file) instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Where daemons pin their state.
-    #[arg(long, value_name = "DIR", default_value = knock_user::state::DEFAULT_ROOT)]
-    state_dir: PathBuf,
 }
 
 #[derive(Args)]
 struct StopArgs {
-    /// Only the daemon guarding this interface.
-    #[arg(
-        short = 'i',
-        long = "interface",
-        visible_alias = "iface",
-        value_name = "NAME"
-    )]
-    interface: Option<String>,
-    /// Where daemons pin their state.
-    #[arg(long, value_name = "DIR", default_value = knock_user::state::DEFAULT_ROOT)]
-    state_dir: PathBuf,
+    #[command(flatten)]
+    pinned: Pinned,
 }
 
 #[derive(Args)]
@@ -326,12 +330,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         }),
         Command::Status(args) => status(&args),
         Command::Stop(args) => {
-            let stopped = knock_user::stop::stop(&args.state_dir, args.interface.as_deref())?;
+            let pinned = &args.pinned;
+            let stopped = knock_user::stop::stop(&pinned.state_dir, pinned.interface.as_deref())?;
             if stopped.is_empty() {
-                eprintln!(
-                    "{}",
-                    nothing_attached(&args.state_dir, args.interface.as_deref())
-                );
+                eprintln!("{}", pinned.nothing_attached());
             }
             for done in stopped {
                 println!("{done}");
@@ -412,7 +414,8 @@ fn nothing_attached(root: &std::path::Path, iface: Option<&str>) -> String {
 
 /// `status`: exits non-zero when nothing is attached, after saying so.
 fn status(args: &StatusArgs) -> anyhow::Result<()> {
-    let dirs = knock_user::state::select(&args.state_dir, args.interface.as_deref());
+    let pinned = &args.pinned;
+    let dirs = knock_user::state::select(&pinned.state_dir, pinned.interface.as_deref());
     let snapshots = dirs
         .iter()
         .map(knock_user::status::snapshot)
@@ -429,10 +432,7 @@ fn status(args: &StatusArgs) -> anyhow::Result<()> {
         None => print!("{report}"),
     }
     if snapshots.is_empty() {
-        anyhow::bail!(
-            "{}",
-            nothing_attached(&args.state_dir, args.interface.as_deref())
-        );
+        anyhow::bail!("{}", pinned.nothing_attached());
     }
     Ok(())
 }

@@ -145,13 +145,7 @@ pub fn port_range(value: &str) -> Result<(u16, u16), String> {
 }
 
 pub fn load(path: &Path) -> Result<Secret, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        path: path.to_owned(),
-        line: 0,
-        key: None,
-        kind: ErrorKind::Unreadable(e.to_string()),
-    })?;
-    parse(path, &text)
+    parse(path, &crate::config::read(path)?)
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Secret, ConfigError> {

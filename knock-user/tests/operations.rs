@@ -324,6 +324,10 @@ fn stop_has_the_daemon_close_its_doors_and_leaves_nothing_attached_or_pinned() {
     site.expect_line("openSSH: running command: echo closed 198.51.100.2");
     let mut daemon = site.daemon.take().expect("the daemon");
     assert!(daemon.exits_within(WAIT), "the daemon exits");
+    assert_nothing_left(&site);
+}
+
+fn assert_nothing_left(site: &Site) {
     assert!(!site.xdp_attached(), "no program left on the interface");
     assert_eq!(
         site.pinned_entries(),
@@ -345,12 +349,7 @@ fn stop_without_a_daemon_detaches_and_unpins_and_counts_the_doors_it_left_open()
     let said = text(&output);
     assert!(said.contains("no daemon ran"), "{said}");
     assert!(said.contains("1 door(s) were open"), "{said}");
-    assert!(!site.xdp_attached(), "no program left on the interface");
-    assert_eq!(
-        site.pinned_entries(),
-        Vec::<String>::new(),
-        "nothing left pinned"
-    );
+    assert_nothing_left(&site);
 }
 
 #[test]

@@ -200,14 +200,20 @@ impl DoorConfig {
     }
 }
 
-/// Reads and parses a configuration file, and reads the current sequence of one-time doors.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError {
+/// The text of a file the configuration names (the configuration itself, key and secret
+/// files), or an error that names it.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError {
         path: path.to_owned(),
         line: 0,
         key: None,
         kind: ErrorKind::Unreadable(source.to_string()),
-    })?;
+    })
+}
+
+/// Reads and parses a configuration file, and reads the current sequence of one-time doors.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = read(path)?;
     let mut config = parse(path, &text)?;
     for door in &mut config.doors {
         if let Some(file) = &door.one_time_sequences {

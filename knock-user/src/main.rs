@@ -7,13 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use knock_user::client::{self, Family};
+use knock_user::cli::knock::{self as client, Family};
 use knock_user::config::{self, DEFAULT_PATH};
 use knock_user::daemon::{self, RunOptions};
-use knock_user::loader::AttachMode;
+use knock_user::kernel::AttachMode;
 use knock_user::plan::Switches;
-
-mod manuals;
 
 /// Port knocking in the kernel: an XDP replacement for knockd.
 #[derive(Parser)]
@@ -99,7 +97,7 @@ struct RunArgs {
     log_file: Option<PathBuf>,
     /// Where the program and its state are pinned (a directory per daemon, named after its
     /// first interface), so they outlive the daemon.
-    #[arg(long, value_name = "DIR", default_value = knock_user::state::DEFAULT_ROOT)]
+    #[arg(long, value_name = "DIR", default_value = knock_user::kernel::pins::DEFAULT_ROOT)]
     state_dir: PathBuf,
     /// Pin nothing: the program detaches and all state goes when the daemon exits, as knockd.
     #[arg(long)]
@@ -128,7 +126,7 @@ struct Pinned {
     )]
     interface: Option<String>,
     /// Where daemons pin their state.
-    #[arg(long, value_name = "DIR", default_value = knock_user::state::DEFAULT_ROOT)]
+    #[arg(long, value_name = "DIR", default_value = knock_user::kernel::pins::DEFAULT_ROOT)]
     state_dir: PathBuf,
 }
 
@@ -232,13 +230,13 @@ struct KeygenArgs {
     #[arg(long, value_name = "DOOR")]
     rotating: Option<String>,
     /// Rotating: seconds each sequence lasts.
-    #[arg(long, default_value_t = knock_user::rotate::DEFAULT_PERIOD_S)]
+    #[arg(long, default_value_t = knock_user::config::rotate::DEFAULT_PERIOD_S)]
     period: u64,
     /// Rotating: the port range, LOW-HIGH.
     #[arg(long, default_value = "10000-60000")]
     ports: String,
     /// Rotating: knocks per sequence.
-    #[arg(long, default_value_t = knock_user::rotate::DEFAULT_LENGTH)]
+    #[arg(long, default_value_t = knock_user::config::rotate::DEFAULT_LENGTH)]
     length: usize,
 }
 
@@ -286,7 +284,7 @@ fn rotating_sequence(
     file: &std::path::Path,
     rest: &[String],
 ) -> anyhow::Result<Vec<knock_common::ProtoPort>> {
-    let secret = knock_user::rotate::load(file)?;
+    let secret = knock_user::config::rotate::load(file)?;
     match rest {
         [] => {}
         [door] if *door == secret.door => {}
@@ -297,13 +295,15 @@ fn rotating_sequence(
         ),
         _ => anyhow::bail!("with --secret-file, give only the host and the door's name"),
     }
-    Ok(secret.sequence(secret.period_at(knock_user::clock::unix_s())))
+    Ok(secret.sequence(secret.period_at(knock_user::system::clock::unix_s())))
 }
 
 fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::GenerateManuals { dir } => {
-            for path in manuals::write(<Cli as clap::CommandFactory>::command(), &dir)? {
+            for path in
+                knock_user::cli::manuals::write(<Cli as clap::CommandFactory>::command(), &dir)?
+            {
                 println!("{}", path.display());
             }
             Ok(())
@@ -331,7 +331,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Status(args) => status(&args),
         Command::Stop(args) => {
             let pinned = &args.pinned;
-            let stopped = knock_user::stop::stop(&pinned.state_dir, pinned.interface.as_deref())?;
+            let stopped =
+                knock_user::cli::stop::stop(&pinned.state_dir, pinned.interface.as_deref())?;
             if stopped.is_empty() {
                 eprintln!("{}", pinned.nothing_attached());
             }
@@ -342,8 +343,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Check { config } => {
             let config = config::load(&config)?;
-            print!("{}", knock_user::check::describe(&config));
-            for warning in knock_user::check::warnings(&config, &knock_user::served::ports()) {
+            print!("{}", knock_user::cli::check::describe(&config));
+            for warning in
+                knock_user::cli::check::warnings(&config, &knock_user::system::served::ports())
+            {
                 eprintln!("warning: {warning}");
             }
             Ok(())
@@ -363,7 +366,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Spa(args) => {
             let path = expand_home(&args.key_file);
-            let keys = knock_user::keys::load(&path)?;
+            let keys = knock_user::config::keys::load(&path)?;
             let key = match args.key_id {
                 Some(id) => keys.iter().find(|k| k.id == id),
                 None => keys.first(),
@@ -371,7 +374,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("{}: no such key", path.display()))?;
             let ip = client::resolve(&args.host, family(args.ipv4, args.ipv6))?;
             let server = std::net::SocketAddr::new(ip, args.port);
-            let source = knock_user::spa_client::send(server, key, &args.door, args.source)?;
+            let source = knock_user::cli::spa::send(server, key, &args.door, args.source)?;
             if args.verbose {
                 println!(
                     "sent SPA for door {} with key {} to {server}, signed for source {source}",
@@ -383,18 +386,22 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Keygen(args) => {
             match &args.rotating {
                 Some(door) => {
-                    let mut secret = knock_user::rotate::Secret::generate(
+                    let mut secret = knock_user::config::rotate::Secret::generate(
                         door,
-                        knock_user::served::ports().iter().map(|p| p.port).collect(),
+                        knock_user::system::served::ports()
+                            .iter()
+                            .map(|p| p.port)
+                            .collect(),
                     )?;
                     secret.period_s = args.period;
                     secret.length = args.length;
-                    (secret.low, secret.high) = knock_user::rotate::port_range(&args.ports)
+                    (secret.low, secret.high) = knock_user::config::rotate::port_range(&args.ports)
                         .map_err(|m| anyhow::anyhow!("--ports: {m}"))?;
                     print!("{}", secret.to_file());
                 }
                 None => {
-                    let key = knock_user::keys::ClientKey::generate(args.id, &args.comment)?;
+                    let key =
+                        knock_user::config::keys::ClientKey::generate(args.id, &args.comment)?;
                     println!("{}", key.line());
                 }
             }
@@ -415,17 +422,20 @@ fn nothing_attached(root: &std::path::Path, iface: Option<&str>) -> String {
 /// `status`: exits non-zero when nothing is attached, after saying so.
 fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let pinned = &args.pinned;
-    let dirs = knock_user::state::select(&pinned.state_dir, pinned.interface.as_deref());
+    let dirs = knock_user::kernel::pins::select(&pinned.state_dir, pinned.interface.as_deref());
     let snapshots = dirs
         .iter()
-        .map(knock_user::status::snapshot)
+        .map(knock_user::cli::status::snapshot)
         .collect::<Result<Vec<_>, _>>()?;
     let report = if args.json {
         serde_json::to_string_pretty(&snapshots)? + "\n"
     } else if args.prometheus {
-        knock_user::status::prometheus(&snapshots)
+        knock_user::cli::status::prometheus(&snapshots)
     } else {
-        snapshots.iter().map(knock_user::status::text).collect()
+        snapshots
+            .iter()
+            .map(knock_user::cli::status::text)
+            .collect()
     };
     match &args.output {
         Some(path) => write_atomically(path, &report)?,

@@ -22,7 +22,7 @@ use knock_common::frame::classify;
 use knock_common::segment::tcp_flags::SYN;
 use knock_common::{Addr, ProtoPort};
 use knock_user::config;
-use knock_user::loader::Knock;
+use knock_user::kernel::Knock;
 use knock_user::plan::{Plan, Switches};
 
 #[test]
@@ -280,7 +280,7 @@ fn progress(knock: &mut Knock, source: Addr) -> (u8, usize) {
 
 /// Whether `source` has a door open now, and how many other sources have one.
 fn open_doors(knock: &mut Knock, source: Addr) -> (bool, usize) {
-    let now = knock_user::clock::monotonic_ns();
+    let now = knock_user::system::clock::monotonic_ns();
     let map = knock.gate().expect("the gate map");
     let mut open = false;
     let mut others = 0;

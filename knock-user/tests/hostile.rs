@@ -196,7 +196,7 @@ fn a_million_spoofed_first_knocks_do_not_stop_a_real_client() {
     .build();
     let memory_before = knock.map_memory();
     let mut sent = 0u64;
-    let mut flood_for = |knock: &knock_user::loader::Knock, count: u64| {
+    let mut flood_for = |knock: &knock_user::kernel::Knock, count: u64| {
         for _ in 0..count {
             spoofed_first_knock(sent, &mut flood);
             assert_eq!(verdict(knock, &flood), DROP);

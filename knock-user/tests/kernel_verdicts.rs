@@ -13,7 +13,7 @@ use knock_common::Addr;
 use knock_common::counter::Counter;
 use knock_common::craft::Craft;
 use knock_common::segment::tcp_flags::{ACK, SYN};
-use knock_user::loader::Knock;
+use knock_user::kernel::Knock;
 
 const GUIDE: &str = "[options]\n        UseSyslog\n\n[openSSH]\n        sequence    = 4438,1813,8235\n        seq_timeout = 5\n        command     = /sbin/iptables -A KNOCKD -s %IP% -p tcp --dport 22 -j ACCEPT\n        tcpflags    = syn\n";
 
@@ -216,12 +216,15 @@ fn the_sweeper_removes_stale_progress_and_closed_passes() {
     assert_eq!(sources_in_progress(&mut knock), 1);
     assert_eq!(knock.gate().unwrap().keys().count(), 1);
     std::thread::sleep(Duration::from_millis(80));
-    let now = knock_user::clock::monotonic_ns();
+    let now = knock_user::system::clock::monotonic_ns();
     let doors = knock.pushed_doors();
-    let timeouts = knock_user::sweep::progress(&mut knock.progress().unwrap(), &doors, now);
+    let timeouts = knock_user::kernel::sweep::progress(&mut knock.progress().unwrap(), &doors, now);
     assert_eq!(timeouts.len(), 1);
     assert_eq!(sources_in_progress(&mut knock), 0);
-    assert_eq!(knock_user::sweep::gate(&mut knock.gate().unwrap(), now), 0);
+    assert_eq!(
+        knock_user::kernel::sweep::gate(&mut knock.gate().unwrap(), now),
+        0
+    );
     assert_eq!(knock.gate().unwrap().keys().count(), 0);
 }
 

@@ -29,7 +29,7 @@ fn the_programs_neither_divide_64_bit_numbers_nor_use_atomics() {
 }
 
 fn assert_no_program_has(what: &str, found: fn(&[u8]) -> bool) {
-    let file = object::File::parse(knock_user::loader::PROGRAM_OBJECT).expect("an ELF object");
+    let file = object::File::parse(knock_user::kernel::PROGRAM_OBJECT).expect("an ELF object");
     let mut programs = 0;
     for section in file.sections() {
         let name = section.name().unwrap_or_default();

@@ -13,7 +13,7 @@ use knock_common::craft::{Craft, Transport};
 use knock_common::segment::tcp_flags::SYN;
 use knock_common::spa::{self, Request};
 use knock_lab::{CLIENT_V4, OTHER_V4, SERVER_V4, connects, connects_from};
-use knock_user::keys::ClientKey;
+use knock_user::config::keys::ClientKey;
 use knock_user::plan::door_tag;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -21,7 +21,7 @@ const KEY: &str = "7 000102030405060708090a0b0c0d0e0f laptop";
 const SPA_PORT: u16 = spa::DEFAULT_PORT;
 
 fn key() -> ClientKey {
-    knock_user::keys::parse(std::path::Path::new("k"), KEY)
+    knock_user::config::keys::parse(std::path::Path::new("k"), KEY)
         .unwrap()
         .remove(0)
 }
@@ -45,7 +45,7 @@ fn sealed(source: IpAddr, timestamp: u64, nonce: u8) -> [u8; spa::PACKET_LEN] {
 }
 
 fn now() -> u64 {
-    knock_user::clock::unix_s()
+    knock_user::system::clock::unix_s()
 }
 
 /// Sends an SPA payload as a datagram from `source` on the client side.
@@ -183,7 +183,7 @@ fn forged_altered_stale_and_truncated_spa_packets_stay_closed() {
 }
 
 fn rotating_scene() -> (Scene, std::path::PathBuf) {
-    let secret = knock_user::rotate::Secret::generate("openSSH", [22].into()).unwrap();
+    let secret = knock_user::config::rotate::Secret::generate("openSSH", [22].into()).unwrap();
     let s = scene_files(
         "[openSSH]\nSecret_File = $DIR/openSSH.secret\ncmd_timeout = 1\n",
         &[("openSSH.secret", &secret.to_file())],
@@ -227,7 +227,7 @@ fn a_rotating_knock_opens_and_its_replay_does_not() {
         .count();
     // Same period, same sequence: already used. (A period boundary between the two knocks
     // would make this a fresh sequence, so skip that rare case.)
-    let loaded = knock_user::rotate::load(&secret).unwrap();
+    let loaded = knock_user::config::rotate::load(&secret).unwrap();
     let period = loaded.period_at(now());
     knock();
     std::thread::sleep(Duration::from_millis(500));
@@ -246,7 +246,7 @@ fn a_rotating_knock_opens_and_its_replay_does_not() {
 #[test]
 fn a_captured_rotating_sequence_from_another_source_stays_closed_after_use() {
     let (s, secret) = rotating_scene();
-    let loaded = knock_user::rotate::load(&secret).unwrap();
+    let loaded = knock_user::config::rotate::load(&secret).unwrap();
     let sequence = loaded.sequence(loaded.period_at(now()));
     let syn_from = |source: IpAddr, port: u16| {
         s.lab

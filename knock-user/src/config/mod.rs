@@ -2,7 +2,10 @@
 //! line and key.
 
 mod error;
+pub mod keys;
+pub mod onetime;
 mod parse;
+pub mod rotate;
 pub(crate) mod value;
 
 use std::net::IpAddr;
@@ -28,7 +31,7 @@ pub struct Config {
     pub options: Options,
     pub doors: Vec<DoorConfig>,
     /// The SPA client keys, read from `SPA_Keys`.
-    pub spa_keys: Vec<crate::keys::ClientKey>,
+    pub spa_keys: Vec<crate::config::keys::ClientKey>,
 }
 
 /// The `[options]` section.
@@ -130,7 +133,7 @@ pub struct DoorConfig {
     pub spa: bool,
     /// The secret of a rotating sequence (knock extension `Secret_File`).
     pub secret_file: Option<PathBuf>,
-    pub secret: Option<crate::rotate::Secret>,
+    pub secret: Option<crate::config::rotate::Secret>,
     /// For one period's instance of a rotating door: the period number.
     pub period: Option<u64>,
 }
@@ -217,13 +220,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let mut config = parse(path, &text)?;
     for door in &mut config.doors {
         if let Some(file) = &door.one_time_sequences {
-            let file = crate::onetime::resolve(path, file);
+            let file = crate::config::onetime::resolve(path, file);
             door.load_one_time(&file)?;
             door.one_time_sequences = Some(file);
         }
         if let Some(file) = &door.secret_file {
-            let file = crate::onetime::resolve(path, file);
-            let secret = crate::rotate::load(&file)?;
+            let file = crate::config::onetime::resolve(path, file);
+            let secret = crate::config::rotate::load(&file)?;
             if secret.door != door.name {
                 return Err(ConfigError {
                     path: file,
@@ -240,8 +243,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         }
     }
     if let Some(file) = &config.options.spa_keys {
-        let file = crate::onetime::resolve(path, file);
-        config.spa_keys = crate::keys::load(&file)?;
+        let file = crate::config::onetime::resolve(path, file);
+        config.spa_keys = crate::config::keys::load(&file)?;
         config.options.spa_keys = Some(file);
     }
     Ok(config)
@@ -250,7 +253,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 impl DoorConfig {
     /// Takes the first unused sequence of a one-time file as this door's sequence.
     pub fn load_one_time(&mut self, file: &Path) -> Result<(), ConfigError> {
-        match crate::onetime::current(file)? {
+        match crate::config::onetime::current(file)? {
             Some(current) => {
                 self.sequence = current.sequence;
                 self.one_time_line = Some(current.line);

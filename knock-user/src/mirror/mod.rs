@@ -423,7 +423,9 @@ fn apply(target: &Target, journal: &Journal, op: Op) {
             let elements: Vec<(Element, Duration)> = items
                 .into_iter()
                 .filter_map(|(item, expires_ns)| match item {
-                    Item::Element(element) => Some((element, crate::clock::until(expires_ns))),
+                    Item::Element(element) => {
+                        Some((element, crate::system::clock::until(expires_ns)))
+                    }
                     Item::Rule(_) => None,
                 })
                 .collect();

@@ -12,7 +12,7 @@ use aya::programs::TestRun as _;
 use knock_common::Addr;
 use knock_common::counter::Counter;
 use knock_user::config;
-use knock_user::loader::{Capacities, Knock};
+use knock_user::kernel::{Capacities, Knock};
 use knock_user::plan::{Plan, Switches};
 
 pub const PASS: u32 = 2;

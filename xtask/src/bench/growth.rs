@@ -175,7 +175,7 @@ pub fn progress(sizes: Sizes, capacity: u32, percents: &[u32]) -> Result<Vec<Poi
     for &percent in percents {
         let mut rig = Rig::load(&super::packet::config("strict"), capacity)?;
         let filled = u32::try_from(u64::from(capacity) * u64::from(percent) / 100)?;
-        rig.fill_progress(filled, knock_user::clock::monotonic_ns())?;
+        rig.fill_progress(filled, knock_user::system::clock::monotonic_ns())?;
         let full = percent >= 100;
         let [unrelated, gate, first, step] = point(
             &mut rig,

@@ -57,7 +57,7 @@ pub fn spa_frame(src: IpAddr, n: u64, forged: bool) -> Vec<u8> {
     let request = Request {
         key_id: KEY_ID,
         door_tag: knock_user::plan::door_tag("openSSH"),
-        timestamp: knock_user::clock::unix_s(),
+        timestamp: knock_user::system::clock::unix_s(),
         nonce,
     };
     let mut packet = spa::seal(&request, &KEY, &Addr::from(src));

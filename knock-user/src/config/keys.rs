@@ -27,7 +27,7 @@ impl ClientKey {
     /// A fresh key with a random id, from the kernel's random source.
     pub fn generate(id: Option<u32>, comment: &str) -> std::io::Result<Self> {
         let mut bytes = [0u8; 20];
-        crate::random::fill(&mut bytes)?;
+        crate::system::random::fill(&mut bytes)?;
         let mut key = [0u8; 16];
         key.copy_from_slice(&bytes[..16]);
         let random_id = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);

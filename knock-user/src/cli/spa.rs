@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use knock_common::Addr;
 use knock_common::spa::{self, Request};
 
-use crate::keys::ClientKey;
+use crate::config::keys::ClientKey;
 use crate::plan::door_tag;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +39,11 @@ pub fn send(
             .ip(),
     };
     let mut nonce = [0u8; 16];
-    crate::random::fill(&mut nonce).map_err(SpaError::Random)?;
+    crate::system::random::fill(&mut nonce).map_err(SpaError::Random)?;
     let request = Request {
         key_id: key.id,
         door_tag: door_tag(door),
-        timestamp: crate::clock::unix_s(),
+        timestamp: crate::system::clock::unix_s(),
         nonce,
     };
     let packet = spa::seal(&request, &key.key, &Addr::from(source));

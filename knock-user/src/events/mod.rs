@@ -4,6 +4,10 @@ use knock_common::Addr;
 use knock_common::event::{Event, kind};
 use knock_common::spa::Rejection;
 
+pub mod commands;
+pub mod keeper;
+pub mod names;
+
 /// Something that happened to one source at one door.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DoorEvent {

@@ -21,7 +21,11 @@ use knock_common::{
 };
 
 use crate::plan::Plan;
-use crate::state::{PINNED, StateDir};
+
+pub mod pins;
+pub mod sweep;
+
+use pins::{PINNED, StateDir};
 
 /// The XDP program, built by build.rs and embedded in this binary.
 pub static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/knock"));
@@ -236,7 +240,7 @@ impl Knock {
 
     /// Unpins the links and maps and removes the state directory: the program detaches when
     /// this daemon exits, and nothing is left behind.
-    pub fn forget_state(&mut self) -> Result<(), crate::state::StateError> {
+    pub fn forget_state(&mut self) -> Result<(), crate::kernel::pins::StateError> {
         match self.state.take() {
             Some(dir) => dir.remove(),
             None => Ok(()),
@@ -304,7 +308,7 @@ impl Knock {
                 }
             }
             // Detached now, so the new attachment cannot meet the old one.
-            let _ = crate::state::detach_pinned_link(&pin);
+            let _ = crate::kernel::pins::detach_pinned_link(&pin);
         }
         let program = self.program_for(iface)?;
         let id = program
@@ -501,8 +505,9 @@ impl Knock {
         let Some(pushed) = self.pushed.as_mut() else {
             return Ok(());
         };
-        pushed.settings.clock_offset_ns = crate::clock::wall_offset_ns();
-        pushed.settings.recent_tick = knock_common::recent::tick(crate::clock::monotonic_ns());
+        pushed.settings.clock_offset_ns = crate::system::clock::wall_offset_ns();
+        pushed.settings.recent_tick =
+            knock_common::recent::tick(crate::system::clock::monotonic_ns());
         let value = pushed.settings;
         let mut settings: Array<_, Settings> = self.array(maps::SETTINGS)?;
         settings.set(0, value, 0).map_err(map_error(maps::SETTINGS))

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use knock_common::Addr;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::clock;
-use crate::command::{self, COMMAND_DEADLINE};
 use crate::config::{Config, DoorConfig};
 use crate::events::DoorEvent;
+use crate::events::commands::{self, COMMAND_DEADLINE};
+use crate::events::names::Names;
 use crate::journal::Journal;
 use crate::mirror::Mirror;
-use crate::names::Names;
 use crate::plan::Plan;
+use crate::system::clock;
 
 struct OpenDoor {
     expires_ns: u64,
@@ -370,14 +370,14 @@ impl Keeper {
             Which::Start => config.start_command_for(ip),
             Which::Stop => config.stop_command_for(ip),
         }?;
-        let command = command::expand(template, ip);
+        let command = commands::expand(template, ip);
         let journal = Arc::clone(&self.journal);
         let name = config.name.clone();
         let task = async move {
             if let Some(start) = after {
                 let _ = start.await;
             }
-            command::run(journal, name, command, COMMAND_DEADLINE).await;
+            commands::run(journal, name, command, COMMAND_DEADLINE).await;
         };
         match which {
             // The stop command waits on the start command's handle, so the start command runs

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::state::{self, StateDir, is_alive};
+use crate::kernel::pins::{self, StateDir, is_alive};
 
 /// How long a daemon gets to close its doors (its stop commands have their own deadline).
 const DAEMON_GRACE: Duration = Duration::from_secs(30);
@@ -81,20 +81,20 @@ pub enum StopError {
     #[error("{dir}: daemon {pid} did not finish within {} s", DAEMON_GRACE.as_secs())]
     Slow { dir: String, pid: u32 },
     #[error(transparent)]
-    State(#[from] state::StateError),
+    State(#[from] pins::StateError),
 }
 
 /// Stops what guards `iface`, or everything under `root`. An empty list means nothing was
 /// attached.
 pub fn stop(root: &Path, iface: Option<&str>) -> Result<Vec<Stopped>, StopError> {
-    state::select(root, iface).iter().map(stop_one).collect()
+    pins::select(root, iface).iter().map(stop_one).collect()
 }
 
 fn stop_one(dir: &StateDir) -> Result<Stopped, StopError> {
     let name = dir.path().display().to_string();
     if let Some(info) = dir.daemon()
         && info.pid != std::process::id()
-        && state::is_knock_daemon(info.pid)
+        && pins::is_knock_daemon(info.pid)
     {
         // SAFETY: kill(2) with a pid the pinned state names, checked to be a knock daemon.
         unsafe { libc::kill(info.pid as i32, libc::SIGUSR2) };
@@ -116,13 +116,13 @@ fn stop_one(dir: &StateDir) -> Result<Stopped, StopError> {
             pid: info.pid,
         });
     }
-    let open = crate::status::snapshot(dir).map_or(0, |s| s.open.len());
+    let open = crate::cli::status::snapshot(dir).map_or(0, |s| s.open.len());
     let record = dir.daemon();
     dir.remove()?;
     let mirror = record.and_then(|info| {
-        let target = state::mirror_target(&info)?;
+        let target = pins::mirror_target(&info)?;
         let label = target.to_string();
-        if info.netns != state::current_netns() {
+        if info.netns != pins::current_netns() {
             return Some(Mirrored::ElsewhereLeft { target: label });
         }
         let journal = crate::journal::Journal::stderr_only(false);

@@ -11,21 +11,23 @@ use knock_common::ProtoPort;
 use knock_common::counter::Counter;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::addresses;
-use crate::clock;
+use crate::config::onetime;
 use crate::config::{self, Config};
 use crate::events;
-use crate::expand;
+use crate::events::keeper::{Keeper, doors_by_id};
+use crate::events::names::Names;
 use crate::journal::Journal;
-use crate::keeper::{Keeper, doors_by_id};
-use crate::loader::{AttachMode, Capacities, Knock};
-use crate::names::Names;
-use crate::onetime;
+use crate::kernel::pins::{Found, StateDir};
+use crate::kernel::sweep;
+use crate::kernel::{AttachMode, Capacities, Knock};
+use crate::plan::expand;
 use crate::plan::{Plan, Switches};
-use crate::served;
-use crate::state::{Found, StateDir};
-use crate::sweep;
-use crate::xdplog;
+use crate::system::clock;
+use crate::system::net;
+use crate::system::served;
+
+pub mod detach;
+mod xdplog;
 
 /// Where knockd writes its pid when it runs as a daemon; init scripts look there.
 pub const DEFAULT_PID_FILE: &str = "/var/run/knockd.pid";
@@ -99,7 +101,7 @@ struct Daemon {
 pub fn run(options: RunOptions) -> anyhow::Result<()> {
     let daemon = Daemon::prepare(options)?;
     if daemon.options.daemon {
-        crate::detach::detach().context("cannot become a daemon")?;
+        crate::daemon::detach::detach().context("cannot become a daemon")?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -125,7 +127,7 @@ impl Daemon {
         );
         let interfaces = interfaces(&options, &config)?;
         let served = served::ports();
-        let local = addresses::of_interfaces(&interfaces);
+        let local = net::of_interfaces(&interfaces);
         let capacities = Capacities {
             progress: config.options.progress_capacity,
             gate: config.options.gate_capacity,
@@ -220,7 +222,7 @@ impl Daemon {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
         let mut usr2 = signal(SignalKind::user_defined2())?;
-        let mut ring = crate::watch::readable(self.knock.take_events()?)
+        let mut ring = crate::system::watch::readable(self.knock.take_events()?)
             .context("cannot watch the event ring")?;
         // Written once the handlers are in place, so a SIGTERM sent as soon as it appears still
         // finds it removed on the way out.
@@ -231,7 +233,7 @@ impl Daemon {
                 .clone()
                 .or_else(|| self.config.options.pid_file.clone())
                 .unwrap_or_else(|| DEFAULT_PID_FILE.into());
-            crate::detach::PidFile::write(path, &self.journal)
+            crate::daemon::detach::PidFile::write(path, &self.journal)
         });
         self.announce();
         self.record_daemon(self.predecessor.map_or(0, |p| p.closed_through_ns));
@@ -323,11 +325,11 @@ impl Daemon {
         if !self.knock.keeps_state() {
             return;
         }
-        let (mirror, mirror_name) = crate::state::mirror_record(self.mirror_target.as_ref());
+        let (mirror, mirror_name) = crate::kernel::pins::mirror_record(self.mirror_target.as_ref());
         let info = knock_common::status::DaemonInfo {
             started_unix_s: self.started_unix_s,
             closed_through_ns,
-            netns: crate::state::current_netns(),
+            netns: crate::kernel::pins::current_netns(),
             pid: std::process::id(),
             mode: self.options.mode.code(),
             mirror,
@@ -375,7 +377,7 @@ impl Daemon {
         };
         for iface in dir.linked_interfaces() {
             if !self.interfaces.contains(&iface) {
-                let _ = crate::state::detach_pinned_link(&dir.link_path(&iface));
+                let _ = crate::kernel::pins::detach_pinned_link(&dir.link_path(&iface));
                 self.journal.line(&format!(
                     "knock: no longer guarding {iface}; its program is detached"
                 ));
@@ -384,8 +386,8 @@ impl Daemon {
     }
 
     /// Says what became of the pinned state and each interface's attachment.
-    fn report_attachments(&self, attached: &[(String, crate::loader::Attached)]) {
-        use crate::loader::Attached;
+    fn report_attachments(&self, attached: &[(String, crate::kernel::Attached)]) {
+        use crate::kernel::Attached;
         if let Some((dir, found)) = &self.found {
             let place = dir.path().display();
             match found {
@@ -664,7 +666,7 @@ impl Daemon {
     /// Follows services starting and stopping, and addresses coming and going.
     fn check_served(&mut self) {
         let served = served::ports();
-        let local = addresses::of_interfaces(&self.interfaces);
+        let local = net::of_interfaces(&self.interfaces);
         if served == self.served && local == self.local {
             return;
         }

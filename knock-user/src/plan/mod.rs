@@ -14,6 +14,8 @@ use knock_common::{Addr, Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, Progress
 
 use crate::config::{Config, DoorConfig};
 
+pub mod expand;
+
 /// Everything the XDP program needs to know about a configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {

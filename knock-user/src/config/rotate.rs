@@ -28,8 +28,8 @@ use hmac::{Hmac, Mac as _};
 use knock_common::ProtoPort;
 use sha2::Sha256;
 
+use crate::config::keys::{hex, unhex};
 use crate::config::{ConfigError, ErrorKind, value};
-use crate::keys::{hex, unhex};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Secret {
@@ -50,7 +50,7 @@ pub const DEFAULT_LENGTH: usize = 3;
 impl Secret {
     pub fn generate(door: &str, exclude: BTreeSet<u16>) -> std::io::Result<Self> {
         let mut key = [0u8; 32];
-        crate::random::fill(&mut key)?;
+        crate::system::random::fill(&mut key)?;
         Ok(Self {
             door: door.to_owned(),
             key,

@@ -159,7 +159,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::rotate::Secret;
+    use crate::config::rotate::Secret;
 
     #[test]
     fn a_rotating_range_over_a_protected_port_is_a_warning() {

@@ -13,9 +13,9 @@ use knock_common::status::DoorName;
 use knock_common::{Addr, Door, MAX_DOORS, maps};
 use serde::Serialize;
 
-use crate::clock;
-use crate::loader::AttachMode;
-use crate::state::{StateDir, StateError, is_knock_daemon};
+use crate::kernel::AttachMode;
+use crate::kernel::pins::{StateDir, StateError, is_knock_daemon};
+use crate::system::clock;
 
 /// One state directory's view.
 #[derive(Clone, Debug, Serialize)]

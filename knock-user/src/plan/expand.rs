@@ -55,7 +55,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::rotate::Secret;
+    use crate::config::rotate::Secret;
 
     fn config_with_rotating_door() -> Config {
         let mut config = crate::config::parse(

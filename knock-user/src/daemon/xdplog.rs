@@ -23,7 +23,8 @@ impl log::Log for Stderr {
 pub fn start(ebpf: &mut Ebpf) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let logger =
         EbpfLogger::init_with_logger(ebpf, Stderr).context("cannot read the XDP program's log")?;
-    let mut fd = crate::watch::readable(logger).context("cannot watch the XDP program's log")?;
+    let mut fd =
+        crate::system::watch::readable(logger).context("cannot watch the XDP program's log")?;
     Ok(tokio::spawn(async move {
         while let Ok(mut guard) = fd.readable_mut().await {
             guard.get_inner_mut().0.flush();

@@ -1,6 +1,10 @@
-//! Events the XDP program sends to user space through the `EVENTS` ring buffer.
+//! Events the XDP program sends to user space through the `EVENTS` ring buffer: the record
+//! ([`Event`]), what user space reads it as ([`DoorEvent`]), and the one encoding between them.
+//! The kernel writes the record field by field (knock-ebpf's `report::emit`), with the kinds
+//! defined here.
 
 use crate::Addr;
+use crate::spa::Rejection;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -21,6 +25,192 @@ pub struct Event {
     pub _pad2: u32,
 }
 crate::assert_layout!(Event, size = 40, align = 8);
+
+/// Something that happened to one source at one door, as user space reads it from the ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DoorEvent {
+    Stage {
+        source: Addr,
+        door: u8,
+        stage: u8,
+    },
+    Opened {
+        source: Addr,
+        door: u8,
+        expires_ns: u64,
+    },
+    Refreshed {
+        source: Addr,
+        door: u8,
+        expires_ns: u64,
+    },
+    Reset {
+        source: Addr,
+        door: u8,
+        stage: u8,
+    },
+    TimedOut {
+        source: Addr,
+        door: u8,
+        stage: u8,
+    },
+    Crowded {
+        source: Addr,
+        door: u8,
+    },
+    GateFull {
+        source: Addr,
+        door: u8,
+    },
+    Banned {
+        source: Addr,
+        until_ns: u64,
+    },
+    SpaRejected {
+        source: Addr,
+        reason: Rejection,
+    },
+}
+
+/// Why a ring record is not an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// A record of this many bytes; events are `size_of::<Event>()` bytes.
+    Size(usize),
+    Kind(u8),
+    Reason(u8),
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Size(len) => write!(
+                f,
+                "an event of {len} bytes; events are {} bytes",
+                size_of::<Event>()
+            ),
+            Self::Kind(kind) => write!(f, "an event of unknown kind {kind}"),
+            Self::Reason(reason) => write!(f, "an SPA rejection of unknown reason {reason}"),
+        }
+    }
+}
+
+impl core::error::Error for DecodeError {}
+
+impl Event {
+    /// The record's bytes, as they stand in the ring.
+    pub fn to_bytes(&self) -> [u8; size_of::<Event>()] {
+        // SAFETY: Event is repr(C) plain integers without implicit padding (its size is
+        // asserted above), so every byte is initialised.
+        unsafe { core::mem::transmute_copy(self) }
+    }
+
+    /// A record read from the ring.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() != size_of::<Event>() {
+            return Err(DecodeError::Size(bytes.len()));
+        }
+        // SAFETY: the length matches and Event is plain integers, valid for any bit pattern.
+        Ok(unsafe { bytes.as_ptr().cast::<Event>().read_unaligned() })
+    }
+}
+
+impl DoorEvent {
+    /// Reads one record of the ring.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_event(&Event::from_bytes(bytes)?)
+    }
+
+    /// What a record means.
+    pub fn from_event(event: &Event) -> Result<Self, DecodeError> {
+        let (source, door, stage) = (event.addr, event.door, event.stage);
+        Ok(match event.kind {
+            kind::STAGE => Self::Stage {
+                source,
+                door,
+                stage,
+            },
+            kind::OPENED => Self::Opened {
+                source,
+                door,
+                expires_ns: event.expires_ns,
+            },
+            kind::REFRESHED => Self::Refreshed {
+                source,
+                door,
+                expires_ns: event.expires_ns,
+            },
+            kind::RESET => Self::Reset {
+                source,
+                door,
+                stage,
+            },
+            kind::TIMED_OUT => Self::TimedOut {
+                source,
+                door,
+                stage,
+            },
+            kind::CROWDED => Self::Crowded { source, door },
+            kind::GATE_FULL => Self::GateFull { source, door },
+            kind::BANNED => Self::Banned {
+                source,
+                until_ns: event.expires_ns,
+            },
+            kind::SPA_REJECTED => Self::SpaRejected {
+                source,
+                reason: Rejection::from_u8(stage).ok_or(DecodeError::Reason(stage))?,
+            },
+            other => return Err(DecodeError::Kind(other)),
+        })
+    }
+
+    /// The record the kernel writes for this event at `time_ns`.
+    pub const fn encode(self, time_ns: u64) -> Event {
+        let (kind, addr, door, stage, expires_ns) = match self {
+            Self::Stage {
+                source,
+                door,
+                stage,
+            } => (kind::STAGE, source, door, stage, 0),
+            Self::Opened {
+                source,
+                door,
+                expires_ns,
+            } => (kind::OPENED, source, door, 0, expires_ns),
+            Self::Refreshed {
+                source,
+                door,
+                expires_ns,
+            } => (kind::REFRESHED, source, door, 0, expires_ns),
+            Self::Reset {
+                source,
+                door,
+                stage,
+            } => (kind::RESET, source, door, stage, 0),
+            Self::TimedOut {
+                source,
+                door,
+                stage,
+            } => (kind::TIMED_OUT, source, door, stage, 0),
+            Self::Crowded { source, door } => (kind::CROWDED, source, door, 0, 0),
+            Self::GateFull { source, door } => (kind::GATE_FULL, source, door, 0, 0),
+            Self::Banned { source, until_ns } => (kind::BANNED, source, 0, 0, until_ns),
+            Self::SpaRejected { source, reason } => {
+                (kind::SPA_REJECTED, source, 0, reason as u8, 0)
+            }
+        };
+        Event {
+            time_ns,
+            expires_ns,
+            addr,
+            kind,
+            door,
+            stage,
+            _pad1: 0,
+            _pad2: 0,
+        }
+    }
+}
 
 /// Values of [`Event::kind`].
 pub mod kind {
@@ -72,6 +262,104 @@ pub const fn completes_batch(produced: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::kind::*;
+    use super::{DecodeError, DoorEvent, Event};
+    use crate::Addr;
+    use crate::spa::Rejection;
+
+    #[test]
+    fn every_event_survives_the_ring() {
+        let source = Addr::from_ipv4([198, 51, 100, 2]);
+        for event in [
+            DoorEvent::Stage {
+                source,
+                door: 1,
+                stage: 2,
+            },
+            DoorEvent::Opened {
+                source,
+                door: 3,
+                expires_ns: 99,
+            },
+            DoorEvent::Refreshed {
+                source,
+                door: 63,
+                expires_ns: u64::MAX,
+            },
+            DoorEvent::Reset {
+                source,
+                door: 0,
+                stage: 31,
+            },
+            DoorEvent::TimedOut {
+                source,
+                door: 7,
+                stage: 1,
+            },
+            DoorEvent::Crowded { source, door: 4 },
+            DoorEvent::GateFull { source, door: 5 },
+            DoorEvent::Banned {
+                source,
+                until_ns: 12_345,
+            },
+            DoorEvent::SpaRejected {
+                source,
+                reason: Rejection::Replayed,
+            },
+        ] {
+            let record = event.encode(1);
+            assert_eq!(Event::from_bytes(&record.to_bytes()), Ok(record));
+            assert_eq!(
+                DoorEvent::decode(&record.to_bytes()),
+                Ok(event),
+                "{event:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_opened_event_carries_its_deadline() {
+        let source = Addr::from_ipv4([198, 51, 100, 2]);
+        let event = Event {
+            time_ns: 1,
+            expires_ns: 99,
+            addr: source,
+            kind: OPENED,
+            door: 3,
+            stage: 0,
+            _pad1: 0,
+            _pad2: 0,
+        };
+        assert_eq!(
+            DoorEvent::decode(&event.to_bytes()),
+            Ok(DoorEvent::Opened {
+                source,
+                door: 3,
+                expires_ns: 99
+            })
+        );
+    }
+
+    #[test]
+    fn a_short_or_unknown_event_is_an_error() {
+        assert_eq!(DoorEvent::decode(&[0; 7]), Err(DecodeError::Size(7)));
+        let event = Event {
+            kind: 200,
+            ..Event::default()
+        };
+        assert_eq!(
+            DoorEvent::decode(&event.to_bytes()),
+            Err(DecodeError::Kind(200))
+        );
+        let event = Event {
+            kind: SPA_REJECTED,
+            stage: 99,
+            ..Event::default()
+        };
+        assert_eq!(
+            DoorEvent::decode(&event.to_bytes()),
+            Err(DecodeError::Reason(99))
+        );
+    }
 
     #[test]
     fn doors_opening_wake_the_daemon_at_once() {

@@ -69,8 +69,10 @@ pub const PROGRAM: &str = "knock";
 pub const BASELINE_PROGRAM: &str = "knock_baseline";
 /// The XDP program that checks single-packet authorization, reached by a tail call.
 pub const SPA_PROGRAM: &str = "knock_spa";
-/// The name of the program array the main program tail-calls through, and the SPA slot in it.
+/// The name of the program array the main program tail-calls through.
 pub const HANDOFF: &str = "HANDOFF";
+/// The slot of [`SPA_PROGRAM`] in [`HANDOFF`]: the loader puts it there, the main program
+/// tail-calls it.
 pub const HANDOFF_SPA: u32 = 0;
 
 /// Declares that a type shared through a map has the given size on every target, so a 32-bit

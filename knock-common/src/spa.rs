@@ -170,6 +170,16 @@ pub const fn fresh(timestamp: u64, now_ns: u64, window_s: u64) -> bool {
     (timestamp * NANOS_PER_SECOND).abs_diff(now_ns) <= window_s * NANOS_PER_SECOND
 }
 
+/// The tag packets name a door by: the first four bytes of SHA-256 of its name. User space
+/// computes it (the daemon for the `SPA_DOORS` map, the client for its packet); the kernel only
+/// looks it up.
+#[cfg(feature = "user")]
+pub fn door_tag(name: &str) -> u32 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
 /// Builds a packet: the client's side.
 pub fn seal(request: &Request, key: &[u8; 16], source: &Addr) -> [u8; PACKET_LEN] {
     let mut packet = [0u8; PACKET_LEN];

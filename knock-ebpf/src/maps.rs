@@ -101,11 +101,9 @@ pub static NONCES: LruHashMap<[u8; 16], u8> = LruHashMap::with_max_entries(8192,
 pub static SPA_DOORS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_DOORS as u32, 0);
 
 /// Programs the main one hands packets to with a tail call, each with its own 512-byte stack
-/// and verified on its own: index `SPA_PROGRAM` checks single-packet authorization.
+/// and verified on its own: slot `knock_common::HANDOFF_SPA` checks single-packet authorization.
 #[map]
 pub static HANDOFF: ProgramArray = ProgramArray::with_max_entries(1, 0);
-
-pub const SPA_PROGRAM: u32 = 0;
 
 /// The host's own addresses, and the doors' targets: knocks count only when sent to one.
 #[map]

@@ -12,12 +12,12 @@ use knock_common::frame::{Frame, Headers, headers};
 use knock_common::ports::{self, GUARDED, KNOCK, SERVED};
 use knock_common::progress::{Arrival, Change, DoorBook, Observer, Progress, advance};
 use knock_common::settings::Settings;
-use knock_common::{Addr, Door, ProtoPort, Segment};
+use knock_common::{Addr, Door, HANDOFF_SPA, ProtoPort, Segment};
 
 use crate::frame::XdpFrame;
 use crate::maps::{
     DOORS, FIRST_STEPS, HANDOFF, LOCAL_ADDRS, OPENS_PER_PACKET, Opens, PORTS, PROGRESS, SCRATCH,
-    SETTINGS, SPA_PROGRAM, Scratch,
+    SETTINGS, Scratch,
 };
 use crate::report::{count, emit, zero};
 use crate::{ban, gate, recent};
@@ -105,7 +105,7 @@ fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
         if heard && !segment.fragment {
             // The SPA program reads the segment from the scratch slot and drops the datagram.
             // SAFETY: a tail call into our own program array; on failure execution goes on.
-            unsafe { HANDOFF.tail_call(ctx, SPA_PROGRAM) };
+            unsafe { HANDOFF.tail_call(ctx, HANDOFF_SPA) };
         }
         // SPA datagrams are always dropped: the host never answers them.
         return Ok(XDP_DROP);

@@ -11,10 +11,10 @@ use common::{BINARY, Scene, scene, scene_files};
 use knock_common::Addr;
 use knock_common::craft::{Craft, Transport};
 use knock_common::segment::tcp_flags::SYN;
+use knock_common::spa::door_tag;
 use knock_common::spa::{self, Request};
 use knock_lab::{CLIENT_V4, OTHER_V4, SERVER_V4, connects, connects_from};
 use knock_user::config::keys::ClientKey;
-use knock_user::plan::door_tag;
 
 const WAIT: Duration = Duration::from_secs(5);
 const KEY: &str = "7 000102030405060708090a0b0c0d0e0f laptop";

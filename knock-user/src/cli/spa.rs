@@ -6,7 +6,7 @@ use knock_common::Addr;
 use knock_common::spa::{self, Request};
 
 use crate::config::keys::ClientKey;
-use crate::plan::door_tag;
+use knock_common::spa::door_tag;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpaError {

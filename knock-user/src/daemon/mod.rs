@@ -308,7 +308,7 @@ impl Daemon {
     fn drain(&mut self, ring: &mut aya::maps::RingBuf<aya::maps::MapData>) {
         let mut used_up = Vec::new();
         while let Some(item) = ring.next() {
-            match events::decode(&item) {
+            match events::DoorEvent::decode(&item) {
                 Ok(event) => used_up.extend(self.keeper.on_event(event)),
                 Err(error) => self
                     .journal

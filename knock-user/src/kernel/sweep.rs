@@ -7,7 +7,7 @@ use knock_common::gate::Pass;
 use knock_common::progress::{self, Change, Observer, Progress};
 use knock_common::{Addr, Door};
 
-use crate::events::DoorEvent;
+use knock_common::event::DoorEvent;
 
 /// Removes attempts past their sequence timeout; returns a `TimedOut` event for each.
 pub fn progress(

@@ -139,7 +139,7 @@ impl Plan {
                 doors[id].gate_id = canonical as u8;
             }
             if door.spa && door.period.is_none() {
-                spa_doors.insert(door_tag(&door.name), id as u32);
+                spa_doors.insert(knock_common::spa::door_tag(&door.name), id as u32);
             }
         }
 
@@ -314,13 +314,6 @@ fn door_record(config: &DoorConfig) -> Door {
         door.flags |= ONCE;
     }
     door
-}
-
-/// The tag SPA packets name a door by: the first four bytes of SHA-256 of its name.
-pub fn door_tag(name: &str) -> u32 {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(name.as_bytes());
-    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
 fn duration_ns(duration: std::time::Duration) -> u64 {

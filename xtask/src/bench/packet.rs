@@ -56,7 +56,7 @@ pub fn spa_frame(src: IpAddr, n: u64, forged: bool) -> Vec<u8> {
     nonce[8] = u8::from(src.is_ipv6());
     let request = Request {
         key_id: KEY_ID,
-        door_tag: knock_user::plan::door_tag("openSSH"),
+        door_tag: knock_common::spa::door_tag("openSSH"),
         timestamp: knock_user::system::clock::unix_s(),
         nonce,
     };

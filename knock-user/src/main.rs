@@ -385,23 +385,21 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Keygen(args) => {
             match &args.rotating {
-                Some(door) => {
-                    let mut secret = knock_user::config::rotate::Secret::generate(
+                Some(door) => print!(
+                    "{}",
+                    knock_user::cli::keygen::rotating_file(
                         door,
+                        args.period,
+                        &args.ports,
+                        args.length,
                         knock_user::system::served::ports()
                             .iter()
                             .map(|p| p.port)
                             .collect(),
-                    )?;
-                    secret.period_s = args.period;
-                    secret.length = args.length;
-                    (secret.low, secret.high) = knock_user::config::rotate::port_range(&args.ports)
-                        .map_err(|m| anyhow::anyhow!("--ports: {m}"))?;
-                    print!("{}", secret.to_file());
-                }
+                    )?
+                ),
                 None => {
-                    let key =
-                        knock_user::config::keys::ClientKey::generate(args.id, &args.comment)?;
+                    let key = knock_user::cli::keygen::client_key(args.id, &args.comment)?;
                     println!("{}", key.line());
                 }
             }

@@ -183,7 +183,7 @@ fn forged_altered_stale_and_truncated_spa_packets_stay_closed() {
 }
 
 fn rotating_scene() -> (Scene, std::path::PathBuf) {
-    let secret = knock_user::config::rotate::Secret::generate("openSSH", [22].into()).unwrap();
+    let secret = knock_user::cli::keygen::rotating_secret("openSSH", [22].into()).unwrap();
     let s = scene_files(
         "[openSSH]\nSecret_File = $DIR/openSSH.secret\ncmd_timeout = 1\n",
         &[("openSSH.secret", &secret.to_file())],

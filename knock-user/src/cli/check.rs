@@ -165,7 +165,7 @@ mod tests {
     fn a_rotating_range_over_a_protected_port_is_a_warning() {
         let mut config =
             crate::config::parse(Path::new("t"), "[d]\nsequence = 1\nprotect = 20022\n").unwrap();
-        let mut secret = Secret::generate("d", BTreeSet::new()).unwrap();
+        let mut secret = Secret::new("d", [7; 32], BTreeSet::new());
         secret.low = 20_000;
         secret.high = 30_000;
         config.doors[0].secret = Some(secret);

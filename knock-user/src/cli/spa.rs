@@ -72,7 +72,7 @@ mod tests {
         listener
             .set_read_timeout(Some(std::time::Duration::from_secs(2)))
             .unwrap();
-        let key = ClientKey::generate(Some(5), "test").unwrap();
+        let key = crate::cli::keygen::client_key(Some(5), "test").unwrap();
         let source = send(listener.local_addr().unwrap(), &key, "openSSH", None).unwrap();
         let mut buf = [0u8; 128];
         let n = listener.recv(&mut buf).unwrap();

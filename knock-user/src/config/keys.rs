@@ -23,20 +23,6 @@ impl ClientKey {
         }
         line
     }
-
-    /// A fresh key with a random id, from the kernel's random source.
-    pub fn generate(id: Option<u32>, comment: &str) -> std::io::Result<Self> {
-        let mut bytes = [0u8; 20];
-        crate::system::random::fill(&mut bytes)?;
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&bytes[..16]);
-        let random_id = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
-        Ok(Self {
-            id: id.unwrap_or(random_id),
-            key,
-            comment: comment.to_owned(),
-        })
-    }
 }
 
 pub fn load(path: &Path) -> Result<Vec<ClientKey>, ConfigError> {
@@ -124,12 +110,5 @@ mod tests {
             assert!(error.to_string().contains(needle), "{text}: {error}");
             assert!(error.line >= 1);
         }
-    }
-
-    #[test]
-    fn generated_keys_differ() {
-        let a = ClientKey::generate(None, "").unwrap();
-        let b = ClientKey::generate(None, "").unwrap();
-        assert_ne!(a.key, b.key);
     }
 }

@@ -3,6 +3,7 @@
 
 mod error;
 pub mod keys;
+pub mod mirror;
 pub mod onetime;
 mod parse;
 pub mod rotate;
@@ -57,7 +58,7 @@ pub struct Options {
     pub always_allow: Vec<value::Network>,
     pub ban: BanOptions,
     /// The firewall open doors are mirrored into (knock extension `Mirror`).
-    pub mirror: Option<crate::mirror::Backend>,
+    pub mirror: Option<mirror::Backend>,
     /// The iptables chain of the mirror (`Mirror_Chain`).
     pub mirror_chain: Option<String>,
     /// The nftables inet table of the mirror (`Mirror_Table`).

@@ -10,8 +10,8 @@ use std::path::Path;
 use knock_common::MAX_DOORS;
 use knock_common::ports::GUARD_GROUPS;
 
-use super::value;
 use super::{Config, ConfigError, DoorConfig, ErrorKind, MAX_NAME_LEN, Options};
+use super::{mirror, value};
 
 /// What a key is once its aliases are resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -293,17 +293,17 @@ impl Reader<'_> {
                     self.options.gate_capacity = n;
                 }
                 Key::Mirror => {
-                    let backend = crate::mirror::Backend::parse(value).map_err(|m| bad(self, m))?;
+                    let backend = mirror::Backend::parse(value).map_err(|m| bad(self, m))?;
                     self.options.mirror = Some(backend);
                     self.check_mirror(number)?;
                 }
                 Key::MirrorChain => {
-                    crate::mirror::check_chain(value).map_err(|m| bad(self, m))?;
+                    mirror::check_chain(value).map_err(|m| bad(self, m))?;
                     self.options.mirror_chain = Some(value.to_owned());
                     self.check_mirror(number)?;
                 }
                 Key::MirrorTable => {
-                    crate::mirror::check_table(value).map_err(|m| bad(self, m))?;
+                    mirror::check_table(value).map_err(|m| bad(self, m))?;
                     self.options.mirror_table = Some(value.to_owned());
                     self.check_mirror(number)?;
                 }
@@ -444,7 +444,7 @@ impl Reader<'_> {
     /// `Mirror_Chain` goes with `Mirror = iptables` and `Mirror_Table` with `Mirror = nftables`
     /// (either alone names where a `--mirror` on the command line writes).
     fn check_mirror(&self, number: usize) -> Result<(), ConfigError> {
-        use crate::mirror::Backend;
+        use mirror::Backend;
         let options = &self.options;
         let (key, backend) = match options.mirror {
             Some(Backend::Iptables) if options.mirror_table.is_some() => {

@@ -48,10 +48,10 @@ pub const DEFAULT_RANGE: (u16, u16) = (10_000, 60_000);
 pub const DEFAULT_LENGTH: usize = 3;
 
 impl Secret {
-    pub fn generate(door: &str, exclude: BTreeSet<u16>) -> std::io::Result<Self> {
-        let mut key = [0u8; 32];
-        crate::system::random::fill(&mut key)?;
-        Ok(Self {
+    /// A secret with the default period, range and length (`knock-user keygen --rotating`
+    /// draws the key).
+    pub fn new(door: &str, key: [u8; 32], exclude: BTreeSet<u16>) -> Self {
+        Self {
             door: door.to_owned(),
             key,
             period_s: DEFAULT_PERIOD_S,
@@ -60,7 +60,7 @@ impl Secret {
             length: DEFAULT_LENGTH,
             exclude,
             udp: false,
-        })
+        }
     }
 
     /// The period number at a Unix time.

@@ -313,7 +313,7 @@ fn progress_in_options_is_the_default_for_doors_without_their_own() {
 
 #[test]
 fn mirror_keys_name_the_firewall_and_where_in_it() {
-    use crate::mirror::Backend;
+    use crate::config::mirror::Backend;
     let config =
         parse_str("[options]\nMirror = iptables\nMirror_Chain = KNOCK-SSH\n[a]\nsequence = 1\n")
             .unwrap();

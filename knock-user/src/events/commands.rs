@@ -1,12 +1,12 @@
-//! Start and stop commands: `%IP%` expansion and running them through `/bin/sh -c` without
-//! ever blocking the daemon.
+//! Start and stop commands: `%IP%` expansion, and running them through `/bin/sh -c` (with the
+//! one process runner, `system::process`) without ever blocking the daemon.
 
 use std::net::IpAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::journal::Journal;
+use crate::system::process::{Failure, Run};
 
 /// How long a command may run before it is killed. knockd waits forever; a hung iptables call
 /// should not pile up processes.
@@ -27,7 +27,8 @@ pub enum Outcome {
     NotStarted(String),
 }
 
-/// Runs a command through the shell, logs it as knockd does, and reports how it ended.
+/// Runs a command through the shell, logs it as knockd does, and reports how it ended. The
+/// command runs on a blocking thread, so the daemon's event loop goes on meanwhile.
 pub async fn run(
     journal: Arc<Journal>,
     door: String,
@@ -35,34 +36,14 @@ pub async fn run(
     deadline: Duration,
 ) -> Outcome {
     journal.line(&format!("{door}: running command: {command}"));
-    let child = tokio::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&command)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(error) => {
-            journal.line(&format!("{door}: command could not start: {error}"));
-            return Outcome::NotStarted(error.to_string());
-        }
-    };
-    let outcome = match tokio::time::timeout(deadline, child.wait()).await {
-        Ok(Ok(status)) => {
-            use std::os::unix::process::ExitStatusExt as _;
-            match (status.code(), status.signal()) {
-                (Some(0), _) => Outcome::Succeeded,
-                (Some(code), _) => Outcome::Failed(code),
-                (None, Some(signal)) => Outcome::Killed(signal),
-                (None, None) => Outcome::Failed(-1),
-            }
-        }
-        Ok(Err(error)) => Outcome::NotStarted(error.to_string()),
-        Err(_) => {
-            let _ = child.kill().await;
-            Outcome::TimedOut
-        }
+    let run = Run::shell(&command);
+    let outcome = match tokio::task::spawn_blocking(move || run.status(deadline)).await {
+        Ok(Ok(())) => Outcome::Succeeded,
+        Ok(Err(Failure::Exited { code, .. })) => Outcome::Failed(code),
+        Ok(Err(Failure::Killed { signal, .. })) => Outcome::Killed(signal),
+        Ok(Err(Failure::TimedOut(_))) => Outcome::TimedOut,
+        Ok(Err(Failure::NotStarted(error))) => Outcome::NotStarted(error.to_string()),
+        Err(error) => Outcome::NotStarted(error.to_string()),
     };
     match &outcome {
         Outcome::Succeeded => {}
@@ -76,7 +57,9 @@ pub async fn run(
             "{door}: command still running after {} s; killed it",
             deadline.as_secs()
         )),
-        Outcome::NotStarted(error) => journal.line(&format!("{door}: command failed: {error}")),
+        Outcome::NotStarted(error) => {
+            journal.line(&format!("{door}: command could not start: {error}"))
+        }
     }
     outcome
 }

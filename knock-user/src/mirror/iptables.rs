@@ -9,9 +9,10 @@ use anyhow::bail;
 use knock_common::ProtoPort;
 use knock_common::segment::{PROTO_TCP, PROTO_UDP};
 
-use super::Run;
+use super::{DEADLINE, logged};
 use crate::config::DoorConfig;
 use crate::journal::Journal;
+use crate::system::process::Run;
 
 /// Seconds to wait for the xtables lock.
 const LOCK_WAIT_S: &str = "10";
@@ -116,9 +117,9 @@ fn call(v6: bool, args: &[&str]) -> Run {
 pub fn set_up(chain: &str, journal: &Journal) -> anyhow::Result<()> {
     for v6 in [false, true] {
         let name = program(v6);
-        if call(v6, &["-S", chain]).output().is_err() {
+        if call(v6, &["-S", chain]).output(DEADLINE).is_err() {
             let create = call(v6, &["-N", chain]);
-            match create.output() {
+            match create.output(DEADLINE) {
                 Ok(_) => journal.line(&format!(
                     "knock: mirror: created the {name} chain {chain}; knock never touches INPUT, \
                      so jump to it as the knockd guide does: {name} -I INPUT -j {chain}"
@@ -132,7 +133,7 @@ pub fn set_up(chain: &str, journal: &Journal) -> anyhow::Result<()> {
                 Err(failure) => bail!("cannot mirror into iptables: {create}: {failure}"),
             }
         }
-        match call(v6, &["-S"]).output() {
+        match call(v6, &["-S"]).output(DEADLINE) {
             Ok(all) if jumps_to(&all, chain) => {}
             Ok(_) => journal.line(&format!(
                 "knock: mirror: no {name} rule jumps to {chain}, so its rules let nobody in; \
@@ -161,20 +162,20 @@ fn jumps_to(saved: &str, chain: &str) -> bool {
 /// Puts a rule in unless it is there: `-C`, then `-A`. A missing chain (flushed by the
 /// operator's firewall reload) is made again.
 pub fn add(chain: &str, rule: &Rule, journal: &Journal) {
-    if rule.command("-C", chain).output().is_ok() {
+    if rule.command("-C", chain).output(DEADLINE).is_ok() {
         return;
     }
     let append = rule.command("-A", chain);
-    if append.output().is_ok() {
+    if append.output(DEADLINE).is_ok() {
         journal.line(&format!("knock: mirror: {append}"));
         return;
     }
-    let _ = call(rule.is_v6(), &["-N", chain]).output();
-    append.logged(journal);
+    let _ = call(rule.is_v6(), &["-N", chain]).output(DEADLINE);
+    logged(&append, journal);
 }
 
 pub fn remove(chain: &str, rule: &Rule, journal: &Journal) {
-    rule.command("-D", chain).logged(journal);
+    logged(&rule.command("-D", chain), journal);
 }
 
 /// Deletes knock's rules in `chain` (iptables and ip6tables) that are not in `keep`; with an
@@ -183,7 +184,7 @@ pub fn prune(chain: &str, keep: &[Rule], journal: &Journal) -> anyhow::Result<us
     let mut removed = 0;
     for v6 in [false, true] {
         let list = call(v6, &["-S", chain]);
-        let saved = match list.output() {
+        let saved = match list.output(DEADLINE) {
             Ok(saved) => saved,
             // No chain (or no ip6tables): nothing of knock's is there.
             Err(_) => continue,
@@ -200,7 +201,7 @@ pub fn prune(chain: &str, keep: &[Rule], journal: &Journal) -> anyhow::Result<us
         // From the bottom up, so the numbers above stay right.
         for number in stale.into_iter().rev() {
             let delete = call(v6, &["-D", chain, &number.to_string()]);
-            match delete.output() {
+            match delete.output(DEADLINE) {
                 Ok(_) => {
                     let was = lines.get(number - 1).copied().unwrap_or("?");
                     journal.line(&format!("knock: mirror: {delete} (was: {was})"));

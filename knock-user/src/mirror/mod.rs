@@ -14,20 +14,21 @@
 
 mod iptables;
 mod nftables;
+mod worker;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use knock_common::Addr;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
+pub use crate::config::mirror::{Backend, check_chain, check_table};
 use crate::config::{DoorConfig, Options};
 use crate::journal::Journal;
+use crate::system::process::Run;
+use worker::{Op, Queue};
 
 pub use iptables::Rule;
 pub use nftables::Element;
@@ -38,31 +39,6 @@ pub const DEFAULT_CHAIN: &str = "KNOCKD";
 pub const DEFAULT_TABLE: &str = "knock";
 /// How long one iptables or nft command may take, xtables lock wait included.
 pub const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Which firewall the open doors are mirrored into.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
-    /// ACCEPT rules in an iptables chain (ip6tables for IPv6 sources).
-    Iptables,
-    /// Elements with timeouts in the nftables sets `knock4` and `knock6`.
-    Nftables,
-    /// No mirroring (overrides `Mirror` in the configuration).
-    None,
-}
-
-impl Backend {
-    /// The value of the `Mirror` key.
-    pub fn parse(value: &str) -> Result<Self, String> {
-        match value.to_ascii_lowercase().as_str() {
-            "iptables" => Ok(Self::Iptables),
-            "nftables" | "nft" => Ok(Self::Nftables),
-            "none" | "no" | "off" => Ok(Self::None),
-            _ => Err(format!(
-                "`{value}` is not a firewall to mirror into; use iptables, nftables or none"
-            )),
-        }
-    }
-}
 
 /// Where the mirror writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,53 +106,6 @@ pub fn choose(request: &Request, options: &Options) -> Result<Option<Target>, St
     Ok(Some(target))
 }
 
-/// An iptables chain knock may own: a user chain, not a built-in one or a target.
-pub fn check_chain(name: &str) -> Result<(), String> {
-    const RESERVED: [&str; 9] = [
-        "INPUT",
-        "OUTPUT",
-        "FORWARD",
-        "PREROUTING",
-        "POSTROUTING",
-        "ACCEPT",
-        "DROP",
-        "RETURN",
-        "QUEUE",
-    ];
-    if name.is_empty() || name.len() > 28 {
-        return Err(format!("`{name}`: a chain name has 1 to 28 characters"));
-    }
-    if !name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    {
-        return Err(format!(
-            "`{name}`: a chain name starts with a letter or digit and has only letters, digits, `_`, `-` and `.`"
-        ));
-    }
-    if RESERVED.contains(&name.to_ascii_uppercase().as_str()) {
-        return Err(format!(
-            "`{name}` is built in; knock adds its rules to a chain of its own, which INPUT jumps to"
-        ));
-    }
-    Ok(())
-}
-
-/// An nftables inet table name.
-pub fn check_table(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name.starts_with(|c: char| c.is_ascii_alphabetic())
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        return Err(format!(
-            "`{name}`: a table name starts with a letter and has only letters, digits and `_` (at most 64)"
-        ));
-    }
-    Ok(())
-}
-
 /// One thing in the firewall. Doors that share one (two doors protecting the same port for the
 /// same source) hold it together; it goes when the last of them closes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -225,18 +154,6 @@ pub fn clear(target: &Target, journal: &Journal) -> anyhow::Result<usize> {
     target.clear(journal)
 }
 
-/// What the worker does, in order.
-#[derive(Debug, PartialEq, Eq)]
-enum Op {
-    /// Put these in (or, for set elements, give them a new timeout), each with its deadline
-    /// on the monotonic clock.
-    Add(Vec<(Item, u64)>),
-    Remove(Vec<Item>),
-    /// Remove knock's rules that are not these: left by a daemon that stopped uncleanly, or by
-    /// doors that closed while no daemon ran.
-    Prune(Vec<Item>),
-}
-
 type Holder = (Addr, u8);
 
 /// The mirror of the open doors; owned by the keeper.
@@ -248,17 +165,6 @@ pub struct Mirror {
     /// Who holds each item, and until when.
     holders: HashMap<Item, HashMap<Holder, u64>>,
     queue: Queue,
-}
-
-enum Queue {
-    /// Started on first use: the daemon may fork after the mirror is made.
-    Idle,
-    Running {
-        sender: mpsc::UnboundedSender<Op>,
-        worker: JoinHandle<()>,
-    },
-    #[cfg(test)]
-    Recorded(Vec<Op>),
 }
 
 impl Mirror {
@@ -346,215 +252,25 @@ impl Mirror {
 
     /// Waits until every queued command has run.
     pub async fn finish(&mut self) {
-        if let Queue::Running { sender, worker } = std::mem::replace(&mut self.queue, Queue::Idle) {
-            drop(sender);
-            let _ = worker.await;
-        }
+        self.queue.finish().await;
     }
 
     fn send(&mut self, op: Op) {
-        if let Queue::Idle = self.queue {
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                // Outside the daemon's runtime: run it here.
-                apply(&self.target, &self.journal, op);
-                return;
-            };
-            let (sender, receiver) = mpsc::unbounded_channel();
-            let worker = runtime.spawn(work(
-                receiver,
-                self.target.clone(),
-                Arc::clone(&self.journal),
-            ));
-            self.queue = Queue::Running { sender, worker };
-        }
-        match &mut self.queue {
-            Queue::Running { sender, .. } => {
-                if let Err(mpsc::error::SendError(op)) = sender.send(op) {
-                    self.journal
-                        .line("knock: mirror: the worker has stopped; running the command here");
-                    apply(&self.target, &self.journal, op);
-                }
-            }
-            #[cfg(test)]
-            Queue::Recorded(ops) => ops.push(op),
-            Queue::Idle => unreachable!("started above"),
-        }
+        self.queue.send(op, &self.target, &self.journal);
     }
 }
 
-/// Runs the queued operations one after the other, off the event loop.
-async fn work(mut receiver: mpsc::UnboundedReceiver<Op>, target: Target, journal: Arc<Journal>) {
-    let target = Arc::new(target);
-    while let Some(op) = receiver.recv().await {
-        let (target, journal) = (Arc::clone(&target), Arc::clone(&journal));
-        let _ = tokio::task::spawn_blocking(move || apply(&target, &journal, op)).await;
-    }
-}
-
-fn apply(target: &Target, journal: &Journal, op: Op) {
-    match (target, op) {
-        (Target::Iptables { chain }, Op::Add(items)) => {
-            for (item, _) in items {
-                if let Item::Rule(rule) = item {
-                    iptables::add(chain, &rule, journal);
-                }
-            }
+/// Runs a firewall command with the mirror's deadline and logs it; a failure is logged with the
+/// exact command line.
+fn logged(run: &Run, journal: &Journal) -> bool {
+    match run.output(DEADLINE) {
+        Ok(_) => {
+            journal.line(&format!("knock: mirror: {run}"));
+            true
         }
-        (Target::Iptables { chain }, Op::Remove(items)) => {
-            for item in items {
-                if let Item::Rule(rule) = item {
-                    iptables::remove(chain, &rule, journal);
-                }
-            }
-        }
-        (Target::Iptables { chain }, Op::Prune(keep)) => {
-            let keep: Vec<Rule> = keep
-                .into_iter()
-                .filter_map(|item| match item {
-                    Item::Rule(rule) => Some(rule),
-                    Item::Element(_) => None,
-                })
-                .collect();
-            if let Err(error) = iptables::prune(chain, &keep, journal) {
-                journal.line(&format!("knock: mirror: failed: {error:#}"));
-            }
-        }
-        (Target::Nftables { table }, Op::Add(items)) => {
-            let elements: Vec<(Element, Duration)> = items
-                .into_iter()
-                .filter_map(|(item, expires_ns)| match item {
-                    Item::Element(element) => {
-                        Some((element, crate::system::clock::until(expires_ns)))
-                    }
-                    Item::Rule(_) => None,
-                })
-                .collect();
-            nftables::add(table, &elements, journal);
-        }
-        (Target::Nftables { table }, Op::Remove(items)) => {
-            let elements: Vec<Element> = items
-                .into_iter()
-                .filter_map(|item| match item {
-                    Item::Element(element) => Some(element),
-                    Item::Rule(_) => None,
-                })
-                .collect();
-            nftables::remove(table, &elements, journal);
-        }
-        (Target::Nftables { .. }, Op::Prune(_)) => {}
-    }
-}
-
-/// A command knock runs, shown as a shell would take it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Run {
-    pub program: &'static str,
-    pub args: Vec<String>,
-}
-
-impl Run {
-    pub fn new(program: &'static str, args: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        Self {
-            program,
-            args: args.into_iter().map(Into::into).collect(),
-        }
-    }
-}
-
-impl fmt::Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.program)?;
-        for arg in &self.args {
-            f.write_str(" ")?;
-            f.write_str(&shell_quote(arg))?;
-        }
-        Ok(())
-    }
-}
-
-fn shell_quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:,=@%+".contains(c));
-    if plain {
-        arg.to_owned()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
-}
-
-/// Why a command did not succeed.
-#[derive(Debug)]
-pub enum Failure {
-    NotStarted(std::io::Error),
-    Status { code: Option<i32>, stderr: String },
-    TimedOut,
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotStarted(error) => write!(f, "could not start: {error}"),
-            Self::Status { code, stderr } => {
-                match code {
-                    Some(code) => write!(f, "exit status {code}")?,
-                    None => f.write_str("killed by a signal")?,
-                }
-                let stderr = stderr.trim();
-                if !stderr.is_empty() {
-                    write!(f, ": {}", stderr.replace('\n', " / "))?;
-                }
-                Ok(())
-            }
-            Self::TimedOut => write!(f, "still running after {} s; killed", DEADLINE.as_secs()),
-        }
-    }
-}
-
-impl Run {
-    /// Runs the command with the mirror's deadline; returns its stdout.
-    pub fn output(&self) -> Result<String, Failure> {
-        let child = Command::new(self.program)
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(Failure::NotStarted)?;
-        let pid = child.id();
-        let (done, outcome) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = done.send(child.wait_with_output());
-        });
-        match outcome.recv_timeout(DEADLINE) {
-            Ok(Ok(output)) if output.status.success() => {
-                Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-            }
-            Ok(Ok(output)) => Err(Failure::Status {
-                code: output.status.code(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            }),
-            Ok(Err(error)) => Err(Failure::NotStarted(error)),
-            Err(_) => {
-                // SAFETY: kill(2) on the child we started, which has not been waited for.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                Err(Failure::TimedOut)
-            }
-        }
-    }
-
-    /// Runs the command and logs it; a failure is logged with the exact command line.
-    fn logged(&self, journal: &Journal) -> bool {
-        match self.output() {
-            Ok(_) => {
-                journal.line(&format!("knock: mirror: {self}"));
-                true
-            }
-            Err(failure) => {
-                journal.line(&format!("knock: mirror: failed: {self}: {failure}"));
-                false
-            }
+        Err(failure) => {
+            journal.line(&format!("knock: mirror: failed: {run}: {failure}"));
+            false
         }
     }
 }
@@ -747,46 +463,5 @@ mod tests {
             ..Request::default()
         };
         assert!(choose(&alone, &options).is_err());
-    }
-
-    #[test]
-    fn chain_and_table_names_are_checked() {
-        assert!(check_chain("KNOCKD").is_ok());
-        assert!(check_chain("knock-ssh.v2").is_ok());
-        for bad in ["", "INPUT", "accept", "-A", "a b", "x".repeat(29).as_str()] {
-            assert!(check_chain(bad).is_err(), "{bad}");
-        }
-        assert!(check_table("knock").is_ok());
-        assert!(check_table("filter").is_ok());
-        for bad in ["", "1t", "a b", "a;b", "a-b"] {
-            assert!(check_table(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn commands_are_shown_as_a_shell_would_take_them() {
-        let run = Run::new(
-            "iptables",
-            ["-w", "10", "-A", "KNOCKD", "--comment", "knock:open SSH"],
-        );
-        assert_eq!(
-            run.to_string(),
-            "iptables -w 10 -A KNOCKD --comment 'knock:open SSH'"
-        );
-        let nft = Run::new("nft", ["add element inet knock knock4 { 1 }; it's"]);
-        assert_eq!(
-            nft.to_string(),
-            r"nft 'add element inet knock knock4 { 1 }; it'\''s'"
-        );
-    }
-
-    #[test]
-    fn a_missing_program_and_a_failing_one_say_why() {
-        let missing = Run::new("/nonexistent/iptables", ["-S"]);
-        assert!(matches!(missing.output(), Err(Failure::NotStarted(_))));
-        let failing = Run::new("sh", ["-c", "echo nope >&2; exit 3"]);
-        let failure = failing.output().unwrap_err();
-        assert_eq!(failure.to_string(), "exit status 3: nope");
-        assert_eq!(Run::new("echo", ["hi"]).output().unwrap(), "hi\n");
     }
 }

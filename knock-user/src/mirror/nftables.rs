@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use knock_common::segment::PROTO_UDP;
 
-use super::Run;
+use super::{DEADLINE, logged};
 use crate::config::DoorConfig;
 use crate::journal::Journal;
+use crate::system::process::Run;
 
 pub const SET_V4: &str = "knock4";
 pub const SET_V6: &str = "knock6";
@@ -133,7 +134,7 @@ pub fn remove_script(table: &str, elements: &[Element]) -> String {
 
 pub fn set_up(table: &str, journal: &Journal) -> anyhow::Result<()> {
     let run = Run::new("nft", [declare(table)]);
-    if let Err(failure) = run.output() {
+    if let Err(failure) = run.output(DEADLINE) {
         anyhow::bail!("cannot mirror into nftables: {run}: {failure}");
     }
     journal.line(&format!(
@@ -152,13 +153,13 @@ pub fn add(table: &str, elements: &[(Element, Duration)], journal: &Journal) {
         .filter(|(_, left)| !left.is_zero())
         .collect();
     if !live.is_empty() {
-        Run::new("nft", [add_script(table, &live)]).logged(journal);
+        logged(&Run::new("nft", [add_script(table, &live)]), journal);
     }
 }
 
 pub fn remove(table: &str, elements: &[Element], journal: &Journal) {
     if !elements.is_empty() {
-        Run::new("nft", [remove_script(table, elements)]).logged(journal);
+        logged(&Run::new("nft", [remove_script(table, elements)]), journal);
     }
 }
 
@@ -166,7 +167,8 @@ pub fn remove(table: &str, elements: &[Element], journal: &Journal) {
 pub fn clear(table: &str, journal: &Journal) -> anyhow::Result<usize> {
     let mut removed = 0;
     for set in [SET_V4, SET_V6] {
-        let Ok(listed) = Run::new("nft", ["list", "set", "inet", table, set]).output() else {
+        let Ok(listed) = Run::new("nft", ["list", "set", "inet", table, set]).output(DEADLINE)
+        else {
             continue;
         };
         let count = count_elements(&listed);
@@ -174,7 +176,7 @@ pub fn clear(table: &str, journal: &Journal) -> anyhow::Result<usize> {
             continue;
         }
         let flush = Run::new("nft", ["flush", "set", "inet", table, set]);
-        if let Err(failure) = flush.output() {
+        if let Err(failure) = flush.output(DEADLINE) {
             anyhow::bail!("{flush}: {failure}");
         }
         journal.line(&format!("knock: mirror: {flush}"));

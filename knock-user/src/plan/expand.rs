@@ -64,7 +64,7 @@ mod tests {
         )
         .unwrap();
         config.doors[0].sequence.clear();
-        config.doors[0].secret = Some(Secret::generate("openSSH", BTreeSet::new()).unwrap());
+        config.doors[0].secret = Some(Secret::new("openSSH", [7; 32], BTreeSet::new()));
         config
     }
 

@@ -6,15 +6,14 @@ use std::fmt::Write as _;
 
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use knock_common::ban::Strikes;
-use knock_common::counter::Counter;
 use knock_common::gate::Pass;
 use knock_common::progress::Progress;
 use knock_common::status::DoorName;
-use knock_common::{Addr, Door, MAX_DOORS, maps};
+use knock_common::{Addr, Door, maps};
 use serde::Serialize;
 
-use crate::kernel::AttachMode;
 use crate::kernel::pins::{StateDir, StateError, is_knock_daemon};
+use crate::kernel::{AttachMode, read};
 use crate::system::clock;
 
 /// One state directory's view.
@@ -187,18 +186,10 @@ pub fn snapshot(dir: &StateDir) -> Result<Snapshot, StateError> {
 }
 
 fn doors(dir: &StateDir) -> Result<Vec<(Door, Option<String>)>, StateError> {
-    let records = dir.array::<Door>(maps::DOORS)?;
-    let names = dir.array::<DoorName>(maps::NAMES)?;
-    Ok((0..MAX_DOORS as u32)
-        .map(|id| {
-            let door = records.get(&id, 0).unwrap_or_else(|_| Door::new());
-            let name = names
-                .get(&id, 0)
-                .ok()
-                .and_then(|n| n.as_str().map(str::to_owned));
-            (door, name)
-        })
-        .collect())
+    Ok(read::doors(
+        &dir.array::<Door>(maps::DOORS)?,
+        &dir.array::<DoorName>(maps::NAMES)?,
+    ))
 }
 
 fn counters(dir: &StateDir) -> Result<BTreeMap<String, u64>, StateError> {
@@ -206,15 +197,9 @@ fn counters(dir: &StateDir) -> Result<BTreeMap<String, u64>, StateError> {
     let map = dir.map(maps::COUNTERS)?;
     let counters: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(map).map_err(|source| StateError::Map { path, source })?;
-    Ok(Counter::ALL
-        .iter()
-        .map(|counter| {
-            let value = counters
-                .get(&(*counter as u32), 0)
-                .map(|per_cpu| per_cpu.iter().sum())
-                .unwrap_or(0);
-            (counter.label().to_owned(), value)
-        })
+    Ok(read::counters(&counters)
+        .into_iter()
+        .map(|(counter, value)| (counter.label().to_owned(), value))
         .collect())
 }
 

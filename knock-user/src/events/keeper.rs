@@ -9,30 +9,18 @@ use std::sync::Arc;
 use knock_common::Addr;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::config::{Config, DoorConfig};
+use crate::config::DoorConfig;
 use crate::events::DoorEvent;
 use crate::events::commands::{self, COMMAND_DEADLINE};
 use crate::events::names::Names;
 use crate::journal::Journal;
 use crate::mirror::Mirror;
-use crate::plan::Plan;
 use crate::system::clock;
 
 struct OpenDoor {
     expires_ns: u64,
     /// The start command, which the stop command waits for.
     start: Option<JoinHandle<()>>,
-}
-
-/// The doors of a configuration by kernel id.
-pub fn doors_by_id(config: &Config, plan: &Plan) -> Vec<Option<DoorConfig>> {
-    plan.names
-        .iter()
-        .map(|name| {
-            let key = name.as_deref()?;
-            config.doors.iter().find(|d| d.key() == key).cloned()
-        })
-        .collect()
 }
 
 pub struct Keeper {

@@ -14,6 +14,8 @@ use knock_common::{Addr, Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, Progress
 
 use crate::config::{Config, DoorConfig};
 
+pub mod desired;
+pub mod diff;
 pub mod expand;
 
 /// Everything the XDP program needs to know about a configuration.
@@ -251,6 +253,17 @@ impl Plan {
         self.port_words
             .get(&word)
             .map_or(0, |w| ports::class_in(*w, shift))
+    }
+
+    /// The doors of `config` (as expanded for this plan) by kernel id.
+    pub fn doors_by_id(&self, config: &Config) -> Vec<Option<DoorConfig>> {
+        self.names
+            .iter()
+            .map(|name| {
+                let key = name.as_deref()?;
+                config.doors.iter().find(|d| d.key() == key).cloned()
+            })
+            .collect()
     }
 
     /// Ids that had a door in `self` and have none in `next`.

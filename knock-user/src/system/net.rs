@@ -1,6 +1,7 @@
-//! The addresses of the guarded interfaces: knocks count only when sent to one of them (or to a
-//! door's Target), as knockd only sees its own addresses. Read with getifaddrs(3) and looked up
-//! again every few seconds, so a DHCP renewal is followed.
+//! The host's network: the addresses of the guarded interfaces (knocks count only when sent to
+//! one of them, or to a door's Target, as knockd only sees its own addresses; read with
+//! getifaddrs(3) and looked up again every few seconds, so a DHCP renewal is followed), and the
+//! interface of the default route.
 
 use std::collections::BTreeSet;
 use std::ffi::CStr;
@@ -46,6 +47,17 @@ pub fn of_interfaces(names: &[String]) -> BTreeSet<Addr> {
     // SAFETY: the list from getifaddrs, freed once.
     unsafe { libc::freeifaddrs(list) };
     found
+}
+
+/// The interface of the IPv4 default route, from /proc/net/route.
+pub fn default_route_interface() -> std::io::Result<Option<String>> {
+    let table = std::fs::read_to_string("/proc/net/route")?;
+    Ok(table.lines().skip(1).find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let iface = fields.next()?;
+        let destination = fields.next()?;
+        (destination == "00000000").then(|| iface.to_owned())
+    }))
 }
 
 #[cfg(test)]

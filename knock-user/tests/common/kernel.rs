@@ -1,22 +1,18 @@
-//! The XDP program loaded in this process, fed crafted frames through BPF_PROG_TEST_RUN.
+//! The XDP program loaded in this process, fed crafted frames through BPF_PROG_TEST_RUN: the
+//! kernel rig (`knock_user::kernel::rig`) with a test's configuration.
 #![allow(
     dead_code,
     reason = "each test file uses a different part of this module"
 )]
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
-use aya::TestRunOptions;
-use aya::programs::TestRun as _;
-use knock_common::Addr;
 use knock_common::counter::Counter;
 use knock_user::config;
-use knock_user::kernel::{Capacities, Knock};
-use knock_user::plan::{Plan, Switches};
+use knock_user::kernel::{Capacities, Knock, rig};
+use knock_user::plan::Plan;
 
-pub const PASS: u32 = 2;
-pub const DROP: u32 = 1;
+pub use rig::{DROP, PASS};
 
 /// The program loaded with a configuration, after `adjust` has changed the plan.
 pub fn load_with(text: &str, adjust: impl FnOnce(&mut Plan)) -> Knock {
@@ -26,51 +22,24 @@ pub fn load_with(text: &str, adjust: impl FnOnce(&mut Plan)) -> Knock {
 /// Like `load_with`, with a chosen capacity of the progress map.
 pub fn load_sized(text: &str, progress: u32, adjust: impl FnOnce(&mut Plan)) -> Knock {
     let config = config::parse(Path::new("test.conf"), text).expect("a valid configuration");
-    // The server of the crafted frames: 198.51.100.1 and .4, and 2001:db8::1, as in the lab.
-    let host: BTreeSet<Addr> = [
-        Addr::from_ipv4([198, 51, 100, 1]),
-        Addr::from_ipv4([198, 51, 100, 4]),
-        Addr::from(
-            "2001:db8::1"
-                .parse::<std::net::Ipv6Addr>()
-                .expect("an address"),
-        ),
-    ]
-    .into();
-    let mut plan = Plan::new(&config, &BTreeSet::new(), Switches::default()).with_local(&host);
-    adjust(&mut plan);
-    let mut knock = Knock::load(
+    rig::load(
+        &config,
         Capacities {
             progress,
             gate: 256,
         },
-        false,
-        None,
+        adjust,
     )
-    .expect("the program loads");
-    knock.push(&plan).expect("the plan is written");
-    knock
+    .expect("the program loads and takes the plan")
 }
 
 /// The program's verdict on one frame.
 pub fn verdict(knock: &Knock, frame: &[u8]) -> u32 {
-    let program = knock.program().expect("the program is loaded");
-    program
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            ..TestRunOptions::default()
-        })
-        .expect("test_run runs")
-        .return_value
+    rig::verdict(knock, frame).expect("test_run runs")
 }
 
 pub fn counter(knock: &Knock, which: Counter) -> u64 {
-    knock
-        .counters()
-        .expect("counters")
-        .into_iter()
-        .find(|(c, _)| *c == which)
-        .map_or(0, |(_, v)| v)
+    rig::counter(knock, which)
 }
 
 pub fn sources_in_progress(knock: &mut Knock) -> usize {

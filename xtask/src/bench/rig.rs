@@ -1,22 +1,19 @@
 //! knock's XDP program and the empty baseline program, loaded from the same object into this
-//! process, fed crafted frames through BPF_PROG_TEST_RUN.
+//! process, fed crafted frames through BPF_PROG_TEST_RUN: the kernel tests' rig
+//! (`knock_user::kernel::rig`) with the benchmark's configuration and key.
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
-use aya::TestRunOptions;
 use aya::maps::{MapData, RingBuf};
-use aya::programs::{TestRun as _, Xdp};
+use aya::programs::Xdp;
 use knock_common::counter::Counter;
 use knock_common::progress::Progress;
 use knock_common::{Addr, BASELINE_PROGRAM, PROGRAM};
-use knock_user::kernel::{Capacities, Knock};
-use knock_user::plan::{Plan, Switches};
+use knock_user::kernel::{Capacities, Knock, rig};
 
-pub const PASS: u32 = 2;
-pub const DROP: u32 = 1;
+pub use rig::{DROP, PASS};
 
 /// The SPA client key the benchmark configurations trust: id 7.
 pub const KEY_ID: u32 = 7;
@@ -81,28 +78,20 @@ impl Rig {
         let dir = std::env::temp_dir().join(format!("knock-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let keys = dir.join("spa.keys");
-        std::fs::write(&keys, format!("{KEY_ID} {} bench\n", hex(&KEY)))?;
+        std::fs::write(&keys, format!("{KEY_ID} {} bench\n", knock_user::config::keys::hex(&KEY)))?;
         let path = dir.join("knockd.conf");
         std::fs::write(&path, config.replace("$DIR", &dir.to_string_lossy()))?;
         let parsed = knock_user::config::load(&path)
             .map_err(|e| anyhow::anyhow!("the benchmark's configuration: {e}"))?;
-        let local: BTreeSet<Addr> = [server(false), server(true)]
-            .into_iter()
-            .map(Addr::from)
-            .collect();
-        let plan = Plan::new(&parsed, &BTreeSet::new(), Switches::default()).with_local(&local);
-        let mut knock = Knock::load(
+        let mut knock = rig::load(
+            &parsed,
             Capacities {
                 progress,
                 gate: 4096,
             },
-            false,
-            None,
+            |_| {},
         )
-        .context("loading knock's XDP program (run as root)")?;
-        knock
-            .push(&plan)
-            .context("writing the plan into the maps")?;
+        .context("loading knock's XDP program and writing its plan (run as root)")?;
         let baseline: &mut Xdp = knock
             .ebpf_mut()
             .program_mut(BASELINE_PROGRAM)
@@ -119,21 +108,10 @@ impl Rig {
             Prog::Baseline => BASELINE_PROGRAM,
             Prog::Knock => PROGRAM,
         };
-        let program: &Xdp = self
-            .knock
-            .ebpf_mut()
-            .program(name)
-            .context("a program is missing")?
-            .try_into()?;
-        let result = program
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                repeat,
-                ..TestRunOptions::default()
-            })
-            .context("BPF_PROG_TEST_RUN")?;
-        let ns = u64::try_from(result.duration.as_nanos()).unwrap_or(u64::MAX);
-        Ok((result.return_value, ns))
+        let (verdict, duration) =
+            rig::test_run(&self.knock, name, frame, repeat).context("BPF_PROG_TEST_RUN")?;
+        let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        Ok((verdict, ns))
     }
 
     /// Runs knock on `frame` once, for its effect on the maps.
@@ -147,12 +125,7 @@ impl Rig {
     }
 
     pub fn counter(&self, which: Counter) -> Result<u64> {
-        Ok(self
-            .knock
-            .counters()?
-            .into_iter()
-            .find(|(c, _)| *c == which)
-            .map_or(0, |(_, v)| v))
+        Ok(rig::counter(&self.knock, which))
     }
 
     /// Forgets a source: its progress, open doors and strikes.
@@ -193,8 +166,4 @@ impl Drop for Rig {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

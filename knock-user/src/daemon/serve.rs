@@ -1,0 +1,191 @@
+//! The event loop: ring events, the sweep, the clock of rotating doors, the host's facts and
+//! signals; and the way out, which leaves the kernel guarding (SIGTERM, SIGINT) or removes
+//! everything (SIGUSR2, from `knock-user stop`).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::{COUNTERS_EVERY, DEFAULT_PID_FILE, Daemon, SERVED_EVERY, SWEEP_EVERY};
+use crate::events::DoorEvent;
+use crate::kernel::sweep;
+use crate::system::clock;
+
+/// Why the daemon stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    /// SIGTERM or SIGINT: a restart or an upgrade may follow, so pinned state stays and the
+    /// kernel goes on guarding.
+    Leave,
+    /// SIGUSR2, from `knock-user stop`: close every door, detach, unpin, leave nothing.
+    Forget,
+}
+
+impl Daemon {
+    pub(super) async fn serve(mut self) -> anyhow::Result<()> {
+        let _xdp_log = if self.options.debug {
+            Some(xdp_log(&mut self.knock)?)
+        } else {
+            None
+        };
+        // Handlers first: a SIGHUP that arrives before them would end the process.
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut usr2 = signal(SignalKind::user_defined2())?;
+        let mut ring = crate::system::watch::readable(self.knock.take_events()?)
+            .context("cannot watch the event ring")?;
+        // Written once the handlers are in place, so a SIGTERM sent as soon as it appears still
+        // finds it removed on the way out.
+        let _pid_file = self.options.daemon.then(|| {
+            let path = self
+                .options
+                .pid_file
+                .clone()
+                .or_else(|| self.desired.config().options.pid_file.clone())
+                .unwrap_or_else(|| DEFAULT_PID_FILE.into());
+            super::detach::PidFile::write(path, &self.journal)
+        });
+        self.announce();
+        self.record_daemon(self.predecessor.map_or(0, |p| p.closed_through_ns));
+        // Events that waited in the ring while no daemon ran come first, then the doors still
+        // open from before: a door both opened and still open is known from its event.
+        self.drain(&mut ring.get_mut().0);
+        self.adopt_open_doors();
+        // Mirrored rules no adopted door holds were left by doors that closed unseen.
+        self.keeper.prune_mirror();
+        self.counters_logged = self.knock.counters().unwrap_or_default();
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        let mut served_check = tokio::time::interval(SERVED_EVERY);
+        let mut counters_every = tokio::time::interval(COUNTERS_EVERY);
+        let mut next_close: Option<u64> = self.keeper.close_due();
+        let exit = loop {
+            let close_in = next_close.map_or(Duration::from_secs(3600), clock::until);
+            let rotate_in = self
+                .desired
+                .next_change(clock::unix_s())
+                .map_or(Duration::from_secs(3600), |at| {
+                    Duration::from_secs(at.saturating_sub(clock::unix_s()))
+                });
+            tokio::select! {
+                readable = ring.readable_mut() => {
+                    let mut guard = readable.context("the event ring failed")?;
+                    self.drain(&mut guard.get_inner_mut().0);
+                    guard.clear_ready();
+                    next_close = self.keeper.close_due();
+                }
+                _ = tokio::time::sleep(close_in) => next_close = self.keeper.close_due(),
+                _ = sweep.tick() => {
+                    // Events that do not wake the daemon (knocks, resets, refused SPA) wait
+                    // at most this long.
+                    self.drain(&mut ring.get_mut().0);
+                    self.sweep()?;
+                    next_close = self.keeper.close_due();
+                    self.record_daemon(clock::monotonic_ns());
+                }
+                _ = served_check.tick() => self.check_served(),
+                _ = tokio::time::sleep(rotate_in) => self.rotate(),
+                _ = counters_every.tick() => self.log_counters(),
+                _ = hangup.recv() => self.reload(),
+                _ = terminate.recv() => break Exit::Leave,
+                _ = interrupt.recv() => break Exit::Leave,
+                _ = usr2.recv() => break Exit::Forget,
+            }
+        };
+        self.drain(&mut ring.get_mut().0);
+        self.log_counters();
+        self.journal.line("shutting down");
+        if exit == Exit::Leave && self.knock.keeps_state() {
+            // Doors still open stay open in the kernel; the next daemon adopts them and runs
+            // their stop commands when they close.
+            self.keeper.close_due();
+            self.record_daemon(clock::monotonic_ns());
+            self.journal.line(&format!(
+                "the program stays attached with {} open door(s); `knock-user stop` removes it",
+                self.keeper.open_doors()
+            ));
+        } else {
+            self.keeper.close_all();
+            if let Err(error) = self.knock.forget_state() {
+                self.journal
+                    .line(&format!("cannot remove the pinned state: {error:#}"));
+            }
+        }
+        self.keeper.finish().await;
+        // Dropping the program detaches what is not pinned and frees what nothing else holds.
+        drop(self.knock);
+        Ok(())
+    }
+
+    /// Turns the events waiting in the ring into log lines and commands.
+    pub(super) fn drain(&mut self, ring: &mut aya::maps::RingBuf<aya::maps::MapData>) {
+        let mut used_up = Vec::new();
+        while let Some(item) = ring.next() {
+            match DoorEvent::decode(&item) {
+                Ok(event) => used_up.extend(self.keeper.on_event(event)),
+                Err(error) => self
+                    .journal
+                    .line(&format!("knock: ignored a bad event: {error}")),
+            }
+        }
+        for id in used_up {
+            self.next_one_time_sequence(id);
+        }
+    }
+
+    pub(super) fn sweep(&mut self) -> anyhow::Result<()> {
+        let now = clock::monotonic_ns();
+        let timeouts =
+            sweep::progress(&mut self.knock.progress()?, &self.desired.plan().doors, now);
+        for event in timeouts {
+            self.keeper.on_event(event);
+        }
+        sweep::gate(&mut self.knock.gate()?, now);
+        self.knock.sync_clock()?;
+        self.keeper.reap();
+        self.keeper.report_hushed();
+        Ok(())
+    }
+
+    /// At `-v`, the counters that moved since the last summary.
+    pub(super) fn log_counters(&mut self) {
+        if !self.journal.is_verbose() {
+            return;
+        }
+        let Ok(now) = self.knock.counters() else {
+            return;
+        };
+        let moved: Vec<String> = now
+            .iter()
+            .filter_map(|(counter, value)| {
+                let before = self
+                    .counters_logged
+                    .iter()
+                    .find(|(c, _)| c == counter)
+                    .map_or(0, |(_, v)| *v);
+                (*value > before).then(|| format!("{} +{}", counter.label(), value - before))
+            })
+            .collect();
+        if !moved.is_empty() {
+            self.journal
+                .detail(&format!("knock: counters: {}", moved.join(", ")));
+        }
+        self.counters_logged = now;
+    }
+}
+
+/// Forwards the XDP program's log records (`-D`) to the `log` facade until the returned task is
+/// dropped.
+fn xdp_log(knock: &mut crate::kernel::Knock) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let logger =
+        aya_log::EbpfLogger::init(knock.ebpf_mut()).context("cannot read the XDP program's log")?;
+    let mut fd =
+        crate::system::watch::readable(logger).context("cannot watch the XDP program's log")?;
+    Ok(tokio::spawn(async move {
+        while let Ok(mut guard) = fd.readable_mut().await {
+            guard.get_inner_mut().0.flush();
+            guard.clear_ready();
+        }
+    }))
+}

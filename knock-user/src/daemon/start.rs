@@ -1,0 +1,216 @@
+//! Start-up: everything that can fail for a reason the operator should see on the terminal,
+//! then what became of the pinned state and each interface's attachment.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+
+use super::{Daemon, RunOptions};
+use crate::config::{self, Config};
+use crate::events::keeper::Keeper;
+use crate::events::names::Names;
+use crate::journal::Journal;
+use crate::kernel::pins::{Found, StateDir};
+use crate::kernel::{AttachMode, Attached, Capacities, Knock, sweep};
+use crate::plan::desired::{Desired, Host};
+use crate::system::{clock, net, served};
+
+impl Daemon {
+    /// Everything that can fail for a reason the operator should see on the terminal: the
+    /// configuration, the log, the program, the interfaces.
+    pub(super) fn prepare(options: RunOptions) -> anyhow::Result<Self> {
+        let config = config::load(&options.config)?;
+        let journal = Arc::new(
+            Journal::new(
+                config.options.use_syslog,
+                options
+                    .log_file
+                    .as_deref()
+                    .or(config.options.log_file.as_deref()),
+                options.verbose,
+            )
+            .context("cannot open the log")?,
+        );
+        let interfaces = interfaces(&options, &config)?;
+        let host = Host {
+            served: served::ports(),
+            local: net::of_interfaces(&interfaces),
+        };
+        let capacities = Capacities {
+            progress: config.options.progress_capacity,
+            gate: config.options.gate_capacity,
+        };
+        let found = match &options.state_root {
+            Some(root) => {
+                let dir = StateDir::for_interfaces(root, &interfaces);
+                let found = dir.open().with_context(|| {
+                    format!(
+                        "cannot keep state in {} (run with --ephemeral to keep none)",
+                        dir.path().display()
+                    )
+                })?;
+                Some((dir, found))
+            }
+            None => None,
+        };
+        let mut knock = Knock::load(capacities, options.debug, found.as_ref().map(|(d, _)| d))
+            .context("cannot load the XDP program")?;
+        let resumed = matches!(found, Some((_, Found::Compatible)));
+        let (kept, predecessor) = if resumed {
+            (knock.kept_doors()?, knock.daemon_record())
+        } else {
+            (Vec::new(), None)
+        };
+        let (desired, first) =
+            Desired::start(config, &kept, host, options.switches, clock::unix_s());
+        if resumed {
+            sweep::forget_doors(&mut knock.gate()?, &first.removed);
+        }
+        knock
+            .push(&first.plan)
+            .context("cannot write the configuration into the kernel")?;
+        let previous_mode = predecessor.and_then(|p| AttachMode::from_code(p.mode));
+        let mut attached = Vec::new();
+        for iface in &interfaces {
+            attached.push((
+                iface.clone(),
+                knock.attach(iface, options.mode, previous_mode)?,
+            ));
+        }
+        let mirror_target = crate::mirror::choose(&options.mirror, &desired.config().options)
+            .map_err(anyhow::Error::msg)?;
+        let mirror = match mirror_target.clone() {
+            Some(target) => Some(crate::mirror::Mirror::start(target, Arc::clone(&journal))?),
+            None => None,
+        };
+        let keeper = Keeper::new(
+            desired.doors_by_id(),
+            Arc::clone(&journal),
+            Names::new(options.lookup),
+        )
+        .with_mirror(mirror);
+        let daemon = Self {
+            options,
+            desired,
+            counters_logged: Vec::new(),
+            interfaces,
+            capacities,
+            knock,
+            journal,
+            keeper,
+            found,
+            predecessor,
+            started_unix_s: clock::unix_s(),
+            mirror_target,
+        };
+        daemon.release_other_links();
+        daemon.report_attachments(&attached);
+        Ok(daemon)
+    }
+
+    /// Says what became of the pinned state and each interface's attachment.
+    pub(super) fn report_attachments(&self, attached: &[(String, Attached)]) {
+        if let Some((dir, found)) = &self.found {
+            let place = dir.path().display();
+            match found {
+                Found::Empty => self
+                    .journal
+                    .detail(&format!("knock: state pinned in {place}")),
+                Found::Compatible => self.journal.line(&format!(
+                    "knock: took over the state pinned in {place}{}",
+                    self.predecessor
+                        .map_or_else(String::new, |p| format!(" by pid {}", p.pid))
+                )),
+                Found::Replaced { layout } => self.journal.line(&format!(
+                    "knock: the state pinned in {place} was left by an incompatible version \
+                     (layout {}, this version has {:08x}); it was removed and the earlier \
+                     program detached: open doors and attempts are forgotten",
+                    layout.map_or_else(|| "unknown".to_owned(), |l| format!("{l:08x}")),
+                    knock_common::status::LAYOUT
+                )),
+            }
+            for capacity in [
+                (
+                    knock_common::maps::PROGRESS,
+                    "Progress_Capacity",
+                    self.capacities.progress,
+                ),
+                (
+                    knock_common::maps::GATE,
+                    "Gate_Capacity",
+                    self.capacities.gate,
+                ),
+            ] {
+                let (map, key, wanted) = capacity;
+                if let Some(kept) = self.knock.capacity(map)
+                    && kept != wanted
+                {
+                    self.journal.line(&format!(
+                        "knock: {key} {wanted} takes effect after `knock-user stop`; \
+                         the pinned map holds {kept}"
+                    ));
+                }
+            }
+        }
+        for (iface, how) in attached {
+            match how {
+                Attached::TookOver => self.journal.detail(&format!(
+                    "knock: {iface}: the pinned link now runs this program"
+                )),
+                Attached::Reattached { why } => self.journal.line(&format!(
+                    "knock: {iface}: the earlier link could not be reused ({why}); attached afresh"
+                )),
+                Attached::Pinned | Attached::Held => {}
+            }
+        }
+    }
+
+    pub(super) fn announce(&self) {
+        self.journal.line(&format!(
+            "starting up, listening on {}",
+            self.interfaces.join(", ")
+        ));
+        self.journal.detail(&format!(
+            "knock: {} door(s), {} XDP, program of {} instructions, progress for {} sources, gate for {} sources",
+            self.desired.config().doors.len(),
+            self.options.mode.name(),
+            self.knock.instruction_count().map_or_else(
+                || "an unknown number of".to_owned(),
+                |(loaded, verified)| format!("{loaded} (verifier walked {verified})")
+            ),
+            self.capacities.progress,
+            self.capacities.gate,
+        ));
+        let maps = self.knock.map_memory();
+        let total: u64 = maps.iter().filter_map(|m| m.bytes).sum();
+        let each: Vec<String> = maps
+            .iter()
+            .map(|m| match m.bytes {
+                Some(bytes) => format!("{} {} KiB", m.name, bytes.div_ceil(1024)),
+                None => format!("{} ?", m.name),
+            })
+            .collect();
+        self.journal.detail(&format!(
+            "knock: maps use {} KiB in all, fixed at load: {}",
+            total.div_ceil(1024),
+            each.join(", ")
+        ));
+    }
+}
+
+/// The interfaces to attach to: the command line wins, then the configuration, then the
+/// interface of the default route.
+fn interfaces(options: &RunOptions, config: &Config) -> anyhow::Result<Vec<String>> {
+    if !options.interfaces.is_empty() {
+        return Ok(options.interfaces.clone());
+    }
+    if !config.options.interfaces.is_empty() {
+        return Ok(config.options.interfaces.clone());
+    }
+    match net::default_route_interface().context("cannot read /proc/net/route")? {
+        Some(iface) => Ok(vec![iface]),
+        None => {
+            bail!("no interface given and no default route to pick one from; use --interface NAME")
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! The daemon's desired state, kept apart from the kernel and the event loop so each step is a
+//! pure function: the configuration as read, the periods of rotating doors whose sequence has
+//! been used, the ports this host serves, the guarded interfaces' addresses and the switches
+//! from the command line; and the plan they make. The daemon feeds it what it observes (a
+//! reload, a used sequence, a service starting, the clock) and pushes the plans it returns.
+
+use std::collections::BTreeSet;
+
+use knock_common::{Addr, Door, ProtoPort};
+
+use super::expand;
+use super::{Plan, Switches};
+use crate::config::{Config, DoorConfig};
+
+/// What the plan derives from besides the configuration: facts about the host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Host {
+    /// Ports the host serves: knocks on them are counted but let through.
+    pub served: BTreeSet<ProtoPort>,
+    /// The guarded interfaces' addresses: knocks count only when sent to one.
+    pub local: BTreeSet<Addr>,
+}
+
+/// A rotating door's period whose sequence has opened the door once and must not again.
+pub type UsedPeriod = (String, u64);
+
+#[derive(Clone, Debug)]
+pub struct Desired {
+    /// The configuration as read; rotating doors are expanded from it for every plan.
+    config: Config,
+    used: BTreeSet<UsedPeriod>,
+    host: Host,
+    switches: Switches,
+    /// The plan last committed, and the configuration expanded for it.
+    plan: Plan,
+    expanded: Config,
+}
+
+/// A plan ready to push, and what it changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Next {
+    pub plan: Plan,
+    /// The configuration with rotating doors expanded, as the plan holds them.
+    pub expanded: Config,
+    /// Door ids that had a door before and have none in `plan`.
+    pub removed: Vec<u8>,
+    /// The used periods still inside some rotating door's window.
+    pub used: BTreeSet<UsedPeriod>,
+}
+
+impl Desired {
+    /// The first plan of a daemon at Unix time `now_s`. `kept` are the door records and names an
+    /// earlier daemon left in the pinned maps (empty on a fresh start): doors keep their ids, and
+    /// the periods whose sequences the kernel emptied stay used.
+    pub fn start(
+        config: Config,
+        kept: &[(Door, Option<String>)],
+        host: Host,
+        switches: Switches,
+        now_s: u64,
+    ) -> (Self, Next) {
+        let used = used_periods(kept);
+        let previous = Plan::resumed(kept);
+        let mut desired = Self {
+            expanded: config.clone(),
+            config,
+            used,
+            host,
+            switches,
+            plan: previous,
+        };
+        let next = desired.next(&desired.config, now_s);
+        desired.expanded = next.expanded.clone();
+        desired.plan = next.plan.clone();
+        desired.used = next.used.clone();
+        (desired, next)
+    }
+
+    /// The plan for `config` at Unix time `now_s`: doors keep their ids by name, used periods
+    /// that have left every window are forgotten, the rest stay empty.
+    pub fn next(&self, config: &Config, now_s: u64) -> Next {
+        let used: BTreeSet<UsedPeriod> = self
+            .used
+            .iter()
+            .filter(|(name, period)| {
+                config
+                    .doors
+                    .iter()
+                    .filter(|d| &d.name == name)
+                    .filter_map(|d| d.secret.as_ref())
+                    .any(|s| s.period_at(now_s) <= period + 1)
+            })
+            .cloned()
+            .collect();
+        let expanded = expand::expand(config, now_s, &used);
+        let plan = self
+            .plan
+            .next(&expanded, &self.host.served, self.switches)
+            .with_local(&self.host.local);
+        Next {
+            removed: self.plan.removed_in(&plan),
+            plan,
+            expanded,
+            used,
+        }
+    }
+
+    /// Makes `next` (pushed into the kernel) the current state, with the configuration it
+    /// was made from.
+    pub fn commit(&mut self, config: Config, next: Next) {
+        self.config = config;
+        self.plan = next.plan;
+        self.expanded = next.expanded;
+        self.used = next.used;
+    }
+
+    /// Remembers that the kernel emptied the rotating instance with door id `id` (its sequence
+    /// opened the door), so pushing the window again does not bring the sequence back. Returns
+    /// whether `id` is such an instance, pushed with a sequence.
+    pub fn note_emptied(&mut self, id: usize) -> bool {
+        let Some((name, period)) = self.rotating_instance(id) else {
+            return false;
+        };
+        self.used.insert((name, period));
+        true
+    }
+
+    /// Ids of the rotating instances pushed with a sequence: the ones the kernel may empty.
+    pub fn rotating_instances(&self) -> Vec<usize> {
+        (0..self.plan.names.len())
+            .filter(|id| self.rotating_instance(*id).is_some())
+            .collect()
+    }
+
+    fn rotating_instance(&self, id: usize) -> Option<UsedPeriod> {
+        let key = self.plan.names.get(id)?.as_deref()?;
+        let (name, period) = key.rsplit_once('@')?;
+        let period = period.parse::<u64>().ok()?;
+        (self.plan.doors.get(id)?.step_count > 0).then(|| (name.to_owned(), period))
+    }
+
+    /// Takes new facts about the host; returns whether they changed.
+    pub fn observe(&mut self, host: Host) -> bool {
+        if host == self.host {
+            return false;
+        }
+        self.host = host;
+        true
+    }
+
+    /// The one-time door with id `id`, as configured, if `id` is one.
+    pub fn one_time_door(&self, id: u8) -> Option<&DoorConfig> {
+        let name = self.plan.names.get(usize::from(id))?.as_deref()?;
+        self.config
+            .doors
+            .iter()
+            .find(|d| d.name == name)
+            .filter(|d| d.one_time_sequences.is_some())
+    }
+
+    /// When, in Unix seconds, the window of some rotating door moves next.
+    pub fn next_change(&self, now_s: u64) -> Option<u64> {
+        expand::next_change(&self.config, now_s)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The doors of the current plan by kernel id.
+    pub fn doors_by_id(&self) -> Vec<Option<DoorConfig>> {
+        self.plan.doors_by_id(&self.expanded)
+    }
+
+    pub fn used(&self) -> &BTreeSet<UsedPeriod> {
+        &self.used
+    }
+}
+
+/// Periods of rotating doors whose sequence the kernel has emptied (used): they must not be
+/// pushed again, or a restart would make a used sequence work a second time.
+fn used_periods(kept: &[(Door, Option<String>)]) -> BTreeSet<UsedPeriod> {
+    kept.iter()
+        .filter(|(door, _)| door.flags & knock_common::door::ONCE != 0 && door.step_count == 0)
+        .filter_map(|(_, name)| {
+            let (door, period) = name.as_deref()?.rsplit_once('@')?;
+            Some((door.to_owned(), period.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use knock_common::ports::SERVED;
+
+    use super::*;
+    use crate::config::parse;
+    use crate::config::rotate::Secret;
+
+    /// `openSSH` rotates every 30 s; `static` does not; `once` takes one-time sequences.
+    fn config() -> Config {
+        let mut config = parse(
+            Path::new("t"),
+            "[openSSH]\nsequence = 1\n[static]\nsequence = 2000\n\
+             [once]\none_time_sequences = once.txt\n",
+        )
+        .unwrap();
+        config.doors[0].sequence.clear();
+        config.doors[0].secret = Some(Secret::new("openSSH", [7; 32], BTreeSet::new()));
+        config.doors[2].sequence = vec![ProtoPort::tcp(3000)];
+        config.doors[2].one_time_line = Some(1);
+        config
+    }
+
+    const NOW: u64 = 3000;
+
+    fn keys(plan: &Plan) -> Vec<&str> {
+        plan.names.iter().flatten().map(String::as_str).collect()
+    }
+
+    fn started() -> (Desired, Next) {
+        Desired::start(config(), &[], Host::default(), Switches::default(), NOW)
+    }
+
+    #[test]
+    fn the_first_plan_holds_each_door_and_the_rotating_window() {
+        let (desired, first) = started();
+        assert_eq!(
+            keys(&first.plan),
+            [
+                "openSSH",
+                "openSSH@99",
+                "openSSH@100",
+                "openSSH@101",
+                "static",
+                "once"
+            ]
+        );
+        assert!(first.removed.is_empty());
+        assert_eq!(desired.plan(), &first.plan);
+        assert_eq!(desired.rotating_instances(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_restart_keeps_door_ids_and_the_periods_the_kernel_emptied() {
+        let (_, before) = started();
+        // What the pinned maps hold after the kernel opened the door with period 100's sequence.
+        let mut kept: Vec<(Door, Option<String>)> = before
+            .plan
+            .doors
+            .iter()
+            .copied()
+            .zip(before.plan.names.iter().cloned())
+            .collect();
+        kept[2].0.step_count = 0;
+        kept.swap(4, 5);
+        let (desired, first) =
+            Desired::start(config(), &kept, Host::default(), Switches::default(), NOW);
+        assert_eq!(
+            first.plan.id_of("static"),
+            Some(5),
+            "ids follow the pinned names"
+        );
+        assert_eq!(first.plan.id_of("once"), Some(4));
+        assert_eq!(
+            first.plan.doors[2].step_count, 0,
+            "a used sequence stays used"
+        );
+        assert!(desired.used().contains(&("openSSH".to_owned(), 100)));
+        assert!(first.plan.doors[3].step_count > 0);
+    }
+
+    #[test]
+    fn a_used_period_stays_empty_until_it_leaves_the_window() {
+        let (mut desired, _) = started();
+        assert!(
+            desired.note_emptied(2),
+            "openSSH@100 is a rotating instance"
+        );
+        assert!(!desired.note_emptied(4), "static is not");
+        let next = desired.next(&config(), NOW);
+        assert_eq!(next.plan.doors[2].step_count, 0);
+        assert!(next.plan.doors[3].step_count > 0);
+        assert!(next.removed.is_empty());
+        let config = desired.config().clone();
+        desired.commit(config, next);
+        // Three periods on, period 100 has left the window and is forgotten.
+        let later = desired.next(&self::config(), NOW + 90);
+        assert!(later.used.is_empty(), "{:?}", later.used);
+        for period in ["openSSH@102", "openSSH@103", "openSSH@104"] {
+            assert!(later.plan.id_of(period).is_some(), "{period}");
+        }
+        assert_eq!(later.plan.id_of("openSSH@100"), None);
+        assert_eq!(later.removed, [1, 2, 3], "the old periods' ids");
+    }
+
+    #[test]
+    fn served_ports_and_local_addresses_reach_the_next_plan() {
+        let (mut desired, _) = started();
+        let local = Addr::from_ipv4([198, 51, 100, 1]);
+        let host = Host {
+            served: [ProtoPort::tcp(2000)].into(),
+            local: [local].into(),
+        };
+        assert!(desired.observe(host.clone()));
+        assert!(!desired.observe(host), "the same facts change nothing");
+        let next = desired.next(desired.config(), NOW);
+        assert_eq!(next.plan.class_of(ProtoPort::tcp(2000)) & SERVED, SERVED);
+        assert!(next.plan.local.contains(&local));
+    }
+
+    #[test]
+    fn a_door_taken_out_of_the_configuration_is_removed_and_its_id_named() {
+        let (desired, _) = started();
+        let mut smaller = config();
+        smaller.doors.retain(|d| d.name != "static");
+        let next = desired.next(&smaller, NOW);
+        assert_eq!(next.removed, [4]);
+        assert_eq!(
+            next.plan.id_of("once"),
+            Some(5),
+            "the others keep their ids"
+        );
+        assert_eq!(next.plan.doors_by_id(&next.expanded)[4], None);
+    }
+
+    #[test]
+    fn a_one_time_door_is_found_by_its_kernel_id() {
+        let (desired, _) = started();
+        assert_eq!(
+            desired.one_time_door(5).map(|d| d.name.as_str()),
+            Some("once")
+        );
+        assert!(
+            desired.one_time_door(4).is_none(),
+            "static has no one-time file"
+        );
+        assert!(desired.one_time_door(63).is_none());
+    }
+}

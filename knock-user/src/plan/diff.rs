@@ -1,0 +1,334 @@
+//! The plan-to-map diff, as data: what pushing a plan writes into the kernel's maps and what it
+//! removes from them, map by map. Computed here, without a kernel, and tested as data;
+//! `kernel::Knock::push` applies it with one generic writer.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use knock_common::ports::FirstSteps;
+use knock_common::settings::SpaKey;
+use knock_common::status::DoorName;
+use knock_common::{Addr, Door, MAX_DOORS, ProtoPort};
+
+use super::Plan;
+
+/// Changes to one map: entries to put (insert or overwrite) and keys to remove. Arrays cannot
+/// lose an entry, so theirs are puts of the empty value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Changes<K, V> {
+    pub put: Vec<(K, V)>,
+    pub remove: Vec<K>,
+}
+
+impl<K, V> Default for Changes<K, V> {
+    fn default() -> Self {
+        Self {
+            put: Vec::new(),
+            remove: Vec::new(),
+        }
+    }
+}
+
+impl<K, V> Changes<K, V> {
+    pub fn is_empty(&self) -> bool {
+        self.put.is_empty() && self.remove.is_empty()
+    }
+
+    /// How many entries change.
+    pub fn len(&self) -> usize {
+        self.put.len() + self.remove.len()
+    }
+}
+
+/// Every map a push writes, in the order the writer applies them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MapDiff {
+    /// `DOORS`, by id.
+    pub doors: Changes<u32, Door>,
+    /// `NAMES`, by id.
+    pub names: Changes<u32, DoorName>,
+    pub first_steps: Changes<ProtoPort, FirstSteps>,
+    /// `PORTS`, by word.
+    pub ports: Changes<u32, u64>,
+    /// `GUARDS`, by group.
+    pub guards: Changes<u32, u64>,
+    pub keys: Changes<u32, SpaKey>,
+    /// `SPA_DOORS`: door ids by door tag.
+    pub spa_doors: Changes<u32, u32>,
+    pub local: Changes<Addr, u8>,
+    /// `ALWAYS_ALLOW`: (prefix length over 128 bits, IPv6-mapped address).
+    pub always_allow: Changes<(u32, [u8; 16]), u8>,
+}
+
+impl MapDiff {
+    /// How many entries change, in all maps.
+    pub fn len(&self) -> usize {
+        self.doors.len()
+            + self.names.len()
+            + self.first_steps.len()
+            + self.ports.len()
+            + self.guards.len()
+            + self.keys.len()
+            + self.spa_doors.len()
+            + self.local.len()
+            + self.always_allow.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Plan {
+    /// What pushing `self` changes in maps that hold `before`. `None` means their contents are
+    /// unknown (a fresh load, or maps an earlier daemon pinned): every door and name slot is
+    /// written, and every entry of this plan.
+    pub fn diff_from(&self, before: Option<&Plan>) -> MapDiff {
+        let slots = |plan: Option<&Plan>| -> Vec<(Door, DoorName)> {
+            (0..MAX_DOORS)
+                .map(|id| {
+                    let door = plan
+                        .and_then(|p| p.doors.get(id).copied())
+                        .unwrap_or_default();
+                    let name = plan
+                        .and_then(|p| p.names.get(id))
+                        .and_then(|n| n.as_deref())
+                        .and_then(DoorName::new)
+                        .unwrap_or_default();
+                    (door, name)
+                })
+                .collect()
+        };
+        let now = slots(Some(self));
+        let was = before.map(|b| slots(Some(b)));
+        let mut diff = MapDiff::default();
+        for (id, (door, name)) in now.into_iter().enumerate() {
+            let old = was.as_ref().map(|w| w[id]);
+            if old.is_none_or(|(d, _)| d != door) {
+                diff.doors.put.push((id as u32, door));
+            }
+            if old.is_none_or(|(_, n)| n != name) {
+                diff.names.put.push((id as u32, name));
+            }
+        }
+        diff.first_steps =
+            map_changes(before.map(|b| &b.first_steps), &self.first_steps, |doors| {
+                FirstSteps { doors: *doors }
+            });
+        diff.ports = map_changes(before.map(|b| &b.port_words), &self.port_words, |w| *w);
+        // Stale words are emptied: the array keeps its slots.
+        diff.ports
+            .put
+            .extend(diff.ports.remove.drain(..).map(|word| (word, 0)));
+        let groups = |plan: &Plan| -> BTreeMap<u32, u64> {
+            (0..)
+                .zip(plan.guards.iter().copied())
+                .collect::<BTreeMap<u32, u64>>()
+        };
+        let guards_before = before.map(groups);
+        diff.guards.put = groups(self)
+            .into_iter()
+            .filter(|(group, doors)| {
+                guards_before
+                    .as_ref()
+                    .is_none_or(|b| b.get(group) != Some(doors))
+            })
+            .collect();
+        diff.keys = map_changes(before.map(|b| &b.keys), &self.keys, |key| SpaKey {
+            key: *key,
+        });
+        diff.spa_doors = map_changes(before.map(|b| &b.spa_doors), &self.spa_doors, |id| *id);
+        diff.local = set_changes(before.map(|b| &b.local), &self.local);
+        diff.always_allow = set_changes(before.map(|b| &b.always_allow), &self.always_allow);
+        diff
+    }
+}
+
+/// Keys that went, and entries that are new or changed.
+fn map_changes<K: Ord + Copy, T: PartialEq, V>(
+    before: Option<&BTreeMap<K, T>>,
+    now: &BTreeMap<K, T>,
+    value: impl Fn(&T) -> V,
+) -> Changes<K, V> {
+    Changes {
+        remove: before
+            .into_iter()
+            .flat_map(|b| b.keys())
+            .filter(|key| !now.contains_key(key))
+            .copied()
+            .collect(),
+        put: now
+            .iter()
+            .filter(|(key, v)| before.is_none_or(|b| b.get(key) != Some(v)))
+            .map(|(key, v)| (*key, value(v)))
+            .collect(),
+    }
+}
+
+/// Members that went, and members that are new; each present member maps to 1.
+fn set_changes<K: Ord + Copy>(before: Option<&BTreeSet<K>>, now: &BTreeSet<K>) -> Changes<K, u8> {
+    Changes {
+        remove: before
+            .into_iter()
+            .flat_map(|b| b.difference(now))
+            .copied()
+            .collect(),
+        put: now
+            .iter()
+            .filter(|key| before.is_none_or(|b| !b.contains(key)))
+            .map(|key| (*key, 1))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use knock_common::ports;
+
+    use super::*;
+    use crate::config::parse;
+    use crate::plan::Switches;
+
+    /// A configuration whose key file holds one client key.
+    fn config(text: &str) -> crate::config::Config {
+        let mut config = parse(Path::new("test.conf"), text).unwrap();
+        config.spa_keys = vec![crate::config::keys::ClientKey {
+            id: 7,
+            key: [1; 16],
+            comment: String::new(),
+        }];
+        config
+    }
+
+    fn plan_of(text: &str) -> Plan {
+        Plan::new(&config(text), &BTreeSet::new(), Switches::default())
+    }
+
+    fn next_of(before: &Plan, text: &str) -> Plan {
+        before.next(&config(text), &BTreeSet::new(), Switches::default())
+    }
+
+    const TWO_DOORS: &str = "[options]\nSPA_Keys = keys\nAlways_Allow = 203.0.113.0/24\n\
+        [a]\nsequence = 1000,2000\n[b]\nsequence = 3000\nprotect = 2222\nSPA = yes\n";
+
+    #[test]
+    fn a_first_push_writes_every_door_slot_and_every_entry() {
+        let plan = plan_of(TWO_DOORS).with_local(&[Addr::from_ipv4([198, 51, 100, 1])].into());
+        let diff = plan.diff_from(None);
+        assert_eq!(
+            diff.doors.put.len(),
+            MAX_DOORS,
+            "the pinned slots are unknown"
+        );
+        assert_eq!(diff.names.put.len(), MAX_DOORS);
+        assert_eq!(diff.doors.put[1], (1, plan.doors[1]));
+        assert_eq!(
+            diff.doors.put[2],
+            (2, Door::new()),
+            "an unused slot is emptied"
+        );
+        assert_eq!(diff.first_steps.put.len(), 2);
+        assert_eq!(
+            diff.ports.put,
+            plan.port_words
+                .iter()
+                .map(|(w, v)| (*w, *v))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(diff.guards.put.len(), plan.guards.len());
+        assert_eq!(diff.spa_doors.put, [(door_tag("b"), 1)]);
+        assert_eq!(diff.keys.put, [(7, SpaKey { key: [1; 16] })]);
+        assert_eq!(
+            diff.local.put,
+            [(Addr::from_ipv4([198, 51, 100, 1]), 1)],
+            "no door has a Target, so only the host's address"
+        );
+        assert_eq!(diff.always_allow.put.len(), 1);
+        for removed in [
+            diff.first_steps.remove.len(),
+            diff.keys.remove.len(),
+            diff.spa_doors.remove.len(),
+            diff.local.remove.len(),
+            diff.always_allow.remove.len(),
+        ] {
+            assert_eq!(removed, 0, "nothing to remove from fresh maps");
+        }
+    }
+
+    #[test]
+    fn pushing_the_same_plan_again_changes_nothing() {
+        let plan = plan_of(TWO_DOORS);
+        assert!(plan.diff_from(Some(&plan)).is_empty());
+        let again = next_of(&plan, TWO_DOORS);
+        assert_eq!(again.diff_from(Some(&plan)), MapDiff::default());
+    }
+
+    #[test]
+    fn a_removed_door_empties_its_slot_and_takes_its_entries_away() {
+        let before = plan_of(TWO_DOORS);
+        let after = next_of(
+            &before,
+            "[options]\nSPA_Keys = keys\n[b]\nsequence = 3000\nprotect = 2222\nSPA = yes\n",
+        );
+        let diff = after.diff_from(Some(&before));
+        assert_eq!(
+            diff.doors.put,
+            [(0, Door::new())],
+            "a's slot, and nothing else"
+        );
+        assert_eq!(diff.names.put, [(0, DoorName::default())]);
+        assert_eq!(
+            diff.first_steps.remove,
+            [ProtoPort::tcp(1000)],
+            "a's first knock starts nothing any more"
+        );
+        assert!(diff.first_steps.put.is_empty());
+        let (word, _) = ports::slot(knock_common::segment::PROTO_TCP, 2000);
+        assert!(
+            diff.ports.put.contains(&(word, 0)) || diff.ports.put.iter().any(|(w, _)| *w == word),
+            "a's knock ports lose their class: {:?}",
+            diff.ports.put
+        );
+        assert_eq!(
+            diff.always_allow.remove.len(),
+            1,
+            "Always_Allow is gone from [options]"
+        );
+        assert!(diff.spa_doors.is_empty(), "b keeps its id and its tag");
+    }
+
+    #[test]
+    fn a_changed_door_is_rewritten_under_its_id_with_the_next_revision() {
+        let before = plan_of(TWO_DOORS);
+        let after = next_of(&before, &TWO_DOORS.replace("3000", "4000"));
+        let diff = after.diff_from(Some(&before));
+        assert_eq!(diff.doors.put.len(), 1);
+        let (id, door) = diff.doors.put[0];
+        assert_eq!(id, 1);
+        assert_eq!(door.revision, before.doors[1].revision + 1);
+        assert!(diff.names.is_empty(), "the name stays");
+        assert_eq!(diff.first_steps.remove, [ProtoPort::tcp(3000)]);
+        assert_eq!(
+            diff.first_steps.put,
+            [(ProtoPort::tcp(4000), FirstSteps { doors: 0b10 })]
+        );
+    }
+
+    #[test]
+    fn host_addresses_that_go_are_removed_and_new_ones_put() {
+        let old = Addr::from_ipv4([198, 51, 100, 1]);
+        let new = Addr::from_ipv4([198, 51, 100, 9]);
+        let before = plan_of(TWO_DOORS).with_local(&[old].into());
+        let after = next_of(&before, TWO_DOORS).with_local(&[new].into());
+        let diff = after.diff_from(Some(&before));
+        assert_eq!(diff.local.remove, [old]);
+        assert_eq!(diff.local.put, [(new, 1)]);
+        assert_eq!(diff.len(), 2);
+    }
+
+    fn door_tag(name: &str) -> u32 {
+        knock_common::spa::door_tag(name)
+    }
+}

@@ -1,6 +1,8 @@
 //! A small network laboratory for knock's tests, demo and benchmarks: two network namespaces
-//! joined by a veth pair, with helpers to listen, connect and run the daemon inside them.
-//! Everything it creates is removed when it is dropped, also when a test fails.
+//! joined by a veth pair ([`Lab`]), with helpers to listen, connect and run the daemon inside
+//! them, and the one [`Scene`] that puts them together (a lab, listeners, a configuration, a
+//! private bpffs, the daemon). Everything it creates is removed when it is dropped, also when a
+//! test fails.
 //!
 //! Addresses come only from the documentation ranges 198.51.100.0/24 and 2001:db8::/32.
 
@@ -9,13 +11,17 @@ mod daemon;
 pub mod knockd;
 mod netns;
 mod raw;
+mod scene;
 mod socket;
+mod tempdir;
 
 pub use bpffs::BpfMount;
 pub use daemon::Daemon;
 pub use netns::Netns;
 pub use raw::Capture;
+pub use scene::{SHORT, Scene, SceneBuilder};
 pub use socket::{Listener, connects, connects_from};
+pub use tempdir::TempDir;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, Ordering};

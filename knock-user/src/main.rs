@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use knock_user::cli::knock::{self as client, Family};
+use knock_user::cli::status::Format;
 use knock_user::config::{self, DEFAULT_PATH};
 use knock_user::daemon::{self, RunOptions};
 use knock_user::kernel::AttachMode;
@@ -132,7 +133,7 @@ struct Pinned {
 
 impl Pinned {
     fn nothing_attached(&self) -> String {
-        nothing_attached(&self.state_dir, self.interface.as_deref())
+        knock_user::cli::status::nothing_attached(&self.state_dir, self.interface.as_deref())
     }
 }
 
@@ -279,25 +280,6 @@ fn expand_home(path: &str) -> PathBuf {
     }
 }
 
-/// The current sequence of a rotating door; `rest` may name the door, which must match.
-fn rotating_sequence(
-    file: &std::path::Path,
-    rest: &[String],
-) -> anyhow::Result<Vec<knock_common::ProtoPort>> {
-    let secret = knock_user::config::rotate::load(file)?;
-    match rest {
-        [] => {}
-        [door] if *door == secret.door => {}
-        [door] => anyhow::bail!(
-            "{} is the secret of door `{}`, not `{door}`",
-            file.display(),
-            secret.door
-        ),
-        _ => anyhow::bail!("with --secret-file, give only the host and the door's name"),
-    }
-    Ok(secret.sequence(secret.period_at(knock_user::system::clock::unix_s())))
-}
-
 fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::GenerateManuals { dir } => {
@@ -328,7 +310,18 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 table: args.mirror_table,
             },
         }),
-        Command::Status(args) => status(&args),
+        Command::Status(args) => knock_user::cli::status::run(
+            &args.pinned.state_dir,
+            args.pinned.interface.as_deref(),
+            if args.json {
+                Format::Json
+            } else if args.prometheus {
+                Format::Prometheus
+            } else {
+                Format::Text
+            },
+            args.output.as_deref(),
+        ),
         Command::Stop(args) => {
             let pinned = &args.pinned;
             let stopped =
@@ -353,7 +346,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Knock(args) => {
             let ports = match &args.secret_file {
-                Some(file) => rotating_sequence(file, &args.ports)?,
+                Some(file) => client::rotating_sequence(file, &args.ports)?,
                 None => args
                     .ports
                     .iter()
@@ -406,59 +399,4 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn nothing_attached(root: &std::path::Path, iface: Option<&str>) -> String {
-    format!(
-        "nothing is attached{}: no pinned state under {} (a daemon run with --ephemeral, or \
-         in another mount namespace, pins nothing there)",
-        iface.map_or_else(String::new, |i| format!(" to {i}")),
-        root.display()
-    )
-}
-
-/// `status`: exits non-zero when nothing is attached, after saying so.
-fn status(args: &StatusArgs) -> anyhow::Result<()> {
-    let pinned = &args.pinned;
-    let dirs = knock_user::kernel::pins::select(&pinned.state_dir, pinned.interface.as_deref());
-    let snapshots = dirs
-        .iter()
-        .map(knock_user::cli::status::snapshot)
-        .collect::<Result<Vec<_>, _>>()?;
-    let report = if args.json {
-        serde_json::to_string_pretty(&snapshots)? + "\n"
-    } else if args.prometheus {
-        knock_user::cli::status::prometheus(&snapshots)
-    } else {
-        snapshots
-            .iter()
-            .map(knock_user::cli::status::text)
-            .collect()
-    };
-    match &args.output {
-        Some(path) => write_atomically(path, &report)?,
-        None => print!("{report}"),
-    }
-    if snapshots.is_empty() {
-        anyhow::bail!("{}", pinned.nothing_attached());
-    }
-    Ok(())
-}
-
-/// Readers (node_exporter) never see half a file.
-fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{}: not a file name", path.display()))?;
-    let temporary = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    std::fs::write(&temporary, text)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    std::fs::rename(&temporary, path).with_context(|| {
-        format!(
-            "cannot rename {} to {}",
-            temporary.display(),
-            path.display()
-        )
-    })
 }

@@ -18,13 +18,13 @@ fn the_guide_configuration_keeps_ssh_shut_until_the_real_knock_client_knocks() {
         s.ssh().is_err(),
         "port 22 must be invisible before the knock"
     );
-    assert_eq!(s.listener.accepted(), 0);
+    assert_eq!(s.listener().accepted(), 0);
     s.real_knock(&["198.51.100.1", "4438", "1813", "8235"]);
-    s.daemon
+    s.daemon()
         .wait_for("OPEN SESAME", Duration::from_secs(5))
         .expect("the door opens");
     s.ssh().expect("port 22 accepts after the knock");
-    assert_eq!(s.listener.wait_accepted(1, Duration::from_secs(2)), 1);
+    assert_eq!(s.listener().wait_accepted(1, Duration::from_secs(2)), 1);
 }
 
 #[test]
@@ -32,7 +32,7 @@ fn the_start_command_runs_with_the_clients_address() {
     let s = scene(GUIDE);
     s.real_knock(&["198.51.100.1", "4438", "1813", "8235"]);
     let line = s
-        .daemon
+        .daemon()
         .wait_for("running command", Duration::from_secs(5))
         .expect("the command runs");
     assert_eq!(
@@ -52,10 +52,10 @@ fn the_start_command_runs_with_the_clients_address() {
 fn the_daemon_logs_knockds_lines_for_each_stage() {
     let s = scene(GUIDE);
     s.real_knock(&["198.51.100.1", "4438", "1813", "8235"]);
-    s.daemon
+    s.daemon()
         .wait_for("OPEN SESAME", Duration::from_secs(5))
         .expect("the door opens");
-    let log = s.daemon.log();
+    let log = s.daemon().log();
     for expected in [
         "198.51.100.2: openSSH: Stage 1",
         "198.51.100.2: openSSH: Stage 2",
@@ -72,7 +72,7 @@ fn the_daemon_logs_knockds_lines_for_each_stage() {
 fn knock_users_own_client_opens_the_door() {
     let s = scene(GUIDE);
     s.our_knock(&["198.51.100.1", "4438", "1813", "8235"]);
-    s.daemon
+    s.daemon()
         .wait_for("OPEN SESAME", Duration::from_secs(5))
         .expect("the door opens");
     s.ssh().expect("port 22 accepts after the knock");
@@ -84,7 +84,7 @@ fn knocks_in_the_wrong_order_keep_the_door_shut() {
     s.real_knock(&["198.51.100.1", "4438", "8235", "1813"]);
     std::thread::sleep(Duration::from_millis(300));
     assert!(s.ssh().is_err());
-    assert!(!s.daemon.log().iter().any(|l| l.contains("OPEN SESAME")));
+    assert!(!s.daemon().log().iter().any(|l| l.contains("OPEN SESAME")));
 }
 
 #[test]
@@ -101,7 +101,7 @@ fn a_connection_to_another_port_between_knocks_keeps_the_door_shut() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(s.ssh().is_err());
     assert!(
-        s.daemon
+        s.daemon()
             .wait_for("sequence reset", Duration::from_secs(2))
             .is_some()
     );
@@ -113,7 +113,7 @@ fn a_sequence_slower_than_its_timeout_keeps_the_door_shut() {
     s.real_knock(&["-d", "600", "198.51.100.1", "4438", "1813", "8235"]);
     std::thread::sleep(Duration::from_millis(300));
     assert!(s.ssh().is_err());
-    s.daemon
+    s.daemon()
         .wait_for("sequence timeout (stage 2)", Duration::from_secs(3))
         .expect("the timeout is logged");
 }
@@ -125,7 +125,7 @@ fn an_established_connection_outlives_its_door() {
     );
     s.our_knock(&["198.51.100.1", "4438", "1813", "8235"]);
     let mut session = s.ssh().expect("port 22 accepts after the knock");
-    s.daemon
+    s.daemon()
         .wait_for(
             "openSSH: running command: echo closing 198.51.100.2",
             Duration::from_secs(5),
@@ -150,24 +150,24 @@ fn an_established_connection_outlives_its_door() {
 
 #[test]
 fn a_failing_command_is_logged_with_its_status_and_the_daemon_goes_on() {
-    let s = scene("[openSSH]\nsequence = 4438,1813,8235\ncommand = exit 7\n");
+    let mut s = scene("[openSSH]\nsequence = 4438,1813,8235\ncommand = exit 7\n");
     s.our_knock(&["198.51.100.1", "4438", "1813", "8235"]);
-    s.daemon
+    s.daemon()
         .wait_for(
             "openSSH: command returned non-zero status code (7)",
             Duration::from_secs(5),
         )
         .expect("the failure is logged");
     s.ssh().expect("the door opened anyway");
-    let (_, clean) = s.daemon.stop();
+    let (_, clean) = s.stop_daemon();
     assert!(clean, "the daemon exits cleanly on SIGINT");
 }
 
 #[test]
 fn an_ephemeral_daemon_detaches_when_it_stops() {
-    let s = common::scene_with(GUIDE, &["--ephemeral"]);
+    let mut s = common::scene_with(GUIDE, &["--ephemeral"]);
     assert!(s.ssh().is_err());
-    let (log, clean) = s.daemon.stop();
+    let (log, clean) = s.stop_daemon();
     assert!(clean, "{log:#?}");
     assert!(log.iter().any(|l| l == "shutting down"));
     let link = s
@@ -191,7 +191,7 @@ fn s_connects_freely(lab: &Lab) {
 fn a_lone_knock_times_out_in_the_log_without_further_packets() {
     let s = scene(&GUIDE.replace("seq_timeout = 5", "seq_timeout = 1"));
     s.real_knock(&["198.51.100.1", "4438"]);
-    s.daemon
+    s.daemon()
         .wait_for(
             "198.51.100.2: openSSH: sequence timeout (stage 1)",
             Duration::from_secs(4),
@@ -203,13 +203,13 @@ fn a_lone_knock_times_out_in_the_log_without_further_packets() {
 fn mixed_udp_and_tcp_knocks_from_both_clients_open_the_door() {
     let s = scene("[mixed]\nsequence = 7000:udp,8000,9000:udp\n");
     s.real_knock(&["198.51.100.1", "7000:udp", "8000:tcp", "9000:udp"]);
-    s.daemon
+    s.daemon()
         .wait_for("mixed: OPEN SESAME", Duration::from_secs(5))
         .expect("knock opens");
     s.ssh().expect("port 22 accepts");
     let s = scene("[mixed]\nsequence = 7000:udp,8000,9000:udp\n");
     s.our_knock(&["-u", "198.51.100.1", "7000", "8000:tcp", "9000"]);
-    s.daemon
+    s.daemon()
         .wait_for("mixed: OPEN SESAME", Duration::from_secs(5))
         .expect("knock-user knock opens");
     s.ssh().expect("port 22 accepts");
@@ -258,12 +258,12 @@ fn debians_default_configuration_runs_unchanged() {
         .expect("Debian's knockd package installs /etc/knockd.conf");
     let s = scene(&debian);
     s.real_knock(&["198.51.100.1", "7000", "8000", "9000"]);
-    s.daemon
+    s.daemon()
         .wait_for("198.51.100.2: openSSH: OPEN SESAME", Duration::from_secs(5))
         .expect("Debian's openSSH door opens");
     s.ssh().expect("port 22 accepts after the knock");
     s.real_knock(&["198.51.100.1", "12345", "54321", "24680", "13579"]);
-    s.daemon
+    s.daemon()
         .wait_for(
             "openHTTPS: command returned non-zero status code",
             Duration::from_secs(5),

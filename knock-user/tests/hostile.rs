@@ -11,13 +11,13 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{BINARY, GUIDE, TempDir, scene};
+use common::{BINARY, GUIDE, Scene, scene};
 use kernel::{DROP, PASS, counter, load_sized, sources_in_progress, verdict};
 use knock_common::counter::Counter;
 use knock_common::craft::{Craft, Transport};
 use knock_common::frame::{Frame, classify};
 use knock_common::segment::tcp_flags::{ACK, SYN};
-use knock_lab::{CLIENT_V4, CLIENT_V6, Daemon, Lab, Listener, SERVER_V4, SERVER_V6};
+use knock_lab::{CLIENT_V4, CLIENT_V6, Lab, SERVER_V4, SERVER_V6};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -137,23 +137,17 @@ fn reaches_listener(lab: &Lab, frames: &[Vec<u8>], sport: u16) -> bool {
 
 /// Proves the frames reach a listener without knock, then that they do not with knock.
 fn never_reaches_the_listener(frames_for: fn(u16) -> Vec<Vec<u8>>) {
-    let lab = Lab::new().unwrap();
-    let _listener = Listener::start(&lab.server, 22).unwrap();
+    let mut s = Scene::build(GUIDE)
+        .quiet()
+        .stopped()
+        .start(Path::new(BINARY))
+        .unwrap();
     assert!(
-        reaches_listener(&lab, &frames_for(41001), 41001),
+        reaches_listener(&s.lab, &frames_for(41001), 41001),
         "without knock the frames must reach the listener, or this test proves nothing"
     );
-    let dir = TempDir::new(&format!("hostile-{}", lab.server_if));
-    let config = dir.path("knockd.conf");
-    std::fs::write(&config, GUIDE).unwrap();
-    let daemon = Daemon::start(
-        &lab.server,
-        Path::new(BINARY),
-        &["-c", &config.to_string_lossy(), "-i", &lab.server_if],
-    )
-    .unwrap();
-    assert!(!reaches_listener(&lab, &frames_for(41002), 41002));
-    drop(daemon);
+    s.start_daemon(&[]).unwrap();
+    assert!(!reaches_listener(&s.lab, &frames_for(41002), 41002));
 }
 
 #[test]
@@ -253,7 +247,7 @@ fn a_burst_of_spoofed_first_knocks_over_veth_does_not_stop_a_real_client() {
         let mut opened = false;
         for _ in 0..5 {
             s.our_knock(&["-d", "20", "198.51.100.1", "4438", "1813", "8235"]);
-            if s.daemon
+            if s.daemon()
                 .wait_for(
                     "198.51.100.2: openSSH: OPEN SESAME",
                     Duration::from_millis(500),
@@ -271,11 +265,11 @@ fn a_burst_of_spoofed_first_knocks_over_veth_does_not_stop_a_real_client() {
     assert!(
         opened_during_flood,
         "the door opens for the real client while the flood goes on: {:#?}",
-        s.daemon.log()
+        s.daemon().log()
     );
     s.ssh().expect("the real client connects after the flood");
     assert!(
-        s.daemon
+        s.daemon()
             .wait_for("first-knock lines not logged", WAIT)
             .is_some(),
         "the flood is summarized, not logged line by line"
@@ -292,7 +286,7 @@ fn repeated_one_step_knocks_run_the_start_command_once_while_the_door_is_open() 
     let started = std::fs::read_to_string(s.dir.path("started")).unwrap();
     assert_eq!(started, "198.51.100.2\n");
     let refreshed = s
-        .daemon
+        .daemon()
         .log()
         .iter()
         .filter(|l| l.contains("already open"))
@@ -309,14 +303,14 @@ fn an_ipv6_client_knocks_connects_and_gets_the_ipv6_commands() {
     );
     s.our_knock(&["-6", "2001:db8::1", "4438", "1813:udp", "8235"]);
     assert!(
-        s.daemon
+        s.daemon()
             .wait_for("2001:db8::2: openSSH: OPEN SESAME", WAIT)
             .is_some()
     );
     knock_lab::connects(&s.lab.client, SERVER_V6.into(), 22, Duration::from_secs(1))
         .expect("port 22 accepts the IPv6 client");
     assert!(
-        s.daemon
+        s.daemon()
             .wait_for("openSSH: running command: echo v6 stop 2001:db8::2", WAIT)
             .is_some()
     );

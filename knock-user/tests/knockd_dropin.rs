@@ -4,12 +4,13 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
-use common::{BINARY, GUIDE, TempDir, scene, scene_with};
+use common::{BINARY, GUIDE, Scene, TempDir, scene, scene_with};
 use knock_common::craft::Craft;
 use knock_common::segment::tcp_flags::SYN;
-use knock_lab::{Lab, Listener, OTHER_V4, SERVER_ALT_V4, SERVER_V4, connects};
+use knock_lab::{Listener, OTHER_V4, SERVER_ALT_V4, SERVER_V4, connects};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -35,7 +36,7 @@ fn sighup_reloads_and_keeps_open_doors_and_attempts_of_unchanged_doors() {
     )
     .unwrap();
     s.signal(libc::SIGHUP);
-    s.daemon
+    s.daemon()
         .wait_for("configuration reloaded: 2 door(s)", WAIT)
         .expect("the reload is logged");
     s.ssh().expect("the open door stays open across the reload");
@@ -44,7 +45,7 @@ fn sighup_reloads_and_keeps_open_doors_and_attempts_of_unchanged_doors() {
     assert!(
         s.opened("198.51.100.3: openSSH: OPEN SESAME"),
         "the attempt in progress survived: {:#?}",
-        s.daemon.log()
+        s.daemon().log()
     );
 }
 
@@ -54,7 +55,7 @@ fn sighup_ends_attempts_at_a_door_whose_sequence_changed() {
     s.our_knock(&["198.51.100.1", "7000"]);
     std::fs::write(&s.config, "[door]\nsequence = 7000,7001,7003\n").unwrap();
     s.signal(libc::SIGHUP);
-    s.daemon
+    s.daemon()
         .wait_for("configuration reloaded", WAIT)
         .expect("reloaded");
     s.our_knock(&["198.51.100.1", "7001", "7003"]);
@@ -73,7 +74,7 @@ fn a_broken_file_on_reload_keeps_the_running_configuration() {
     std::fs::write(&s.config, "[openSSH]\nsequence = 4438,0\n").unwrap();
     s.signal(libc::SIGHUP);
     let line = s
-        .daemon
+        .daemon()
         .wait_for("the running one stays", WAIT)
         .expect("the broken file is reported");
     assert!(
@@ -89,7 +90,7 @@ fn a_one_time_sequence_opens_once_and_its_line_is_marked_used() {
     let dir = TempDir::new("onetime");
     let file = dir.path("sequences");
     std::fs::write(&file, "5001,5002,5003\n6001,6002,6003\n").unwrap();
-    let s = scene(&format!(
+    let mut s = scene(&format!(
         "[once]\none_time_sequences = {}\n",
         file.display()
     ));
@@ -100,7 +101,7 @@ fn a_one_time_sequence_opens_once_and_its_line_is_marked_used() {
         std::fs::read_to_string(&file).unwrap(),
         "#001,5002,5003\n6001,6002,6003\n"
     );
-    let (log, _) = s.daemon.stop();
+    let (log, _) = s.stop_daemon();
     assert_eq!(
         log.iter().filter(|l| l.contains("OPEN SESAME")).count(),
         1,
@@ -126,7 +127,7 @@ fn a_used_one_time_sequence_no_longer_opens_but_the_next_one_does_over_ipv6_too(
     s.our_knock(&["198.51.100.1", "6001", "6002"]);
     assert!(s.opened("198.51.100.2: once: OPEN SESAME"));
     assert!(
-        s.daemon
+        s.daemon()
             .wait_for("no one-time sequence left", WAIT)
             .is_some(),
         "the door closes when the file runs out"
@@ -142,7 +143,7 @@ fn a_door_with_a_target_counts_only_knocks_sent_to_that_address() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(s.ssh().is_err());
     s.our_knock(&[&SERVER_ALT_V4.to_string(), "4438", "1813"]);
-    assert!(s.opened("targeted: OPEN SESAME"), "{:#?}", s.daemon.log());
+    assert!(s.opened("targeted: OPEN SESAME"), "{:#?}", s.daemon().log());
     s.ssh().expect("the door opened");
 }
 
@@ -152,9 +153,9 @@ fn only_ip_v4_ignores_ipv6_knocks() {
     s.our_knock(&["2001:db8::1", "4438", "1813", "8235"]);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        !s.daemon.log().iter().any(|l| l.contains("Stage")),
+        !s.daemon().log().iter().any(|l| l.contains("Stage")),
         "{:#?}",
-        s.daemon.log()
+        s.daemon().log()
     );
     s.our_knock(&["198.51.100.1", "4438", "1813", "8235"]);
     assert!(s.opened("198.51.100.2: openSSH: OPEN SESAME"));
@@ -203,10 +204,11 @@ fn a_log_file_from_the_command_line_gets_knockds_lines() {
 
 #[test]
 fn daemon_mode_detaches_writes_its_pid_file_and_removes_it_on_sigterm() {
-    let lab = Lab::new().unwrap();
-    let dir = TempDir::new("detach");
-    let config = dir.path("knockd.conf");
-    std::fs::write(&config, GUIDE).unwrap();
+    let scene = Scene::build(GUIDE)
+        .stopped()
+        .start(Path::new(BINARY))
+        .unwrap();
+    let (lab, dir, config) = (&scene.lab, &scene.dir, &scene.config);
     let pid_file = dir.path("knockd.pid");
     let log = dir.path("knockd.log");
     let status = lab
@@ -252,10 +254,11 @@ fn daemon_mode_detaches_writes_its_pid_file_and_removes_it_on_sigterm() {
 
 #[test]
 fn use_syslog_sends_knockds_lines_to_syslog_as_knockd() {
-    let lab = Lab::new().unwrap();
-    let dir = TempDir::new("syslog");
-    let config = dir.path("knockd.conf");
-    std::fs::write(&config, GUIDE).unwrap();
+    let scene = Scene::build(GUIDE)
+        .stopped()
+        .start(Path::new(BINARY))
+        .unwrap();
+    let (lab, dir, config) = (&scene.lab, &scene.dir, &scene.config);
     let socket_path = dir.path("log.sock");
     let syslog = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
     syslog.set_read_timeout(Some(WAIT)).unwrap();

@@ -44,7 +44,7 @@ fn wait_in(s: &Scene, what: &str, timeout: Duration, done: impl FnMut() -> bool)
     assert!(
         waited(timeout, done),
         "timed out waiting until {what}: {:#?}",
-        s.daemon.log()
+        s.daemon().log()
     );
 }
 
@@ -120,60 +120,8 @@ fn opened(s: &Scene) {
     assert!(
         s.opened("OPEN SESAME"),
         "the door opens: {:#?}",
-        s.daemon.log()
+        s.daemon().log()
     );
-}
-
-#[test]
-fn iptables_holds_one_rule_for_the_source_while_the_door_is_open() {
-    let s = scene_with(DOOR, &["--mirror", "iptables"]);
-    s.our_knock(&KNOCK_V4);
-    opened(&s);
-    wait_until("the rule is in KNOCKD", Duration::from_secs(5), || {
-        !knock_rules(&s, "iptables", "KNOCKD").is_empty()
-    });
-    assert_eq!(knock_rules(&s, "iptables", "KNOCKD"), [RULE_V4]);
-    // The same source knocking again while the door is open (knockd issues #14 and #70).
-    s.our_knock(&KNOCK_V4);
-    assert!(s.opened("already open"), "{:#?}", s.daemon.log());
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(knock_rules(&s, "iptables", "KNOCKD"), [RULE_V4]);
-    wait_until("the door's rule is gone", Duration::from_secs(8), || {
-        knock_rules(&s, "iptables", "KNOCKD").is_empty()
-    });
-    // The line follows the command, so it may arrive a moment after the rule went.
-    assert!(
-        s.daemon
-            .wait_for(
-                "knock: mirror: iptables -w 10 -D KNOCKD -s 198.51.100.2/32",
-                Duration::from_secs(2)
-            )
-            .is_some(),
-        "{:#?}",
-        s.daemon.log()
-    );
-    assert!(
-        !s.daemon.log().iter().any(|l| l.contains("failed")),
-        "{:#?}",
-        s.daemon.log()
-    );
-}
-
-#[test]
-fn ipv6_sources_get_their_rule_from_ip6tables() {
-    let s = scene_with(DOOR, &["--mirror", "iptables"]);
-    s.our_knock(&KNOCK_V6);
-    opened(&s);
-    wait_until(
-        "the rule is in ip6tables' KNOCKD",
-        Duration::from_secs(5),
-        || !knock_rules(&s, "ip6tables", "KNOCKD").is_empty(),
-    );
-    assert_eq!(knock_rules(&s, "ip6tables", "KNOCKD"), [RULE_V6]);
-    assert!(knock_rules(&s, "iptables", "KNOCKD").is_empty());
-    wait_until("the door's rule is gone", Duration::from_secs(8), || {
-        knock_rules(&s, "ip6tables", "KNOCKD").is_empty()
-    });
 }
 
 #[test]
@@ -202,7 +150,7 @@ fn several_protected_ports_make_one_rule_per_protocol() {
 #[test]
 fn a_missing_chain_is_made_and_the_log_says_to_jump_to_it() {
     let s = scene_with(DOOR, &["--mirror", "iptables", "--mirror-chain", "KNOCK2"]);
-    let log = s.daemon.log();
+    let log = s.daemon().log();
     for program in ["iptables", "ip6tables"] {
         let made = format!("knock: mirror: created the {program} chain KNOCK2");
         assert!(log.iter().any(|l| l.starts_with(&made)), "{log:#?}");
@@ -220,9 +168,172 @@ fn a_missing_chain_is_made_and_the_log_says_to_jump_to_it() {
     });
 }
 
+/// Where a backend mirrors a source of one family, as the server's firewall lists it.
+fn mirrored(s: &Scene, backend: &str, table: &str, v6: bool) -> Vec<String> {
+    match (backend, v6) {
+        ("iptables", false) => knock_rules(s, "iptables", "KNOCKD"),
+        ("iptables", true) => knock_rules(s, "ip6tables", "KNOCKD"),
+        (_, v6) => elements(&s.lab.server, table, if v6 { "knock6" } else { "knock4" })
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect(),
+    }
+}
+
+/// One row of the backend x family table: what the firewall holds while the door is open, and
+/// what else the row checks meanwhile and after the door has closed.
+struct Mirroring {
+    backend: &'static str,
+    v6: bool,
+    entry: &'static str,
+    while_open: fn(&Scene),
+    after: fn(&Scene),
+}
+
 #[test]
-fn a_default_drop_input_lets_the_knocker_in_through_the_chain() {
-    let s = scene_with(DOOR, &["--mirror", "iptables"]);
+fn each_backend_mirrors_each_family_exactly_while_the_door_is_open() {
+    let nothing = |_: &Scene| {};
+    for row in [
+        Mirroring {
+            backend: "iptables",
+            v6: false,
+            entry: RULE_V4,
+            while_open: iptables_v4_while_open,
+            after: iptables_v4_after,
+        },
+        Mirroring {
+            backend: "iptables",
+            v6: true,
+            entry: RULE_V6,
+            while_open: nothing,
+            after: nothing,
+        },
+        Mirroring {
+            backend: "nftables",
+            v6: false,
+            entry: "198.51.100.2 . tcp . 22",
+            while_open: nftables_v4_while_open,
+            after: nftables_v4_after,
+        },
+        Mirroring {
+            backend: "nftables",
+            v6: true,
+            entry: "2001:db8::2 . tcp . 22",
+            while_open: nothing,
+            after: nothing,
+        },
+    ] {
+        let (backend, v6) = (row.backend, row.v6);
+        let s = scene_with(DOOR, &["--mirror", backend]);
+        s.our_knock(if v6 { &KNOCK_V6 } else { &KNOCK_V4 });
+        opened(&s);
+        wait_in(&s, "the source is mirrored", Duration::from_secs(5), || {
+            !mirrored(&s, backend, "knock", v6).is_empty()
+        });
+        assert_eq!(
+            mirrored(&s, backend, "knock", v6),
+            [row.entry],
+            "{backend}, IPv6 {v6}"
+        );
+        assert!(
+            mirrored(&s, backend, "knock", !v6).is_empty(),
+            "{backend}: nothing in the other family's"
+        );
+        (row.while_open)(&s);
+        wait_in(
+            &s,
+            "the door's entry is gone",
+            Duration::from_secs(8),
+            || mirrored(&s, backend, "knock", v6).is_empty(),
+        );
+        (row.after)(&s);
+    }
+}
+
+/// The same source knocking again while the door is open (knockd issues #14 and #70).
+fn iptables_v4_while_open(s: &Scene) {
+    s.our_knock(&KNOCK_V4);
+    assert!(s.opened("already open"), "{:#?}", s.daemon().log());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(knock_rules(s, "iptables", "KNOCKD"), [RULE_V4]);
+}
+
+fn iptables_v4_after(s: &Scene) {
+    // The line follows the command, so it may arrive a moment after the rule went.
+    assert!(
+        s.daemon()
+            .wait_for(
+                "knock: mirror: iptables -w 10 -D KNOCKD -s 198.51.100.2/32",
+                Duration::from_secs(2)
+            )
+            .is_some(),
+        "{:#?}",
+        s.daemon().log()
+    );
+    assert!(
+        !s.daemon().log().iter().any(|l| l.contains("failed")),
+        "{:#?}",
+        s.daemon().log()
+    );
+}
+
+/// The element times out with the door, and moves when the door stays open longer.
+fn nftables_v4_while_open(s: &Scene) {
+    assert!(
+        s.daemon()
+            .log()
+            .iter()
+            .any(|l| l.contains("sets knock4 and knock6 of table inet knock")),
+        "{:#?}",
+        s.daemon().log()
+    );
+    let first = elements(&s.lab.server, "knock", "knock4");
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(
+        first[0].1 > Duration::from_millis(1500) && first[0].1 <= Duration::from_secs(3),
+        "{first:?}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    // Knocking again keeps the door open longer: the element's time moves with it.
+    s.our_knock(&KNOCK_V4);
+    assert!(s.opened("already open"), "{:#?}", s.daemon().log());
+    wait_until("the element's time moves", Duration::from_secs(3), || {
+        elements(&s.lab.server, "knock", "knock4")
+            .first()
+            .is_some_and(|(_, left)| *left > Duration::from_millis(2000))
+    });
+    assert_eq!(elements(&s.lab.server, "knock", "knock4").len(), 1);
+    assert!(elements(&s.lab.server, "knock", "knock6").is_empty());
+}
+
+fn nftables_v4_after(s: &Scene) {
+    s.daemon()
+        .wait_for("delete element inet knock knock4", Duration::from_secs(3))
+        .expect("the daemon removes the element when the door closes");
+    assert!(
+        !s.daemon().log().iter().any(|l| l.contains("failed")),
+        "{:#?}",
+        s.daemon().log()
+    );
+}
+
+/// The operator's own ruleset: default drop, sets declared as knock declares them, and a rule
+/// that admits their members. Sets are visible only inside their table, hence
+/// `--mirror-table filter`.
+const OPERATOR_NFT: &str = "table inet filter {
+    set knock4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
+    set knock6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
+    chain input {
+        type filter hook input priority filter; policy drop;
+        ct state established,related accept
+        iif lo accept
+        ip saddr . meta l4proto . th dport @knock4 accept
+        ip6 saddr . meta l4proto . th dport @knock6 accept
+    }
+}
+";
+
+fn operator_iptables(s: &Scene) {
     for rule in [
         &[
             "-A",
@@ -239,35 +350,57 @@ fn a_default_drop_input_lets_the_knocker_in_through_the_chain() {
     ] {
         run_in(&s.lab.server, "iptables", rule);
     }
-    s.our_knock(&KNOCK_V4);
-    opened(&s);
-    wait_until("the rule is in KNOCKD", Duration::from_secs(5), || {
-        !knock_rules(&s, "iptables", "KNOCKD").is_empty()
-    });
-    s.ssh()
-        .expect("port 22 accepts: the gate and the firewall both let the source in");
-    wait_until("the door closes", Duration::from_secs(8), || {
-        knock_rules(&s, "iptables", "KNOCKD").is_empty()
-    });
-    assert!(s.ssh().is_err());
+}
+
+fn operator_nftables(s: &Scene) {
+    let mut load = s.lab.server.command("nft");
+    load.args(["-f", "-"]).stdin(std::process::Stdio::piped());
+    let mut child = load.spawn().expect("nft runs");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), OPERATOR_NFT.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_default_drop_input_lets_the_knocker_in_through_each_backend() {
+    for (args, table, operator) in [
+        (
+            &["--mirror", "iptables"][..],
+            "knock",
+            operator_iptables as fn(&Scene),
+        ),
+        (
+            &["--mirror", "nftables", "--mirror-table", "filter"],
+            "filter",
+            operator_nftables,
+        ),
+    ] {
+        let backend = args[1];
+        let s = scene_with(DOOR, args);
+        operator(&s);
+        s.our_knock(&KNOCK_V4);
+        opened(&s);
+        wait_until("the source is mirrored", Duration::from_secs(5), || {
+            !mirrored(&s, backend, table, false).is_empty()
+        });
+        connects(&s.lab.client, SERVER_V4.into(), 22, SHORT).unwrap_or_else(|e| {
+            panic!(
+                "{backend}: port 22 accepts: the gate and the firewall both let the source in: {e}"
+            )
+        });
+        wait_until("the door closes", Duration::from_secs(8), || {
+            mirrored(&s, backend, table, false).is_empty()
+        });
+        assert!(s.ssh().is_err(), "{backend}");
+    }
 }
 
 /// Stops the scene's daemon with SIGINT and starts another on its interface, as a restart
-/// would.
+/// would, with `extra` after the scene's arguments.
 fn restart(s: &mut Scene, extra: &[&str]) {
-    s.signal(libc::SIGINT);
-    let pid = s.daemon.pid() as libc::pid_t;
-    // Reaped here, so that the next daemon does not take the zombie for a running daemon.
-    wait_in(s, "the daemon exits", Duration::from_secs(15), || {
-        let mut status = 0;
-        // SAFETY: waitpid(2) on our own child, without blocking.
-        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
-    });
-    let config = s.config.to_string_lossy().into_owned();
-    let mut args = vec!["--config", &config, "--interface", &s.lab.server_if, "-v"];
-    args.extend_from_slice(extra);
-    s.daemon = knock_lab::Daemon::start(&s.lab.server, std::path::Path::new(BINARY), &args)
-        .expect("the daemon starts again");
+    // Reaped by `stop_daemon`, so the next daemon does not take a zombie for a running daemon.
+    let (log, _) = s.stop_daemon();
+    s.start_daemon(extra)
+        .unwrap_or_else(|e| panic!("the daemon starts again: {e}\n{log:#?}"));
 }
 
 fn add_rule(ns: &Netns, source: &str, comment: Option<&str>) {
@@ -296,27 +429,26 @@ fn a_starting_daemon_removes_knocks_rules_that_no_open_door_holds() {
             .contains("-A KNOCKD -s 198.51.100.7/32 -p tcp -m tcp --dport 22 -j ACCEPT")
     );
     assert!(
-        s.daemon
+        s.daemon()
             .wait_for(
                 "knock: mirror: iptables -w 10 -D KNOCKD 1 (was: -A KNOCKD -s 198.51.100.9/32",
                 Duration::from_secs(2)
             )
             .is_some(),
         "{:#?}",
-        s.daemon.log()
+        s.daemon().log()
     );
 }
 
 #[test]
 fn a_restarted_daemon_keeps_the_rule_of_a_door_it_takes_over() {
-    // The state is pinned in a bpffs of the test's own, which every namespace sees.
-    let pins = knock_lab::BpfMount::new("mirror").expect("a bpffs for the test");
-    let state = pins.path().to_string_lossy().into_owned();
-    let mirrored = ["--mirror", "iptables", "--state-dir", &state];
-    let mut s = scene_with(
-        "[openSSH]\nsequence = 4438,1813,8235\ncmd_timeout = 6\n",
-        &mirrored,
-    );
+    // The state is pinned in a bpffs of the scene's own, which every namespace sees.
+    let mut s = Scene::build("[openSSH]\nsequence = 4438,1813,8235\ncmd_timeout = 6\n")
+        .chain("KNOCKD")
+        .pinned()
+        .args(&["--mirror", "iptables"])
+        .start(std::path::Path::new(BINARY))
+        .expect("the daemon starts");
     s.our_knock(&KNOCK_V4);
     opened(&s);
     wait_until("the rule is in KNOCKD", Duration::from_secs(5), || {
@@ -324,7 +456,7 @@ fn a_restarted_daemon_keeps_the_rule_of_a_door_it_takes_over() {
     });
     add_rule(&s.lab.server, "198.51.100.9", Some("knock:openSSH"));
     // SIGINT leaves the door open for the next daemon, which adopts it.
-    restart(&mut s, &mirrored);
+    restart(&mut s, &[]);
     wait_in(&s, "the stale rule is gone", Duration::from_secs(5), || {
         knock_rules(&s, "iptables", "KNOCKD").len() == 1
     });
@@ -332,7 +464,7 @@ fn a_restarted_daemon_keeps_the_rule_of_a_door_it_takes_over() {
         knock_rules(&s, "iptables", "KNOCKD"),
         [RULE_V4],
         "{:#?}",
-        s.daemon.log()
+        s.daemon().log()
     );
     wait_in(
         &s,
@@ -353,12 +485,17 @@ fn knock_user_stop_takes_the_rules_and_elements_of_open_doors_away() {
             elements(&s.lab.server, "knock", "knock4").is_empty()
         }),
     ] {
-        let pins = knock_lab::BpfMount::new("mirror-stop").expect("a bpffs for the test");
-        let state = pins.path().to_string_lossy().into_owned();
-        let s = scene_with(
-            "[openSSH]\nsequence = 4438,1813,8235\ncmd_timeout = 60\n",
-            &["--mirror", backend, "--state-dir", &state],
-        );
+        let s = Scene::build("[openSSH]\nsequence = 4438,1813,8235\ncmd_timeout = 60\n")
+            .chain("KNOCKD")
+            .pinned()
+            .args(&["--mirror", backend])
+            .start(std::path::Path::new(BINARY))
+            .expect("the daemon starts");
+        let state = s
+            .state_dir()
+            .expect("pinned")
+            .to_string_lossy()
+            .into_owned();
         s.our_knock(&KNOCK_V4);
         opened(&s);
         wait_in(&s, "the door is mirrored", Duration::from_secs(5), || {
@@ -379,109 +516,6 @@ fn knock_user_stop_takes_the_rules_and_elements_of_open_doors_away() {
             gone(&s)
         });
     }
-}
-
-#[test]
-fn nftables_holds_one_element_with_the_doors_time_left() {
-    let s = scene_with(DOOR, &["--mirror", "nftables"]);
-    assert!(
-        s.daemon
-            .log()
-            .iter()
-            .any(|l| l.contains("sets knock4 and knock6 of table inet knock")),
-        "{:#?}",
-        s.daemon.log()
-    );
-    s.our_knock(&KNOCK_V4);
-    opened(&s);
-    wait_until("the element is in knock4", Duration::from_secs(5), || {
-        !elements(&s.lab.server, "knock", "knock4").is_empty()
-    });
-    let first = elements(&s.lab.server, "knock", "knock4");
-    assert_eq!(first.len(), 1, "{first:?}");
-    assert_eq!(first[0].0, "198.51.100.2 . tcp . 22");
-    assert!(
-        first[0].1 > Duration::from_millis(1500) && first[0].1 <= Duration::from_secs(3),
-        "{first:?}"
-    );
-    std::thread::sleep(Duration::from_millis(1500));
-    // Knocking again keeps the door open longer: the element's time moves with it.
-    s.our_knock(&KNOCK_V4);
-    assert!(s.opened("already open"), "{:#?}", s.daemon.log());
-    wait_until("the element's time moves", Duration::from_secs(3), || {
-        elements(&s.lab.server, "knock", "knock4")
-            .first()
-            .is_some_and(|(_, left)| *left > Duration::from_millis(2000))
-    });
-    assert_eq!(elements(&s.lab.server, "knock", "knock4").len(), 1);
-    assert!(elements(&s.lab.server, "knock", "knock6").is_empty());
-    wait_until("the element is gone", Duration::from_secs(8), || {
-        elements(&s.lab.server, "knock", "knock4").is_empty()
-    });
-    s.daemon
-        .wait_for("delete element inet knock knock4", Duration::from_secs(3))
-        .expect("the daemon removes the element when the door closes");
-    assert!(
-        !s.daemon.log().iter().any(|l| l.contains("failed")),
-        "{:#?}",
-        s.daemon.log()
-    );
-}
-
-#[test]
-fn nftables_mirrors_ipv6_sources_into_knock6() {
-    let s = scene_with(DOOR, &["--mirror", "nftables"]);
-    s.our_knock(&KNOCK_V6);
-    opened(&s);
-    wait_until("the element is in knock6", Duration::from_secs(5), || {
-        !elements(&s.lab.server, "knock", "knock6").is_empty()
-    });
-    let six = elements(&s.lab.server, "knock", "knock6");
-    assert_eq!(six.len(), 1);
-    assert_eq!(six[0].0, "2001:db8::2 . tcp . 22");
-    assert!(elements(&s.lab.server, "knock", "knock4").is_empty());
-    wait_until("the element is gone", Duration::from_secs(8), || {
-        elements(&s.lab.server, "knock", "knock6").is_empty()
-    });
-}
-
-/// The operator's own ruleset: default drop, sets declared as knock declares them, and a rule
-/// that admits their members. Sets are visible only inside their table, hence
-/// `--mirror-table filter`.
-const OPERATOR_NFT: &str = "table inet filter {
-    set knock4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
-    set knock6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
-    chain input {
-        type filter hook input priority filter; policy drop;
-        ct state established,related accept
-        iif lo accept
-        ip saddr . meta l4proto . th dport @knock4 accept
-        ip6 saddr . meta l4proto . th dport @knock6 accept
-    }
-}
-";
-
-#[test]
-fn an_nftables_default_drop_input_lets_the_knocker_in_through_the_set() {
-    let s = scene_with(DOOR, &["--mirror", "nftables", "--mirror-table", "filter"]);
-    let mut load = s.lab.server.command("nft");
-    load.args(["-f", "-"]).stdin(std::process::Stdio::piped());
-    let mut child = load.spawn().expect("nft runs");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), OPERATOR_NFT.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success());
-    s.our_knock(&KNOCK_V4);
-    opened(&s);
-    wait_until(
-        "the element is in filter's knock4",
-        Duration::from_secs(5),
-        || !elements(&s.lab.server, "filter", "knock4").is_empty(),
-    );
-    connects(&s.lab.client, SERVER_V4.into(), 22, SHORT)
-        .expect("port 22 accepts: the gate and the set both let the source in");
-    wait_until("the door closes", Duration::from_secs(8), || {
-        elements(&s.lab.server, "filter", "knock4").is_empty()
-    });
-    assert!(s.ssh().is_err());
 }
 
 #[test]

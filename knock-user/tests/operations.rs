@@ -11,57 +11,36 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{BINARY, SHORT, TempDir};
-use knock_lab::{BpfMount, CLIENT_V6, Daemon, Lab, Listener, SERVER_V4, SERVER_V6};
+use common::{BINARY, SHORT};
+use knock_lab::{CLIENT_V6, Daemon, SERVER_V4, SERVER_V6, Scene};
 
 const DOOR: &str = "[openSSH]\nsequence = 4438,1813,8235\ncmd_timeout = 8\n\
                     start_command = echo opened %IP%\nstop_command = echo closed %IP%\n";
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A lab whose daemon can be stopped and started again over the same pinned state. Fields drop
-/// in order: the daemon, then the pins (which detaches what they hold), then the namespaces.
+/// A scene whose daemon can be stopped and started again over the same pinned state, in a
+/// bpffs of the scene's own. It drops in order: the daemon, then the pins (which detaches what
+/// they hold), then the namespaces.
 struct Site {
-    daemon: Option<Daemon>,
-    _listener: Listener,
-    pins: BpfMount,
-    lab: Lab,
-    dir: TempDir,
+    scene: Scene,
+    lab_if: String,
 }
 
 impl Site {
     fn new(config: &str) -> Self {
-        let lab = Lab::new().expect("the lab builds");
-        let pins = BpfMount::new(&lab.server_if).expect("a bpffs for the test");
-        let dir = TempDir::new(&format!("ops-{}", lab.server_if));
-        std::fs::write(dir.path("knockd.conf"), config).unwrap();
-        let listener = Listener::start(&lab.server, 22).expect("a listener on port 22");
+        let scene = Scene::build(config)
+            .pinned()
+            .stopped()
+            .start(Path::new(BINARY))
+            .expect("the lab builds");
         Self {
-            daemon: None,
-            _listener: listener,
-            pins,
-            lab,
-            dir,
+            lab_if: scene.lab.server_if.clone(),
+            scene,
         }
     }
 
     fn start_with(&mut self, extra: &[&str]) -> Result<(), String> {
-        assert!(self.daemon.is_none(), "one daemon at a time");
-        let config = self.dir.path("knockd.conf");
-        let state = self.pins.path().to_string_lossy().into_owned();
-        let mut args = vec![
-            "--config",
-            config.to_str().unwrap(),
-            "--interface",
-            &self.lab.server_if,
-            "-v",
-            "--state-dir",
-            &state,
-        ];
-        args.extend_from_slice(extra);
-        let daemon =
-            Daemon::start(&self.lab.server, Path::new(BINARY), &args).map_err(|e| e.to_string())?;
-        self.daemon = Some(daemon);
-        Ok(())
+        self.scene.start_daemon(extra).map_err(|e| e.to_string())
     }
 
     fn start(&mut self) {
@@ -69,12 +48,12 @@ impl Site {
     }
 
     fn daemon(&self) -> &Daemon {
-        self.daemon.as_ref().expect("a daemon runs")
+        self.scene.daemon()
     }
 
     /// SIGINT, as Ctrl-C or a restart would send; returns the daemon's log.
     fn stop_daemon(&mut self) -> Vec<String> {
-        let (log, clean) = self.daemon.take().expect("a daemon runs").stop();
+        let (log, clean) = self.scene.stop_daemon();
         assert!(clean, "the daemon exits cleanly: {log:#?}");
         log
     }
@@ -89,25 +68,20 @@ impl Site {
     }
 
     fn knock(&self, ports: &[&str]) {
-        let output = self
-            .lab
-            .client
-            .command(BINARY)
-            .args(["knock", &SERVER_V4.to_string()])
-            .args(ports)
-            .output()
-            .expect("knock-user runs");
-        assert!(output.status.success(), "{output:?}");
+        let server = SERVER_V4.to_string();
+        let mut args = vec![server.as_str()];
+        args.extend_from_slice(ports);
+        self.scene.our_knock(&args);
     }
 
     fn ssh(&self) -> std::io::Result<TcpStream> {
-        knock_lab::connects(&self.lab.client, SERVER_V4.into(), 22, SHORT)
+        knock_lab::connects(&self.scene.lab.client, SERVER_V4.into(), 22, SHORT)
     }
 
     /// From the client's IPv6 address, a source that never knocked.
     fn ssh_unknocked(&self) -> std::io::Result<TcpStream> {
         knock_lab::connects_from(
-            &self.lab.client,
+            &self.scene.lab.client,
             IpAddr::V6(CLIENT_V6),
             SERVER_V6.into(),
             22,
@@ -120,19 +94,20 @@ impl Site {
         Command::new(BINARY)
             .args(args)
             .arg("--state-dir")
-            .arg(self.pins.path())
+            .arg(self.pins())
             .output()
             .expect("knock-user runs")
     }
 
     /// `knock-user` inside the server's network namespace, where a daemon would have run.
     fn operator_in_server(&self, args: &[&str]) -> Output {
-        self.lab
+        self.scene
+            .lab
             .server
             .command(BINARY)
             .args(args)
             .arg("--state-dir")
-            .arg(self.pins.path())
+            .arg(self.pins())
             .output()
             .expect("knock-user runs")
     }
@@ -140,6 +115,7 @@ impl Site {
     /// The server's KNOCKD chain as `iptables -S` prints it.
     fn knockd_chain(&self) -> String {
         let output = self
+            .scene
             .lab
             .server
             .command("iptables")
@@ -159,20 +135,25 @@ impl Site {
 
     fn xdp_attached(&self) -> bool {
         let link = self
+            .scene
             .lab
             .server
-            .ip(&["link", "show", &self.lab.server_if])
+            .ip(&["link", "show", &self.scene.lab.server_if])
             .expect("ip runs");
         String::from_utf8_lossy(&link.stdout).contains("xdp")
     }
 
+    fn pins(&self) -> &Path {
+        self.scene.state_dir().expect("the scene pins")
+    }
+
     fn state_dir(&self) -> PathBuf {
-        self.pins.path().join(&self.lab.server_if)
+        self.pins().join(&self.scene.lab.server_if)
     }
 
     /// What knock pinned (bpffs itself may add `*.debug` files at its root).
     fn pinned_entries(&self) -> Vec<String> {
-        std::fs::read_dir(self.pins.path())
+        std::fs::read_dir(self.pins())
             .map(|entries| {
                 entries
                     .filter_map(Result::ok)
@@ -289,7 +270,7 @@ fn status_shows_attempts_and_open_doors_while_knocking() {
     assert_eq!(value[0]["daemon"]["running"], true);
     assert_eq!(value[0]["counters"]["doors_opened"], 1);
     let prometheus = text(&site.operator(&["status", "--prometheus"]));
-    let guard = &site.lab.server_if;
+    let guard = &site.lab_if;
     assert!(
         prometheus.contains(&format!("knock_doors_open{{guard=\"{guard}\"}} 1")),
         "{prometheus}"
@@ -314,7 +295,7 @@ fn stop_has_the_daemon_close_its_doors_and_leaves_nothing_attached_or_pinned() {
     site.start();
     site.knock(&["4438", "1813", "8235"]);
     site.expect_line("openSSH: OPEN SESAME");
-    let output = site.operator(&["stop", "--interface", &site.lab.server_if.clone()]);
+    let output = site.operator(&["stop", "--interface", &site.lab_if.clone()]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(
         text(&output).contains("closed its doors"),
@@ -322,7 +303,7 @@ fn stop_has_the_daemon_close_its_doors_and_leaves_nothing_attached_or_pinned() {
         text(&output)
     );
     site.expect_line("openSSH: running command: echo closed 198.51.100.2");
-    let mut daemon = site.daemon.take().expect("the daemon");
+    let mut daemon = site.scene.take_daemon().expect("the daemon");
     assert!(daemon.exits_within(WAIT), "the daemon exits");
     assert_nothing_left(&site);
 }
@@ -374,10 +355,9 @@ fn pinned_state_of_an_incompatible_layout_is_replaced_with_a_clear_message() {
 fn a_second_daemon_for_the_same_interface_is_refused() {
     let mut site = Site::new(DOOR);
     site.start();
-    let first = site.daemon.take();
-    let second = site.start_with(&[]);
-    site.daemon = first;
-    let error = second.expect_err("the second daemon must not start");
+    let Err(error) = site.scene.start_another(&[]).map_err(|e| e.to_string()) else {
+        panic!("the second daemon must not start");
+    };
     assert!(error.contains("belongs to a running daemon"), "{error}");
 }
 

@@ -13,7 +13,7 @@ use knock_common::craft::{Craft, Transport};
 use knock_common::segment::tcp_flags::SYN;
 use knock_common::spa::door_tag;
 use knock_common::spa::{self, Request};
-use knock_lab::{CLIENT_V4, OTHER_V4, SERVER_V4, connects, connects_from};
+use knock_lab::{CLIENT_V4, CLIENT_V6, OTHER_V4, SERVER_V4, SERVER_V6, connects, connects_from};
 use knock_user::config::keys::ClientKey;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -62,62 +62,44 @@ fn send_spa(s: &Scene, source: IpAddr, payload: &[u8]) {
 }
 
 fn refused(s: &Scene, reason: &str) -> bool {
-    s.daemon
+    s.daemon()
         .wait_for(&format!("SPA packet refused: {reason}"), WAIT)
         .is_some()
 }
 
 #[test]
-fn an_spa_packet_from_the_client_opens_the_door() {
+fn an_spa_packet_from_the_client_opens_the_door_over_ipv4_and_ipv6() {
     let s = spa_scene();
     let key_file = s.dir.path("client.key");
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
-    let output = s
-        .lab
-        .client
-        .command(BINARY)
-        .args([
-            "spa",
-            "--key-file",
-            &key_file.to_string_lossy(),
-            "198.51.100.1",
-            "openSSH",
-        ])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    assert!(
-        s.daemon
-            .wait_for("198.51.100.2: openSSH: OPEN SESAME", WAIT)
-            .is_some()
-    );
-    s.ssh().expect("port 22 accepts after SPA");
-}
-
-#[test]
-fn an_spa_packet_opens_the_door_over_ipv6_too() {
-    let s = spa_scene();
-    let key_file = s.dir.path("client.key");
-    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
-    let output = s
-        .lab
-        .client
-        .command(BINARY)
-        .args([
-            "spa",
-            "--key-file",
-            &key_file.to_string_lossy(),
-            "2001:db8::1",
-            "openSSH",
-        ])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    assert!(
-        s.daemon
-            .wait_for("2001:db8::2: openSSH: OPEN SESAME", WAIT)
-            .is_some()
-    );
+    // The two sources are the client's two addresses: each opens the door for itself.
+    for (server, client) in [
+        (IpAddr::from(SERVER_V4), IpAddr::from(CLIENT_V4)),
+        (IpAddr::from(SERVER_V6), IpAddr::from(CLIENT_V6)),
+    ] {
+        let output = s
+            .lab
+            .client
+            .command(BINARY)
+            .args([
+                "spa",
+                "--key-file",
+                &key_file.to_string_lossy(),
+                &server.to_string(),
+                "openSSH",
+            ])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        assert!(
+            s.daemon()
+                .wait_for(&format!("{client}: openSSH: OPEN SESAME"), WAIT)
+                .is_some(),
+            "{server}"
+        );
+        connects(&s.lab.client, server, 22, WAIT)
+            .unwrap_or_else(|e| panic!("port 22 accepts after SPA over {server}: {e}"));
+    }
 }
 
 #[test]
@@ -125,9 +107,9 @@ fn a_replayed_spa_packet_stays_closed_and_is_counted() {
     let s = spa_scene();
     let packet = sealed(CLIENT_V4.into(), now(), 1);
     send_spa(&s, CLIENT_V4.into(), &packet);
-    assert!(s.daemon.wait_for("OPEN SESAME", WAIT).is_some());
+    assert!(s.daemon().wait_for("OPEN SESAME", WAIT).is_some());
     // Let the door close, then replay the very same datagram.
-    assert!(s.daemon.wait_for("openSSH: door closed", WAIT).is_some());
+    assert!(s.daemon().wait_for("openSSH: door closed", WAIT).is_some());
     send_spa(&s, CLIENT_V4.into(), &packet);
     assert!(refused(&s, "replayed"));
     assert!(s.ssh().is_err());
@@ -172,13 +154,13 @@ fn forged_altered_stale_and_truncated_spa_packets_stay_closed() {
     send_spa(&s, source, &sealed(source, now(), 6)[..40]);
     assert!(refused(&s, "malformed"), "a truncated packet");
     let refusals = s
-        .daemon
+        .daemon()
         .log()
         .iter()
         .filter(|l| l.contains("SPA packet refused: bad MAC"))
         .count();
     assert_eq!(refusals, 2, "the wrong key and the flipped bit");
-    assert!(!s.daemon.log().iter().any(|l| l.contains("OPEN SESAME")));
+    assert!(!s.daemon().log().iter().any(|l| l.contains("OPEN SESAME")));
     assert!(s.ssh().is_err());
 }
 
@@ -214,13 +196,13 @@ fn a_rotating_knock_opens_and_its_replay_does_not() {
     };
     knock();
     assert!(
-        s.daemon
+        s.daemon()
             .wait_for("198.51.100.2: openSSH: OPEN SESAME", WAIT)
             .is_some()
     );
-    assert!(s.daemon.wait_for("openSSH: door closed", WAIT).is_some());
+    assert!(s.daemon().wait_for("openSSH: door closed", WAIT).is_some());
     let opened_before = s
-        .daemon
+        .daemon()
         .log()
         .iter()
         .filter(|l| l.contains("OPEN SESAME"))
@@ -233,12 +215,12 @@ fn a_rotating_knock_opens_and_its_replay_does_not() {
     std::thread::sleep(Duration::from_millis(500));
     if loaded.period_at(now()) == period {
         let opened = s
-            .daemon
+            .daemon()
             .log()
             .iter()
             .filter(|l| l.contains("OPEN SESAME"))
             .count();
-        assert_eq!(opened, opened_before, "{:#?}", s.daemon.log());
+        assert_eq!(opened, opened_before, "{:#?}", s.daemon().log());
         assert!(s.ssh().is_err());
     }
 }
@@ -257,7 +239,7 @@ fn a_captured_rotating_sequence_from_another_source_stays_closed_after_use() {
         syn_from(CLIENT_V4.into(), step.port);
     }
     assert!(
-        s.daemon
+        s.daemon()
             .wait_for("198.51.100.2: openSSH: OPEN SESAME", WAIT)
             .is_some()
     );
@@ -267,7 +249,7 @@ fn a_captured_rotating_sequence_from_another_source_stays_closed_after_use() {
     std::thread::sleep(Duration::from_millis(500));
     if loaded.period_at(now()) == loaded.period_at(now() - 1) {
         assert!(
-            !s.daemon
+            !s.daemon()
                 .log()
                 .iter()
                 .any(|l| l.contains("198.51.100.3: openSSH: OPEN SESAME"))
@@ -303,7 +285,7 @@ fn a_banned_source_cannot_open_even_with_the_right_knock_until_the_ban_ends() {
         s.our_knock(&["198.51.100.1", "4438", "9999"]);
     }
     assert!(
-        s.daemon
+        s.daemon()
             .wait_for("198.51.100.2: failed too often", WAIT)
             .is_some()
     );
@@ -313,7 +295,7 @@ fn a_banned_source_cannot_open_even_with_the_right_knock_until_the_ban_ends() {
     std::thread::sleep(Duration::from_secs(2));
     s.our_knock(&["198.51.100.1", "4438", "1813"]);
     assert!(
-        s.daemon
+        s.daemon()
             .wait_for("198.51.100.2: openSSH: OPEN SESAME", WAIT)
             .is_some()
     );

@@ -4,7 +4,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use knock_lab::{CLIENT_V4, Daemon, Lab, Listener, OTHER_V4, SERVER_V4, connects, connects_from};
+use knock_lab::{
+    CLIENT_V4, Daemon, Lab, Listener, OTHER_V4, SERVER_V4, Scene, connects, connects_from,
+};
 
 use crate::shell::{self, cargo, run as run_command};
 
@@ -28,38 +30,26 @@ pub fn run() -> anyhow::Result<()> {
     run_command(cargo().args(["build", "--quiet", "-p", "knock-user"]))?;
     let binary = shell::target_dir().join("debug/knock-user");
 
-    let lab = Lab::new().context("cannot build the network namespaces")?;
+    let mut scene = Scene::build(GUIDE)
+        .chain("KNOCKD")
+        .quiet()
+        .stopped()
+        .start(&binary)
+        .context("cannot build the network namespaces")?;
+    let lab = &scene.lab;
     say(&format!(
         "two network namespaces joined by a veth pair:\n  server {SERVER_V4} on {} (an SSH stand-in listens on port 22)\n  client {CLIENT_V4} and {OTHER_V4} on {}",
         lab.server_if, lab.client_if
     ));
-    lab.server
-        .command("iptables")
-        .args(["-N", "KNOCKD"])
-        .output()?;
-    let dir = std::env::temp_dir().join(format!("knock-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("knockd.conf");
-    std::fs::write(&config, GUIDE)?;
-    let listener = Listener::start(&lab.server, 22)?;
     say("starting knock-user run with the Raspberry Pi guide's knockd.conf, verbatim");
-    let daemon = Daemon::start(
-        &lab.server,
-        &binary,
-        &[
-            "--config",
-            &config.to_string_lossy(),
-            "--interface",
-            &lab.server_if,
-        ],
-    )?;
-    let result = story(&lab, &daemon, &listener);
-    let (log, _) = daemon.stop();
+    scene.start_daemon(&[])?;
+    let result = story(&scene.lab, scene.daemon(), scene.listener());
+    let (log, _) = scene.stop_daemon();
     say("the daemon's log:");
     for line in log {
         println!("    | {line}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(scene);
     say("cleaning up: the program is detached, the namespaces are gone");
     result
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use knock_common::ProtoPort;
 
+use crate::system::net;
+
 /// Which address family to use for a host name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Family {
@@ -143,7 +145,7 @@ fn tcp_knock(target: SocketAddr) -> std::io::Result<()> {
     // SAFETY: fd is a fresh descriptor nobody else owns; dropping it closes the socket, which
     // in SYN_SENT discards it without sending anything more.
     let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    let (storage, len) = sockaddr_of(target);
+    let (storage, len) = net::sockaddr_of(target);
     // SAFETY: storage holds a valid sockaddr of `len` bytes for this family.
     let rc = unsafe { libc::connect(socket.as_raw_fd(), (&raw const storage).cast(), len) };
     if rc < 0 {
@@ -155,40 +157,23 @@ fn tcp_knock(target: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A socket address in the C form the system calls take.
-pub(crate) fn sockaddr_of(target: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: an all-zero sockaddr_storage is valid.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match target {
-        SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_in fits in sockaddr_storage.
-            unsafe { std::ptr::write((&raw mut storage).cast(), sin) };
-            size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: v6.scope_id(),
-            };
-            // SAFETY: sockaddr_in6 fits in sockaddr_storage.
-            unsafe { std::ptr::write((&raw mut storage).cast(), sin6) };
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
+/// The current sequence of a rotating door; `rest` may name the door, which must match.
+pub fn rotating_sequence(
+    file: &std::path::Path,
+    rest: &[String],
+) -> anyhow::Result<Vec<ProtoPort>> {
+    let secret = crate::config::rotate::load(file)?;
+    match rest {
+        [] => {}
+        [door] if *door == secret.door => {}
+        [door] => anyhow::bail!(
+            "{} is the secret of door `{}`, not `{door}`",
+            file.display(),
+            secret.door
+        ),
+        _ => anyhow::bail!("with --secret-file, give only the host and the door's name"),
+    }
+    Ok(secret.sequence(secret.period_at(crate::system::clock::unix_s())))
 }
 
 #[cfg(test)]

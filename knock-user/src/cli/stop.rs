@@ -120,7 +120,7 @@ fn stop_one(dir: &StateDir) -> Result<Stopped, StopError> {
     let record = dir.daemon();
     dir.remove()?;
     let mirror = record.and_then(|info| {
-        let target = pins::mirror_target(&info)?;
+        let target = crate::mirror::from_record(&info)?;
         let label = target.to_string();
         if info.netns != pins::current_netns() {
             return Some(Mirrored::ElsewhereLeft { target: label });

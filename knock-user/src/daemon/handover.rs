@@ -10,7 +10,7 @@ impl Daemon {
         if !self.knock.keeps_state() {
             return;
         }
-        let (mirror, mirror_name) = crate::kernel::pins::mirror_record(self.mirror_target.as_ref());
+        let (mirror, mirror_name) = crate::mirror::record(self.mirror_target.as_ref());
         let info = knock_common::status::DaemonInfo {
             started_unix_s: self.started_unix_s,
             closed_through_ns,

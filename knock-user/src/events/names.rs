@@ -52,7 +52,7 @@ impl Names {
 /// The PTR name of an address, through the system resolver.
 fn reverse(ip: IpAddr) -> Option<String> {
     let address = std::net::SocketAddr::new(ip, 0);
-    let (storage, len) = crate::cli::knock::sockaddr_of(address);
+    let (storage, len) = crate::system::net::sockaddr_of(address);
     let mut host = [0 as libc::c_char; 1025];
     // SAFETY: a valid sockaddr of `len` bytes and a host buffer of the stated size.
     let rc = unsafe {

@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, Map, MapData, MapInfo};
 use knock_common::maps;
-use knock_common::status::{self, DaemonInfo, LAYOUT};
-
-use crate::mirror::Target;
+use knock_common::status::{DaemonInfo, LAYOUT};
 
 /// Where state directories live unless `--state-dir` says otherwise.
 pub const DEFAULT_ROOT: &str = "/sys/fs/bpf/knock";
@@ -327,33 +325,6 @@ pub fn detach_pinned_link(path: &Path) -> std::io::Result<()> {
     detached
 }
 
-/// The mirror target as the daemon record holds it.
-pub fn mirror_record(target: Option<&Target>) -> (u32, [u8; 64]) {
-    let mut name = [0u8; 64];
-    let (kind, text) = match target {
-        None => return (status::MIRROR_NONE, name),
-        Some(Target::Iptables { chain }) => (status::MIRROR_IPTABLES, chain),
-        Some(Target::Nftables { table }) => (status::MIRROR_NFTABLES, table),
-    };
-    // Chain and table names are checked to be short when the daemon starts.
-    let len = text.len().min(name.len());
-    name[..len].copy_from_slice(&text.as_bytes()[..len]);
-    (kind, name)
-}
-
-/// The mirror target a daemon record names, if any.
-pub fn mirror_target(info: &DaemonInfo) -> Option<Target> {
-    let end = info.mirror_name.iter().position(|b| *b == 0).unwrap_or(64);
-    let name = std::str::from_utf8(&info.mirror_name[..end])
-        .ok()?
-        .to_owned();
-    match info.mirror {
-        status::MIRROR_IPTABLES => Some(Target::Iptables { chain: name }),
-        status::MIRROR_NFTABLES => Some(Target::Nftables { table: name }),
-        _ => None,
-    }
-}
-
 /// The inode of this process's network namespace, which tells namespaces apart.
 pub fn current_netns() -> u64 {
     use std::os::unix::fs::MetadataExt as _;
@@ -468,27 +439,6 @@ mod tests {
             assert!(!name.contains('.'), "{name}");
             assert_eq!(decode(&name), iface);
         }
-    }
-
-    #[test]
-    fn the_mirror_target_survives_the_daemon_record() {
-        for target in [
-            Target::Iptables {
-                chain: "KNOCKD".into(),
-            },
-            Target::Nftables {
-                table: "filter".into(),
-            },
-        ] {
-            let (mirror, mirror_name) = mirror_record(Some(&target));
-            let info = DaemonInfo {
-                mirror,
-                mirror_name,
-                ..DaemonInfo::default()
-            };
-            assert_eq!(mirror_target(&info), Some(target));
-        }
-        assert_eq!(mirror_target(&DaemonInfo::default()), None);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use knock_common::Addr;
+use knock_common::status::{self, DaemonInfo};
 
 pub use crate::config::mirror::{Backend, check_chain, check_table};
 use crate::config::{DoorConfig, Options};
@@ -275,6 +276,33 @@ fn logged(run: &Run, journal: &Journal) -> bool {
     }
 }
 
+/// The mirror target as the daemon record holds it.
+pub fn record(target: Option<&Target>) -> (u32, [u8; 64]) {
+    let mut name = [0u8; 64];
+    let (kind, text) = match target {
+        None => return (status::MIRROR_NONE, name),
+        Some(Target::Iptables { chain }) => (status::MIRROR_IPTABLES, chain),
+        Some(Target::Nftables { table }) => (status::MIRROR_NFTABLES, table),
+    };
+    // Chain and table names are checked to be short when the daemon starts.
+    let len = text.len().min(name.len());
+    name[..len].copy_from_slice(&text.as_bytes()[..len]);
+    (kind, name)
+}
+
+/// The mirror target a daemon record names, if any.
+pub fn from_record(info: &DaemonInfo) -> Option<Target> {
+    let end = info.mirror_name.iter().position(|b| *b == 0).unwrap_or(64);
+    let name = std::str::from_utf8(&info.mirror_name[..end])
+        .ok()?
+        .to_owned();
+    match info.mirror {
+        status::MIRROR_IPTABLES => Some(Target::Iptables { chain: name }),
+        status::MIRROR_NFTABLES => Some(Target::Nftables { table: name }),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,5 +491,26 @@ mod tests {
             ..Request::default()
         };
         assert!(choose(&alone, &options).is_err());
+    }
+
+    #[test]
+    fn the_mirror_target_survives_the_daemon_record() {
+        for target in [
+            Target::Iptables {
+                chain: "KNOCKD".into(),
+            },
+            Target::Nftables {
+                table: "filter".into(),
+            },
+        ] {
+            let (mirror, mirror_name) = record(Some(&target));
+            let info = DaemonInfo {
+                mirror,
+                mirror_name,
+                ..DaemonInfo::default()
+            };
+            assert_eq!(from_record(&info), Some(target));
+        }
+        assert_eq!(from_record(&DaemonInfo::default()), None);
     }
 }

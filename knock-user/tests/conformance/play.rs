@@ -3,13 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use knock_common::craft::Craft;
 use knock_lab::knockd::Knockd;
-use knock_lab::{Daemon, Lab, Listener, Netns, connects};
+use knock_lab::{Lab, Netns, Scene, connects};
 
 use crate::table::{self, Action, Outcome, Proto, Scenario};
 
@@ -48,25 +48,7 @@ pub struct Run {
 
 enum Running {
     Knockd(Knockd),
-    Knock(Daemon),
-}
-
-impl Running {
-    fn stop(self) -> Vec<String> {
-        match self {
-            Self::Knockd(knockd) => knockd.stop(),
-            Self::Knock(daemon) => daemon.stop().0,
-        }
-    }
-}
-
-/// A directory for one run's configuration, files and records, removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    Knock,
 }
 
 fn fail(what: &'static str) -> impl Fn(std::io::Error) -> String {
@@ -76,47 +58,34 @@ fn fail(what: &'static str) -> impl Fn(std::io::Error) -> String {
 /// Plays `scenario` against `which`; an error means the run itself broke (the lab, a daemon
 /// that did not start, a client that failed), not that the outcome was wrong.
 pub fn run(scenario: &Scenario, which: Implementation) -> Result<Run, String> {
-    let lab = Lab::new().map_err(fail("the lab"))?;
-    let dir = TempDir(std::env::temp_dir().join(format!(
-        "knock-conformance-{}-{}",
-        std::process::id(),
-        lab.server_if
-    )));
-    std::fs::create_dir_all(&dir.0).map_err(fail("the run's directory"))?;
+    let mut build = Scene::build("").listen_only(&scenario.listen).stopped();
     for (name, content) in &scenario.files {
-        std::fs::write(dir.0.join(name), content).map_err(fail("a scenario file"))?;
+        build = build.file(name, content);
     }
-    let config_path = dir.0.join("knockd.conf");
-    let stage = Stage {
-        lab: &lab,
-        scenario,
-        which,
-        dir: &dir.0,
-        config_path: &config_path,
-    };
-    stage.write_config(&scenario.config)?;
-    let _listeners = scenario
-        .listen
-        .iter()
-        .map(|port| Listener::start(&lab.server, *port))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(fail("a listener"))?;
-
+    let mut scene = build.start(Path::new(BINARY)).map_err(fail("the scene"))?;
+    write_config(&scene.config, &scene.dir.0, which, &scenario.config)?;
     let args: Vec<&str> = scenario.daemon_args.iter().map(String::as_str).collect();
     let daemon = match which {
         Implementation::Knockd => Running::Knockd(
-            Knockd::start(&lab.server, &lab.server_if, &config_path, &args)
-                .map_err(fail("knockd"))?,
+            Knockd::start(
+                &scene.lab.server,
+                &scene.lab.server_if,
+                &scene.config,
+                &args,
+            )
+            .map_err(fail("knockd"))?,
         ),
         Implementation::KnockInKnockdMode | Implementation::KnockStrict => {
-            let path = config_path.to_string_lossy();
-            let mut all = vec!["--config", &path, "--interface", &lab.server_if, "-v"];
-            all.extend_from_slice(&args);
-            Running::Knock(
-                Daemon::start(&lab.server, Path::new(BINARY), &all)
-                    .map_err(fail("knock-user run"))?,
-            )
+            scene.start_daemon(&args).map_err(fail("knock-user run"))?;
+            Running::Knock
         }
+    };
+    let stage = Stage {
+        lab: &scene.lab,
+        scenario,
+        which,
+        dir: &scene.dir.0,
+        config_path: &scene.config,
     };
 
     let mut outcome = BTreeSet::new();
@@ -127,14 +96,24 @@ pub fn run(scenario: &Scenario, which: Implementation) -> Result<Run, String> {
     std::thread::sleep(SETTLE);
     // Records are read before the daemon stops: knock runs the stop commands of open doors when
     // it stops, and knockd's forked children are ended with it.
-    let records = read_records(&dir.0, &scenario.files);
-    let log = daemon.stop();
+    let records = read_records(&scene.dir.0, &scenario.files);
+    let log = match daemon {
+        Running::Knockd(knockd) => knockd.stop(),
+        Running::Knock => scene.stop_daemon().0,
+    };
     played.map_err(|e| format!("{e}\n{}", log.join("\n")))?;
     outcome.extend(records.map_err(fail("the records"))?);
     Ok(Run {
         outcome: Outcome(outcome),
         log,
     })
+}
+
+/// Writes the scenario's configuration (`$DIR` stands for the run's directory) as `which` reads
+/// it.
+fn write_config(path: &Path, dir: &Path, which: Implementation, text: &str) -> Result<(), String> {
+    let text = text.replace("$DIR", &dir.to_string_lossy());
+    std::fs::write(path, configuration(&text, dir, which)).map_err(fail("the configuration"))
 }
 
 /// The scenario's configuration with a recording start command in every door that has none,
@@ -203,9 +182,7 @@ struct Stage<'a> {
 
 impl Stage<'_> {
     fn write_config(&self, text: &str) -> Result<(), String> {
-        let text = text.replace("$DIR", &self.dir.to_string_lossy());
-        let config = configuration(&text, self.dir, self.which);
-        std::fs::write(self.config_path, config).map_err(fail("the configuration"))
+        write_config(self.config_path, self.dir, self.which, text)
     }
 
     fn play(&self, action: &Action, outcome: &mut BTreeSet<String>) -> Result<(), String> {

@@ -42,7 +42,7 @@ pub fn attempt(server: &Server, source: IpAddr, delay: Duration) -> Result<Optio
     let knocked = Instant::now();
     std::thread::sleep(delay);
     let connected = connects_from(
-        &server.lab.client,
+        &server.scene.lab.client,
         source,
         SERVER_V4.into(),
         22,

@@ -62,6 +62,7 @@ pub fn measure(binary: &Path, duration: Duration, max_packets: u64) -> Result<Ve
                     let offset = sent;
                     let count = CHUNK.min(max_packets - sent);
                     sent += server
+                        .scene
                         .lab
                         .burst_from_client(&template, count, move |i, frame| {
                             // Truncating to 32 bits still gives four billion sources.

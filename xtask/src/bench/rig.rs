@@ -78,7 +78,10 @@ impl Rig {
         let dir = std::env::temp_dir().join(format!("knock-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let keys = dir.join("spa.keys");
-        std::fs::write(&keys, format!("{KEY_ID} {} bench\n", knock_user::config::keys::hex(&KEY)))?;
+        std::fs::write(
+            &keys,
+            format!("{KEY_ID} {} bench\n", knock_user::config::keys::hex(&KEY)),
+        )?;
         let path = dir.join("knockd.conf");
         std::fs::write(&path, config.replace("$DIR", &dir.to_string_lossy()))?;
         let parsed = knock_user::config::load(&path)

@@ -89,6 +89,7 @@ fn send_scan(server: &Server, scanner: IpAddr, seed: u64, rate: u64) -> Result<u
         let chunk = chunk.to_vec();
         let count = chunk.len() as u64;
         let left = server
+            .scene
             .lab
             .burst_from_client(&template, count, move |i, frame| {
                 set_dport(frame, chunk[i as usize]);

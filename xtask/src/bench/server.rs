@@ -2,7 +2,7 @@
 //! iptables start command over a default DROP, or knock's XDP gate.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use knock_common::craft::Craft;
 use knock_common::segment::tcp_flags::SYN;
 use knock_lab::knockd::{KNOCKD, Knockd};
-use knock_lab::{Daemon, Lab, Listener, SERVER_V4};
+use knock_lab::{Lab, SERVER_V4, Scene};
 
 /// The door in every lab part: three TCP knocks in front of SSH.
 pub const KNOCKS: [u16; 3] = [7000, 8000, 9000];
@@ -39,15 +39,14 @@ enum Running {
     Quiet(Child),
     /// knockd started by the lab with `-v -D`: one line per captured packet, to count them.
     Debug(Knockd),
-    Knock(Daemon),
+    /// knock's daemon, which the scene holds.
+    Knock,
 }
 
-/// A lab, a listener on port 22 and one implementation guarding it.
+/// The lab's scene (a listener on port 22) with one implementation guarding it.
 pub struct Server {
     running: Option<Running>,
-    _listener: Listener,
-    pub lab: Lab,
-    dir: PathBuf,
+    pub scene: Scene,
 }
 
 /// How a server is set up.
@@ -71,46 +70,16 @@ pub enum Output {
 
 impl Server {
     pub fn start(kind: Kind, binary: &Path, setup: Setup) -> Result<Self> {
-        let lab = Lab::new().context("building the lab (needs root)")?;
-        let dir = std::env::temp_dir().join(format!("knock-bench-{}", lab.server_if));
-        std::fs::create_dir_all(&dir)?;
-        let listener = Listener::start(&lab.server, 22).context("a listener on port 22")?;
-        let mut server = Self {
-            running: None,
-            _listener: listener,
-            lab,
-            dir,
-        };
-        let config = server.dir.join("knockd.conf");
         let (seq, open) = (setup.seq_timeout_s, setup.cmd_timeout_s);
         let sequence = KNOCKS.map(|p| p.to_string()).join(",");
-        match kind {
+        let config = match kind {
             Kind::Knockd => {
-                server.iptables(&[
-                    "-A", "INPUT", "-p", "tcp", "--dport", "22", "--syn", "-j", "DROP",
-                ])?;
                 let rule = "INPUT -s %IP% -p tcp --dport 22 -j ACCEPT";
-                std::fs::write(
-                    &config,
-                    format!(
-                        "[options]\n[openSSH]\n    sequence = {sequence}\n    seq_timeout = {seq}\n    \
-                         tcpflags = syn\n    start_command = /usr/sbin/iptables -I {rule}\n    \
-                         cmd_timeout = {open}\n    stop_command = /usr/sbin/iptables -D {rule}\n"
-                    ),
-                )?;
-                let running = match setup.knockd_output {
-                    Output::Debug => Running::Debug(
-                        Knockd::start(&server.lab.server, &server.lab.server_if, &config, &[])
-                            .context("starting knockd")?,
-                    ),
-                    Output::Verbose => Running::Quiet(quiet_knockd(
-                        &server.lab,
-                        &config,
-                        Some(&server.dir.join("knockd.log")),
-                    )?),
-                    Output::Quiet => Running::Quiet(quiet_knockd(&server.lab, &config, None)?),
-                };
-                server.running = Some(running);
+                format!(
+                    "[options]\n[openSSH]\n    sequence = {sequence}\n    seq_timeout = {seq}\n    \
+                     tcpflags = syn\n    start_command = /usr/sbin/iptables -I {rule}\n    \
+                     cmd_timeout = {open}\n    stop_command = /usr/sbin/iptables -D {rule}\n"
+                )
             }
             Kind::KnockLoose | Kind::KnockStrict => {
                 let rule = if kind == Kind::KnockLoose {
@@ -118,28 +87,56 @@ impl Server {
                 } else {
                     "strict"
                 };
-                std::fs::write(
-                    &config,
-                    format!(
-                        "[options]\n    Progress = {rule}\n[openSSH]\n    sequence = {sequence}\n    \
-                         seq_timeout = {seq}\n    cmd_timeout = {open}\n"
-                    ),
-                )?;
-                let path = config.to_string_lossy();
-                let daemon = Daemon::start(
-                    &server.lab.server,
-                    binary,
-                    &["--config", &path, "--interface", &server.lab.server_if],
+                format!(
+                    "[options]\n    Progress = {rule}\n[openSSH]\n    sequence = {sequence}\n    \
+                     seq_timeout = {seq}\n    cmd_timeout = {open}\n"
                 )
-                .context("starting knock-user run")?;
-                server.running = Some(Running::Knock(daemon));
             }
-        }
+        };
+        let scene = Scene::build(&config)
+            .quiet()
+            .stopped()
+            .start(binary)
+            .context("building the lab (needs root)")?;
+        let mut server = Self {
+            running: None,
+            scene,
+        };
+        let config = server.scene.config.clone();
+        let running = match kind {
+            Kind::Knockd => {
+                server.iptables(&[
+                    "-A", "INPUT", "-p", "tcp", "--dport", "22", "--syn", "-j", "DROP",
+                ])?;
+                let lab = &server.scene.lab;
+                match setup.knockd_output {
+                    Output::Debug => Running::Debug(
+                        Knockd::start(&lab.server, &lab.server_if, &config, &[])
+                            .context("starting knockd")?,
+                    ),
+                    Output::Verbose => Running::Quiet(quiet_knockd(
+                        lab,
+                        &config,
+                        Some(&server.scene.dir.path("knockd.log")),
+                    )?),
+                    Output::Quiet => Running::Quiet(quiet_knockd(lab, &config, None)?),
+                }
+            }
+            Kind::KnockLoose | Kind::KnockStrict => {
+                server
+                    .scene
+                    .start_daemon(&[])
+                    .context("starting knock-user run")?;
+                Running::Knock
+            }
+        };
+        server.running = Some(running);
         Ok(server)
     }
 
     fn iptables(&self, args: &[&str]) -> Result<()> {
         let status = self
+            .scene
             .lab
             .server
             .command("iptables")
@@ -156,17 +153,17 @@ impl Server {
     pub fn pid(&self) -> Option<u32> {
         match self.running.as_ref()? {
             Running::Quiet(child) => Some(child.id()),
-            Running::Knock(daemon) => Some(daemon.pid()),
-            Running::Debug(_) => pid_in(&self.lab, "knockd"),
+            Running::Knock => Some(self.scene.daemon().pid()),
+            Running::Debug(_) => pid_in(&self.scene.lab, "knockd"),
         }
     }
 
     /// Every line the daemon printed so far (none for a quiet knockd).
     pub fn log(&self) -> Vec<String> {
         match &self.running {
-            Some(Running::Knock(daemon)) => daemon.log(),
+            Some(Running::Knock) => self.scene.daemon().log(),
             Some(Running::Debug(knockd)) => knockd.log(),
-            _ => std::fs::read_to_string(self.dir.join("knockd.log"))
+            _ => std::fs::read_to_string(self.scene.dir.path("knockd.log"))
                 .map(|text| text.lines().map(str::to_owned).collect())
                 .unwrap_or_default(),
         }
@@ -176,9 +173,9 @@ impl Server {
     pub fn rx_packets(&self) -> Result<u64> {
         let path = format!(
             "/sys/class/net/{}/statistics/rx_packets",
-            self.lab.server_if
+            self.scene.lab.server_if
         );
-        let output = self.lab.server.command("cat").arg(&path).output()?;
+        let output = self.scene.lab.server.command("cat").arg(&path).output()?;
         String::from_utf8_lossy(&output.stdout)
             .trim()
             .parse()
@@ -190,14 +187,15 @@ impl Server {
         let mut added = Vec::new();
         for n in first..first.saturating_add(count) {
             let address = Ipv4Addr::new(198, 51, 100, n);
-            self.lab
+            self.scene
+                .lab
                 .client
                 .ip(&[
                     "addr",
                     "add",
                     &format!("{address}/24"),
                     "dev",
-                    &self.lab.client_if,
+                    &self.scene.lab.client_if,
                 ])
                 .context("adding a client address")?;
             added.push(IpAddr::V4(address));
@@ -212,12 +210,15 @@ impl Server {
             .map(|port| Craft::tcp(source, SERVER_V4.into(), *port, SYN).build())
             .collect();
         let template = frames[0].clone();
-        let sent = self.lab.burst_from_client(&template, 3, move |i, frame| {
-            if let Some(knock) = frames.get(i as usize) {
-                // Keep the Ethernet addresses the burst filled in.
-                frame[12..].copy_from_slice(&knock[12..]);
-            }
-        })?;
+        let sent = self
+            .scene
+            .lab
+            .burst_from_client(&template, 3, move |i, frame| {
+                if let Some(knock) = frames.get(i as usize) {
+                    // Keep the Ethernet addresses the burst filled in.
+                    frame[12..].copy_from_slice(&knock[12..]);
+                }
+            })?;
         if sent != 3 {
             bail!("only {sent} of 3 knocks left");
         }
@@ -239,7 +240,7 @@ impl Drop for Server {
                 let _ = child.wait();
                 // knockd's forked children sleep until their stop command; they die with the
                 // namespace's processes below.
-                if let Some(pids) = pids_in(&self.lab) {
+                if let Some(pids) = pids_in(&self.scene.lab) {
                     for pid in pids {
                         // SAFETY: a process inside the benchmark's own namespace.
                         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
@@ -249,7 +250,6 @@ impl Drop for Server {
             Some(other) => drop(other),
             None => {}
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

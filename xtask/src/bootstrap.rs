@@ -24,7 +24,7 @@ const PACKAGES: &[&str] = &[
     "knockd",
     // knock-user/tests/service.rs: the unit's system call filter against what the daemon calls.
     "strace",
-    // knock-user/tests/manuals.rs and the package check read the man pages.
+    // knock-user/tests/host/manuals.rs and the package check read the man pages.
     "man-db",
 ];
 

@@ -3,10 +3,7 @@
 //! progress and the open doors it leaves, and then that a plain SYN to SSH from its source
 //! passes exactly when its door is open. A failure names the case and shows its frames in hex.
 //! Needs root and a kernel with BPF: `cargo xtask test` runs it.
-#![cfg(feature = "privileged-tests")]
-
-#[path = "common/kernel.rs"]
-mod kernel;
+use crate::kernel;
 
 #[path = "corpus/cases.rs"]
 mod cases;

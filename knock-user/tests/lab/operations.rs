@@ -1,9 +1,7 @@
 //! Running knock like a real daemon: state pinned in bpffs outlives the daemon, a restart
 //! takes it over, `status` reads it from another shell, `stop` leaves nothing behind. Each test
 //! pins into a bpffs of its own, mounted for the test and unmounted after it.
-#![cfg(feature = "privileged-tests")]
-
-mod common;
+use crate::common;
 
 use std::io::Write as _;
 use std::net::{IpAddr, TcpStream};

@@ -11,7 +11,7 @@ use knock_common::craft::Craft;
 use knock_lab::knockd::Knockd;
 use knock_lab::{Lab, Netns, Scene, connects};
 
-use crate::table::{self, Action, Outcome, Proto, Scenario};
+use super::table::{self, Action, Outcome, Proto, Scenario};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_knock-user");
 

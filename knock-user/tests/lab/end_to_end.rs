@@ -1,8 +1,6 @@
 //! knock end to end: the daemon guards a veth in a network namespace, real clients knock from
 //! another namespace, and real sockets connect. Needs root: `cargo xtask test` runs it.
-#![cfg(feature = "privileged-tests")]
-
-mod common;
+use crate::common;
 
 use std::io::{Read as _, Write as _};
 use std::net::IpAddr;

@@ -1,11 +1,8 @@
 //! Hostile traffic end to end: the dangerous shapes of a connection attempt to a protected port
 //! must not reach the listener, and floods must not lock a real client out. Each dangerous case
 //! first proves that its frames do reach the listener when knock is not running.
-#![cfg(feature = "privileged-tests")]
-
-mod common;
-#[path = "common/kernel.rs"]
-mod kernel;
+use crate::common;
+use crate::kernel;
 
 use std::net::IpAddr;
 use std::path::Path;

@@ -5,9 +5,7 @@
 //!
 //! Debian's `iptables` is the nf_tables variant (iptables 1.8.9 (nf_tables)); the tests use
 //! whichever `iptables`, `ip6tables` and `nft` are on the PATH.
-#![cfg(feature = "privileged-tests")]
-
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

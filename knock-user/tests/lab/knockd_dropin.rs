@@ -1,8 +1,6 @@
 //! knock as a drop-in for knockd: its flags, its signals, its one-time sequences, its Target,
 //! and serving a knock port. Needs root: `cargo xtask test` runs it.
-#![cfg(feature = "privileged-tests")]
-
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,9 +1,6 @@
 //! Exact verdicts of the loaded XDP program on crafted frames, through BPF_PROG_TEST_RUN.
 //! Needs root and a kernel with BPF: `cargo xtask test` runs it.
-#![cfg(feature = "privileged-tests")]
-
-#[path = "common/kernel.rs"]
-mod kernel;
+use crate::kernel;
 
 use std::net::IpAddr;
 use std::time::Duration;

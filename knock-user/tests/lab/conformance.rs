@@ -8,8 +8,6 @@
 //! Needs root, a BPF kernel and Debian's knockd: `cargo xtask test` runs it. To play only some
 //! scenarios: `KNOCK_CONFORMANCE=name,name`; `KNOCK_CONFORMANCE_JOBS` sets how many labs run
 //! at once.
-#![cfg(feature = "privileged-tests")]
-
 #[path = "conformance/play.rs"]
 mod play;
 #[path = "conformance/table.rs"]
@@ -24,7 +22,7 @@ use table::{Outcome, Scenario};
 
 const TABLE: &str = include_str!("conformance/scenarios.txt");
 const TABLE_PATH: &str = "knock-user/tests/conformance/scenarios.txt";
-const MIGRATING: &str = include_str!("../../docs/migrating-from-knockd.md");
+const MIGRATING: &str = include_str!("../../../docs/migrating-from-knockd.md");
 
 /// Labs at once. Most of a scenario is waiting on the network and on timeouts, so this beats
 /// the core count; each lab's timing margins are wide enough for the contention.

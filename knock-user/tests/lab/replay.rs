@@ -1,8 +1,6 @@
 //! Knocks that cannot be replayed: single-packet authorization and rotating sequences, end to
 //! end; always-allowed networks and bans. Needs root: `cargo xtask test` runs it.
-#![cfg(feature = "privileged-tests")]
-
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 use std::time::Duration;

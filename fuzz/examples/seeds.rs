@@ -1,11 +1,11 @@
 //! Writes the checked-in seeds of the `classify` target from the packet corpus
-//! (`knock-user/tests/corpus/`), and runs every seed of both targets through their checks.
+//! (`knock-user/tests/kernel/corpus/`), and runs every seed of both targets through their checks.
 //! Run it after changing the corpus: `cargo run --manifest-path fuzz/Cargo.toml --example seeds`.
 
 use std::fs;
 use std::path::Path;
 
-#[path = "../../knock-user/tests/corpus/cases.rs"]
+#[path = "../../knock-user/tests/kernel/corpus/cases.rs"]
 mod cases;
 
 /// One case in this many becomes a seed, plus the first case of each suspected bug: a few

@@ -23,6 +23,7 @@ pub struct SceneBuilder {
     args: Vec<String>,
     ports: Vec<u16>,
     chains: Vec<String>,
+    env: Vec<(String, String)>,
     verbose: bool,
     pinned: bool,
     ephemeral: bool,
@@ -41,6 +42,7 @@ pub struct Scene {
     pub config: PathBuf,
     binary: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Scene {
@@ -52,6 +54,7 @@ impl Scene {
             args: Vec::new(),
             ports: vec![22],
             chains: Vec::new(),
+            env: Vec::new(),
             verbose: true,
             pinned: false,
             ephemeral: false,
@@ -101,9 +104,13 @@ impl Scene {
     /// Starts another daemon with the scene's arguments and `extra`, beside the scene's own,
     /// and hands it to the caller.
     pub fn start_another(&self, extra: &[&str]) -> std::io::Result<Daemon> {
-        let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        args.extend_from_slice(extra);
-        Daemon::start(&self.lab.server, &self.binary, &args)
+        let mut command = self.lab.server.command(&self.binary.to_string_lossy());
+        command
+            .arg("run")
+            .args(&self.args)
+            .args(extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        Daemon::spawn(command)
     }
 
     /// Stops the daemon with SIGINT; returns its log and whether it exited cleanly.
@@ -221,6 +228,12 @@ impl SceneBuilder {
         self
     }
 
+    /// An environment variable for the daemon (`RUST_LOG`, say).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Without `-v`.
     pub fn quiet(mut self) -> Self {
         self.verbose = false;
@@ -302,6 +315,7 @@ impl SceneBuilder {
             config,
             binary: binary.to_owned(),
             args,
+            env: self.env,
         };
         if self.start {
             scene.start_daemon(&[])?;

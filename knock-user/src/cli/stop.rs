@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::kernel::pins::{self, StateDir, is_alive};
+use crate::kernel::pins::{self, StateDir};
+use crate::system::proc::{self, is_alive};
 
 /// How long a daemon gets to close its doors (its stop commands have their own deadline).
 const DAEMON_GRACE: Duration = Duration::from_secs(30);
@@ -94,7 +95,7 @@ fn stop_one(dir: &StateDir) -> Result<Stopped, StopError> {
     let name = dir.path().display().to_string();
     if let Some(info) = dir.daemon()
         && info.pid != std::process::id()
-        && pins::is_knock_daemon(info.pid)
+        && proc::is_knock_daemon(info.pid)
     {
         // SAFETY: kill(2) with a pid the pinned state names, checked to be a knock daemon.
         unsafe { libc::kill(info.pid as i32, libc::SIGUSR2) };
@@ -122,7 +123,7 @@ fn stop_one(dir: &StateDir) -> Result<Stopped, StopError> {
     let mirror = record.and_then(|info| {
         let target = crate::mirror::from_record(&info)?;
         let label = target.to_string();
-        if info.netns != pins::current_netns() {
+        if info.netns != proc::current_netns() {
             return Some(Mirrored::ElsewhereLeft { target: label });
         }
         let journal = crate::journal::Journal::stderr_only(false);

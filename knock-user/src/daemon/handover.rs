@@ -14,7 +14,7 @@ impl Daemon {
         let info = knock_common::status::DaemonInfo {
             started_unix_s: self.started_unix_s,
             closed_through_ns,
-            netns: crate::kernel::pins::current_netns(),
+            netns: crate::system::proc::current_netns(),
             pid: std::process::id(),
             mode: self.options.mode.code(),
             mirror,

@@ -6,4 +6,4 @@ pub mod commands;
 pub mod keeper;
 pub mod names;
 
-pub use knock_common::event::{DecodeError, DoorEvent};
+pub use knock_common::event::DoorEvent;

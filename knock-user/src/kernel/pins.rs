@@ -14,6 +14,8 @@ use aya::maps::{Array, Map, MapData, MapInfo};
 use knock_common::maps;
 use knock_common::status::{DaemonInfo, LAYOUT};
 
+use crate::system::proc;
+
 /// Where state directories live unless `--state-dir` says otherwise.
 pub const DEFAULT_ROOT: &str = "/sys/fs/bpf/knock";
 
@@ -153,7 +155,7 @@ impl StateDir {
         })?;
         if let Some(info) = self.daemon()
             && info.pid != std::process::id()
-            && is_knock_daemon(info.pid)
+            && proc::is_knock_daemon(info.pid)
         {
             return Err(StateError::Busy {
                 dir: self.path.clone(),
@@ -325,12 +327,6 @@ pub fn detach_pinned_link(path: &Path) -> std::io::Result<()> {
     detached
 }
 
-/// The inode of this process's network namespace, which tells namespaces apart.
-pub fn current_netns() -> u64 {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino())
-}
-
 /// Every state directory under `root`.
 pub fn all(root: &Path) -> Vec<StateDir> {
     let Ok(entries) = std::fs::read_dir(root) else {
@@ -357,23 +353,6 @@ pub fn select(root: &Path, iface: Option<&str>) -> Vec<StateDir> {
             None => true,
         })
         .collect()
-}
-
-/// Whether a process with this pid runs (a zombie, exited but not yet reaped, does not).
-pub fn is_alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the command name, which is in parentheses and may hold anything.
-    let state = stat
-        .rfind(')')
-        .and_then(|end| stat[end + 1..].split_whitespace().next());
-    !matches!(state, Some("Z" | "X") | None)
-}
-
-/// Whether `pid` is a running knock daemon (and not a process that reused a dead one's pid).
-pub fn is_knock_daemon(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.starts_with("knock"))
 }
 
 /// Makes sure `dir` lies on a bpffs. When it is under /sys/fs/bpf and nothing is mounted there

@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod net;
+pub mod proc;
 pub mod process;
 pub mod random;
 pub mod served;

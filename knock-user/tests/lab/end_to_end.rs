@@ -4,9 +4,10 @@ use crate::common;
 
 use std::io::{Read as _, Write as _};
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::Duration;
 
-use common::{BINARY, GUIDE, SHORT, scene};
+use common::{BINARY, GUIDE, SHORT, Scene, scene};
 use knock_lab::{Lab, SERVER_V4, connects};
 
 #[test]
@@ -267,4 +268,42 @@ fn debians_default_configuration_runs_unchanged() {
             Duration::from_secs(5),
         )
         .expect("the missing knock_add helper is reported, and the daemon goes on");
+}
+
+/// `-D` shows the XDP program's debug records and the daemon's own debug lines through the `log`
+/// facade; `RUST_LOG` filters both, as in any program that logs with env_logger.
+#[test]
+fn debug_output_follows_rust_log() {
+    let gate_record = "gate: dropped a new connection to port 22";
+    let push_line = "push 1:";
+    let debug = Scene::build(GUIDE)
+        .args(&["-D"])
+        .env("RUST_LOG", "debug")
+        .start(Path::new(BINARY))
+        .expect("the daemon starts");
+    assert!(debug.ssh().is_err());
+    assert!(
+        debug
+            .daemon()
+            .wait_for(gate_record, Duration::from_secs(5))
+            .is_some(),
+        "{:#?}",
+        debug.daemon().log()
+    );
+    assert!(debug.daemon().log().iter().any(|l| l.contains(push_line)));
+    drop(debug);
+    let filtered = Scene::build(GUIDE)
+        .args(&["-D"])
+        .env("RUST_LOG", "warn")
+        .start(Path::new(BINARY))
+        .expect("the daemon starts");
+    assert!(filtered.ssh().is_err());
+    std::thread::sleep(Duration::from_millis(500));
+    let log = filtered.daemon().log();
+    assert!(
+        !log.iter()
+            .any(|l| l.contains(gate_record) || l.contains(push_line)),
+        "{log:#?}"
+    );
+    assert!(log.iter().any(|l| l.starts_with("starting up")), "{log:#?}");
 }

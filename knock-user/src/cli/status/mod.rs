@@ -16,9 +16,10 @@ mod report;
 
 pub use report::{prometheus, text};
 
-use crate::kernel::pins::{self, StateDir, StateError, is_knock_daemon};
+use crate::kernel::pins::{self, StateDir, StateError};
 use crate::kernel::{AttachMode, read};
 use crate::system::clock;
+use crate::system::proc::is_knock_daemon;
 
 /// One state directory's view.
 #[derive(Clone, Debug, Serialize)]

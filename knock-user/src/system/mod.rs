@@ -1,5 +1,6 @@
-//! Small leaves that talk to the operating system: clocks, randomness, the host's addresses
-//! and served ports, waiting on descriptors.
+//! Small leaves that talk to the operating system: clocks, randomness, processes (what /proc
+//! says, and the one runner of other programs, with a deadline), the host's addresses and served
+//! ports, waiting on descriptors. They import nothing else of the crate.
 
 pub mod clock;
 pub mod net;

@@ -23,7 +23,7 @@ pub struct SceneBuilder {
     args: Vec<String>,
     ports: Vec<u16>,
     chains: Vec<String>,
-    env: Vec<(String, String)>,
+    env: Vec<(String, Option<String>)>,
     verbose: bool,
     pinned: bool,
     ephemeral: bool,
@@ -42,7 +42,7 @@ pub struct Scene {
     pub config: PathBuf,
     binary: PathBuf,
     args: Vec<String>,
-    env: Vec<(String, String)>,
+    env: Vec<(String, Option<String>)>,
 }
 
 impl Scene {
@@ -105,11 +105,13 @@ impl Scene {
     /// and hands it to the caller.
     pub fn start_another(&self, extra: &[&str]) -> std::io::Result<Daemon> {
         let mut command = self.lab.server.command(&self.binary.to_string_lossy());
-        command
-            .arg("run")
-            .args(&self.args)
-            .args(extra)
-            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command.arg("run").args(&self.args).args(extra);
+        for (key, value) in &self.env {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
         Daemon::spawn(command)
     }
 
@@ -230,7 +232,13 @@ impl SceneBuilder {
 
     /// An environment variable for the daemon (`RUST_LOG`, say).
     pub fn env(mut self, key: &str, value: &str) -> Self {
-        self.env.push((key.to_owned(), value.to_owned()));
+        self.env.push((key.to_owned(), Some(value.to_owned())));
+        self
+    }
+
+    /// Without this environment variable, whatever the test's own environment holds.
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.env.push((key.to_owned(), None));
         self
     }
 

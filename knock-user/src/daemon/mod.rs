@@ -96,10 +96,11 @@ pub fn run(options: RunOptions) -> anyhow::Result<()> {
 }
 
 /// The daemon's own diagnostics and the XDP program's log records (`-D`) go through the `log`
-/// facade to stderr, filtered by `RUST_LOG`; without it, `-D` shows debug records and otherwise
-/// only warnings. knockd's lines go through the journal, never through here.
+/// facade to stderr, filtered by `RUST_LOG`; without it, `-D` shows knock's debug records (the
+/// program's target is `knock::...`, the daemon's `knock_user::...`) and otherwise only
+/// warnings. knockd's lines go through the journal, never through here.
 fn diagnostics(debug: bool) {
-    let default = if debug { "debug" } else { "warn" };
+    let default = if debug { "warn,knock=debug" } else { "warn" };
     // A second daemon in the same process (tests) finds the logger in place.
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
         .try_init();

@@ -271,14 +271,15 @@ fn debians_default_configuration_runs_unchanged() {
 }
 
 /// `-D` shows the XDP program's debug records and the daemon's own debug lines through the `log`
-/// facade; `RUST_LOG` filters both, as in any program that logs with env_logger.
+/// facade (and not the debug chatter of the libraries beneath); `RUST_LOG` filters them, as in
+/// any program that logs with env_logger.
 #[test]
 fn debug_output_follows_rust_log() {
     let gate_record = "gate: dropped a new connection to port 22";
     let push_line = "push 1:";
     let debug = Scene::build(GUIDE)
         .args(&["-D"])
-        .env("RUST_LOG", "debug")
+        .env_remove("RUST_LOG")
         .start(Path::new(BINARY))
         .expect("the daemon starts");
     assert!(debug.ssh().is_err());
@@ -291,6 +292,14 @@ fn debug_output_follows_rust_log() {
         debug.daemon().log()
     );
     assert!(debug.daemon().log().iter().any(|l| l.contains(push_line)));
+    assert!(
+        !debug
+            .daemon()
+            .log()
+            .iter()
+            .any(|l| l.contains("[DEBUG aya")),
+        "aya's own debug output stays out unless RUST_LOG asks for it"
+    );
     drop(debug);
     let filtered = Scene::build(GUIDE)
         .args(&["-D"])

@@ -1,9 +1,9 @@
 //! Writing a plan into the maps: the plan-to-map diff (`plan::diff`) applied by one generic
 //! writer, then the settings.
 
-use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use std::borrow::BorrowMut;
 
+use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, MapError};
 use knock_common::maps;
 use knock_common::settings::Settings;

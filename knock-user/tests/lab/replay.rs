@@ -192,6 +192,11 @@ fn a_rotating_knock_opens_and_its_replay_does_not() {
             .unwrap();
         assert!(output.status.success(), "{output:?}");
     };
+    // Same period, same sequence: already used. (A period boundary between the two knocks
+    // would make the second a fresh sequence, so skip that rare case: the period is taken
+    // before the first knock and compared after the second.)
+    let loaded = knock_user::config::rotate::load(&secret).unwrap();
+    let period = loaded.period_at(now());
     knock();
     assert!(
         s.daemon()
@@ -205,10 +210,6 @@ fn a_rotating_knock_opens_and_its_replay_does_not() {
         .iter()
         .filter(|l| l.contains("OPEN SESAME"))
         .count();
-    // Same period, same sequence: already used. (A period boundary between the two knocks
-    // would make this a fresh sequence, so skip that rare case.)
-    let loaded = knock_user::config::rotate::load(&secret).unwrap();
-    let period = loaded.period_at(now());
     knock();
     std::thread::sleep(Duration::from_millis(500));
     if loaded.period_at(now()) == period {

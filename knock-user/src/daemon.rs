@@ -93,6 +93,8 @@ struct Daemon {
     started_unix_s: u64,
     /// Where open doors are mirrored, recorded so that `stop` can empty it without a daemon.
     mirror_target: Option<crate::mirror::Target>,
+    /// The number of open doors systemd's STATUS= last showed.
+    told_open: usize,
 }
 
 /// Runs the daemon until a signal stops it.
@@ -133,16 +135,28 @@ impl Daemon {
         let found = match &options.state_root {
             Some(root) => {
                 let dir = StateDir::for_interfaces(root, &interfaces);
-                let found = dir.open().with_context(|| {
-                    format!(
-                        "cannot keep state in {} (run with --ephemeral to keep none)",
-                        dir.path().display()
+                let found = dir.open().map_err(|error| {
+                    let hint = state_hint(&error);
+                    anyhow::anyhow!(
+                        "cannot keep state in {}: {:#}{hint}",
+                        dir.path().display(),
+                        anyhow::Error::from(error)
                     )
                 })?;
                 Some((dir, found))
             }
             None => None,
         };
+        // A start that fails from here on removes the state it made: a pinned directory with
+        // no program attached would pass for a guard in `status`, and the next start would
+        // call it incompatible. State taken over from an earlier daemon stays: its program
+        // still guards.
+        let mut made_here = FailedStart(
+            found
+                .as_ref()
+                .filter(|(_, found)| *found != Found::Compatible)
+                .map(|(dir, _)| dir.clone()),
+        );
         let mut knock = Knock::load(capacities, options.debug, found.as_ref().map(|(d, _)| d))
             .context("cannot load the XDP program")?;
         let resumed = matches!(found, Some((_, Found::Compatible)));
@@ -203,7 +217,9 @@ impl Daemon {
             predecessor,
             started_unix_s: clock::unix_s(),
             mirror_target,
+            told_open: 0,
         };
+        made_here.0 = None;
         daemon.release_other_links();
         daemon.report_attachments(&attached);
         Ok(daemon)
@@ -220,6 +236,8 @@ impl Daemon {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
         let mut usr2 = signal(SignalKind::user_defined2())?;
+        // Before the ring is taken out of the program's maps, so that it is counted too.
+        let maps = self.knock.map_memory();
         let mut ring = crate::watch::readable(self.knock.take_events()?)
             .context("cannot watch the event ring")?;
         // Written once the handlers are in place, so a SIGTERM sent as soon as it appears still
@@ -233,7 +251,7 @@ impl Daemon {
                 .unwrap_or_else(|| DEFAULT_PID_FILE.into());
             crate::detach::PidFile::write(path, &self.journal)
         });
-        self.announce();
+        self.announce(&maps);
         self.record_daemon(self.predecessor.map_or(0, |p| p.closed_through_ns));
         // Events that waited in the ring while no daemon ran come first, then the doors still
         // open from before: a door both opened and still open is known from its event.
@@ -241,6 +259,8 @@ impl Daemon {
         self.adopt_open_doors();
         // Mirrored rules no adopted door holds were left by doors that closed unseen.
         self.keeper.prune_mirror();
+        // Attached, configured, and every handler in place: `systemctl start` may return.
+        self.tell_systemd("READY=1");
         self.counters_logged = self.knock.counters().unwrap_or_default();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         let mut served_check = tokio::time::interval(SERVED_EVERY);
@@ -267,6 +287,9 @@ impl Daemon {
                     self.sweep()?;
                     next_close = self.keeper.close_due();
                     self.record_daemon(clock::monotonic_ns());
+                    if self.keeper.open_doors() != self.told_open {
+                        self.tell_systemd("");
+                    }
                 }
                 _ = served_check.tick() => self.check_served(),
                 _ = tokio::time::sleep(rotate_in) => self.rotate(),
@@ -277,6 +300,7 @@ impl Daemon {
                 _ = usr2.recv() => break Exit::Forget,
             }
         };
+        crate::notify::notify("STOPPING=1").ok();
         self.drain(&mut ring.get_mut().0);
         self.log_counters();
         self.journal.line("shutting down");
@@ -300,6 +324,22 @@ impl Daemon {
         // Dropping the program detaches what is not pinned and frees what nothing else holds.
         drop(self.knock);
         Ok(())
+    }
+
+    /// Sends `state` to systemd with a STATUS= line saying what is guarded (nothing outside a
+    /// Type=notify unit).
+    fn tell_systemd(&mut self, state: &str) {
+        self.told_open = self.keeper.open_doors();
+        let status = crate::notify::status_line(
+            &self.interfaces,
+            self.options.mode.name(),
+            self.config.doors.len(),
+            self.keeper.open_doors(),
+        );
+        if let Err(error) = crate::notify::notify(&format!("{state}\n{status}").trim_start()) {
+            self.journal
+                .line(&format!("cannot send {state} to systemd: {error}"));
+        }
     }
 
     /// Turns the events waiting in the ring into log lines and commands.
@@ -395,6 +435,7 @@ impl Daemon {
                 Found::Compatible => self.journal.line(&format!(
                     "knock: took over the state pinned in {place}{}",
                     self.predecessor
+                        .filter(|p| p.pid != 0)
                         .map_or_else(String::new, |p| format!(" by pid {}", p.pid))
                 )),
                 Found::Replaced { layout } => self.journal.line(&format!(
@@ -441,7 +482,7 @@ impl Daemon {
         }
     }
 
-    fn announce(&self) {
+    fn announce(&self, maps: &[crate::loader::MapMemory]) {
         self.journal.line(&format!(
             "starting up, listening on {}",
             self.interfaces.join(", ")
@@ -457,7 +498,6 @@ impl Daemon {
             self.capacities.progress,
             self.capacities.gate,
         ));
-        let maps = self.knock.map_memory();
         let total: u64 = maps.iter().filter_map(|m| m.bytes).sum();
         let each: Vec<String> = maps
             .iter()
@@ -466,11 +506,16 @@ impl Daemon {
                 None => format!("{} ?", m.name),
             })
             .collect();
-        self.journal.detail(&format!(
-            "knock: maps use {} KiB in all, fixed at load: {}",
-            total.div_ceil(1024),
-            each.join(", ")
-        ));
+        if maps.is_empty() {
+            self.journal
+                .detail("knock: the kernel does not say what the maps use");
+        } else {
+            self.journal.detail(&format!(
+                "knock: maps use {} KiB in all, fixed at load: {}",
+                total.div_ceil(1024),
+                each.join(", ")
+            ));
+        }
     }
 
     fn sweep(&mut self) -> anyhow::Result<()> {
@@ -614,9 +659,11 @@ impl Daemon {
         }
         let doors = config.doors.len();
         match self.apply(config) {
-            Ok(()) => self
-                .journal
-                .line(&format!("configuration reloaded: {doors} door(s)")),
+            Ok(()) => {
+                self.journal
+                    .line(&format!("configuration reloaded: {doors} door(s)"));
+                self.tell_systemd("READY=1");
+            }
             Err(error) => self
                 .journal
                 .line(&format!("cannot apply the new configuration: {error:#}")),
@@ -674,6 +721,38 @@ impl Daemon {
         if let Err(error) = self.apply(config) {
             self.journal
                 .line(&format!("cannot update the served ports: {error:#}"));
+        }
+    }
+}
+
+/// What to do about a state directory that cannot be used. `--ephemeral` is named only with
+/// what it costs: it gives up keeping the gate and the open doors across restarts and stops.
+fn state_hint(error: &crate::state::StateError) -> &'static str {
+    use crate::state::StateError;
+    match error {
+        StateError::Io { source, .. } if source.raw_os_error() == Some(libc::EROFS) => {
+            ". The BPF filesystem is read-only for this process: under systemd, \
+             ProtectKernelTunables=yes makes /sys/fs/bpf read-only whatever ReadWritePaths= \
+             says; the packaged knock.service keeps it writable with ReadOnlyPaths=/sys and \
+             ReadWritePaths=/sys/fs/bpf"
+        }
+        StateError::NotBpffs { .. } | StateError::Mount(_) => {
+            ". Mount a BPF filesystem there, or choose another --state-dir (--ephemeral pins \
+             nothing, as knockd: the program then detaches when the daemon stops or restarts, \
+             and open doors are forgotten)"
+        }
+        _ => "",
+    }
+}
+
+/// Removes the state directory a failed start made (see `Daemon::prepare`).
+struct FailedStart(Option<StateDir>);
+
+impl Drop for FailedStart {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            // Best effort: the error that ended the start is the one to report.
+            let _ = dir.remove();
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod loader;
 pub mod mirror;
 pub mod names;
+pub mod notify;
 pub mod onetime;
 pub mod plan;
 mod random;

@@ -43,6 +43,9 @@ enum Command {
     Check {
         #[arg(short = 'c', long, value_name = "FILE", default_value = DEFAULT_PATH)]
         config: PathBuf,
+        /// Print only warnings and errors (knock.service checks before each start and reload).
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Send a knock sequence, as knock(1) does, or the current rotating sequence of a door.
     Knock(KnockArgs),
@@ -340,9 +343,11 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Check { config } => {
+        Command::Check { config, quiet } => {
             let config = config::load(&config)?;
-            print!("{}", knock_user::check::describe(&config));
+            if !quiet {
+                print!("{}", knock_user::check::describe(&config));
+            }
             for warning in knock_user::check::warnings(&config, &knock_user::served::ports()) {
                 eprintln!("warning: {warning}");
             }

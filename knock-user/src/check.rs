@@ -235,7 +235,9 @@ mod tests {
         ] {
             assert!(!ipv4_only_command(fine), "{fine}");
         }
-        assert!(ipv4_only_command("iptables-legacy -I INPUT -s %IP% -j ACCEPT"));
+        assert!(ipv4_only_command(
+            "iptables-legacy -I INPUT -s %IP% -j ACCEPT"
+        ));
     }
 
     #[test]

@@ -68,10 +68,8 @@ impl Journal {
             unsafe { libc::openlog(IDENT.as_ptr(), 0, libc::LOG_USER) };
         }
         self.syslog.store(use_syslog, Ordering::Relaxed);
-        self.stderr.store(
-            !(use_syslog && self.stderr_is_journal),
-            Ordering::Relaxed,
-        );
+        self.stderr
+            .store(!(use_syslog && self.stderr_is_journal), Ordering::Relaxed);
         *self.log_file.lock().unwrap_or_else(|p| p.into_inner()) = file;
         Ok(())
     }

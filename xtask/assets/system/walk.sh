@@ -62,7 +62,7 @@ prop() { systemctl show -P "$1" knock; }
 # Journal lines of knock.service since the time stamp $1 (seconds since the epoch).
 journal_since() { journalctl -u knock --since "@$1" --no-pager -o short 2>/dev/null; }
 has_line() { journal_since "$1" | grep -q -- "$2"; }
-knock_from_client() { in_client /run/walk/knock-client knock "$1" $SEQUENCE; }
+knock_from_client() { in_client $KNOCK_CLIENT knock "$1" $SEQUENCE; }
 xdp_on() { ip -d link show kv0 | grep -q 'prog/xdp'; }
 
 # The stranger's probes: SYNs to port 22 and the SYN-ACKs that come back, counted by
@@ -80,8 +80,8 @@ synacks() { echo $(($(count iptables INPUT) + $(count ip6tables INPUT))); }
 probe_start() {
     rm -f "$W/probe.stop"
     in_stranger sh -c "while [ ! -e $W/probe.stop ]; do
-        $W/knock-client knock -d 20 $SERVER4 22 22 22 22 22 22 22 22 22 22
-        $W/knock-client knock -d 20 $SERVER6 22 22 22 22 22
+        $KNOCK_CLIENT knock -d 20 $SERVER4 22 22 22 22 22 22 22 22 22 22
+        $KNOCK_CLIENT knock -d 20 $SERVER6 22 22 22 22 22
     done" >>"$LOG" 2>&1 &
     PROBER=$!
 }
@@ -92,9 +92,13 @@ probe_stop() {
 
 phase=$(cat "$STATE/phase" 2>/dev/null || echo 1)
 say "INFO phase $phase: $(uname -r), $(systemctl --version | head -n 1)"
-# The knock client the walk uses, kept apart from the package it installs and removes.
-[ -x "$W/knock-client" ] || dpkg-deb --fsys-tarfile "$W/knock.deb" |
-    tar -xO ./usr/sbin/knock-user >"$W/knock-client" && chmod 755 "$W/knock-client"
+systemctl is-active -q walk-net.service ||
+    fail "network" "walk-net.service failed: $(journalctl -u walk-net -o cat --no-pager | tail -n 3 | tr '\n' ' ')"
+# The knock client the walk uses, kept apart from the package it installs and removes (and
+# out of /run, which is noexec).
+KNOCK_CLIENT=/usr/local/sbin/knock-client
+[ -x $KNOCK_CLIENT ] || { dpkg-deb --fsys-tarfile "$W/knock.deb" |
+    tar -xO ./usr/sbin/knock-user >$KNOCK_CLIENT && chmod 755 $KNOCK_CLIENT; }
 
 if [ "$phase" = 1 ]; then
     # ---- Run it on your own box ----
@@ -210,7 +214,7 @@ EOF
     echo "[broken" >>/etc/knockd.conf
     t=$(date +%s)
     message=$(systemctl reload knock 2>&1) && fail "reload broken" "systemctl reload knock succeeded with a broken file"
-    why=$(journal_since "$t" | grep -m1 'knockd.conf:' | sed 's/^[^:]*: //')
+    why=$(journal_since "$t" | grep -m1 'knockd.conf:' | sed 's/.*knock-user: //')
     [ -n "$why" ] || fail "reload broken" "no checker message in the journal"
     [ "$(prop MainPID)" = "$pid" ] && [ "$(prop ActiveState)" = active ] ||
         fail "reload broken" "the daemon did not keep running"
@@ -266,7 +270,7 @@ probe_start
 sleep 3
 probe_stop
 [ "$(synacks)" = 0 ] || fail "systemctl stop" "the stranger got SYN-ACKs with the daemon stopped"
-daemon=$(knock-user status | grep -m1 -i 'daemon')
+daemon=$(knock-user status | grep -m1 'daemon:' | sed 's/^ *//')
 ok "systemctl stop knock" "journal: ${line#*]: }; kv0 still has its XDP program; the stranger sent $(syns) SYNs, got 0 SYN-ACKs; the client's door is open; status: $daemon"
 
 # ---- knock-user stop ----

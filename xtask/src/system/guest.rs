@@ -86,7 +86,12 @@ pub fn walk(image: &Image, payload: &Path, console: &Path) -> anyhow::Result<Out
 }
 
 /// One qemu run: `Some(passed)` once the walk is done, `None` if the guest never reported.
-fn boot(image: &Image, payload: &Path, console: &Path, accel: Accel) -> anyhow::Result<Option<bool>> {
+fn boot(
+    image: &Image,
+    payload: &Path,
+    console: &Path,
+    accel: Accel,
+) -> anyhow::Result<Option<bool>> {
     let _ = std::fs::remove_file(console);
     let stderr_log = console.with_extension("stderr");
     let mut command = Command::new("qemu-system-x86_64");
@@ -118,18 +123,14 @@ fn boot(image: &Image, payload: &Path, console: &Path, accel: Accel) -> anyhow::
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr_log)?);
-    let mut qemu = Qemu(
-        command
-            .spawn()
-            .context("cannot start qemu-system-x86_64")?,
-    );
+    let mut qemu = Qemu(command.spawn().context("cannot start qemu-system-x86_64")?);
     let started = Instant::now();
     let mut shown = 0;
     loop {
         std::thread::sleep(Duration::from_millis(500));
         let lines = walk_lines(console);
         for line in &lines[shown.min(lines.len())..] {
-            show(line);
+            show(line, started.elapsed());
         }
         shown = lines.len();
         if let Some(done) = lines.iter().find_map(|l| l.strip_prefix("DONE ")) {
@@ -140,8 +141,7 @@ fn boot(image: &Image, payload: &Path, console: &Path, accel: Accel) -> anyhow::
             return Ok(Some(done == "ok"));
         }
         let exited = qemu.0.try_wait()?;
-        if lines.is_empty() && (exited.is_some() || started.elapsed() > accel.first_line_within())
-        {
+        if lines.is_empty() && (exited.is_some() || started.elapsed() > accel.first_line_within()) {
             let stderr = std::fs::read_to_string(&stderr_log).unwrap_or_default();
             eprintln!("  (no report: {}{})", stderr.trim(), tail(console, 5));
             return Ok(None);
@@ -162,12 +162,14 @@ fn boot(image: &Image, payload: &Path, console: &Path, accel: Accel) -> anyhow::
     }
 }
 
-fn show(line: &str) {
+/// A line of the walk, with the time since qemu started.
+fn show(line: &str, at: Duration) {
+    let at = at.as_secs();
     match line.split_once(' ') {
         Some(("LOG", rest)) => eprintln!("    | {rest}"),
-        Some(("INFO", rest)) => eprintln!("  info {rest}"),
+        Some(("INFO", rest)) => eprintln!("  {at:>4} s info {rest}"),
         Some(("DONE", _)) | None => {}
-        Some(_) => eprintln!("  {line}"),
+        Some(_) => eprintln!("  {at:>4} s {line}"),
     }
 }
 
@@ -177,9 +179,12 @@ fn console_text(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The walk's lines, without their "SYSTEM " prefix.
+/// The walk's complete lines (a line still being written waits for the next look), without
+/// their "SYSTEM " prefix.
 fn walk_lines(console: &Path) -> Vec<String> {
-    console_text(console)
+    let text = console_text(console);
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
         .lines()
         .filter_map(|l| l.split_once("SYSTEM ").map(|(_, rest)| rest.to_owned()))
         .collect()

@@ -74,7 +74,10 @@ pub fn prepare(dir: &Path, rebuild: bool) -> anyhow::Result<Image> {
     );
     let log = dir.join("debootstrap.log");
     let status = Command::new("debootstrap")
-        .args(["--variant=minbase", &format!("--include={}", INCLUDE.join(","))])
+        .args([
+            "--variant=minbase",
+            &format!("--include={}", INCLUDE.join(",")),
+        ])
         .arg(format!("--cache-dir={}", debs.display()))
         .arg(SUITE)
         .arg(&rootfs)
@@ -110,7 +113,8 @@ pub fn prepare(dir: &Path, rebuild: bool) -> anyhow::Result<Image> {
         .args(["-q", "-F", "-L", "root", "-d"])
         .arg(&rootfs)
         .arg(&image.disk)
-        .arg("2G"))?;
+        .arg("2G")
+        .stdout(std::process::Stdio::null()))?;
     std::fs::remove_dir_all(&rootfs)?;
     std::fs::write(&ready, format!("{SUITE} {}\n", INCLUDE.join(" ")))?;
     eprintln!(
@@ -146,7 +150,10 @@ fn customize(root: &Path) -> anyhow::Result<()> {
     };
     write("/etc/fstab", "/dev/vda / ext4 rw,errors=remount-ro 0 1\n")?;
     write("/etc/hostname", "guest\n")?;
-    write("/etc/hosts", "127.0.0.1 localhost\n127.0.1.1 guest\n::1 localhost\n")?;
+    write(
+        "/etc/hosts",
+        "127.0.0.1 localhost\n127.0.1.1 guest\n::1 localhost\n",
+    )?;
     write(
         "/etc/apt/sources.list",
         "# The guest of cargo xtask system is offline: packages come from /run/walk.\n",
@@ -162,12 +169,18 @@ fn customize(root: &Path) -> anyhow::Result<()> {
         ("network-online.target.wants", "walk-net.service"),
         ("sockets.target.wants", "port22.socket"),
     ] {
-        link(&format!("{units}/{wants}/{unit}"), &format!("{units}/{unit}"))?;
+        link(
+            &format!("{units}/{wants}/{unit}"),
+            &format!("{units}/{unit}"),
+        )?;
     }
     for masked in [
         "serial-getty@ttyS0.service",
         "getty@tty1.service",
         "systemd-timesyncd.service",
+        // apt's daily runs would hold dpkg's lock while the walk installs.
+        "apt-daily.timer",
+        "apt-daily-upgrade.timer",
     ] {
         link(&format!("{units}/{masked}"), "/dev/null")?;
     }
@@ -188,7 +201,12 @@ fn key() -> u64 {
     for package in INCLUDE {
         hash.add(package);
     }
-    for text in [WALK_SERVICE, WALK_NET_SERVICE, PORT22_SOCKET, PORT22_SERVICE] {
+    for text in [
+        WALK_SERVICE,
+        WALK_NET_SERVICE,
+        PORT22_SOCKET,
+        PORT22_SERVICE,
+    ] {
         hash.add(text);
     }
     hash.add(&RECIPE.to_string());

@@ -47,7 +47,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let image = image::prepare(&dir, args.rebuild)?;
     let image_seconds = started.elapsed().as_secs_f64();
 
-    let deb = package::build(Choice::Native)?;
+    let built = package::build(Choice::Native)?;
+    // Kept aside: cargo deb removes the earlier package when it builds the upgrade.
+    let deb = dir.join("knock.deb");
+    std::fs::copy(&built, &deb).with_context(|| format!("cannot copy {}", built.display()))?;
     let upgrade = upgrade_package(&dir)?;
     let payload = dir.join("payload.tar");
     pack(&payload, &dir, &deb, &upgrade)?;
@@ -80,7 +83,14 @@ fn upgrade_package(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&out)?;
     sh(Command::new("cargo")
         .current_dir(shell::root())
-        .args(["deb", "-p", "knock-user", "--no-build", "--deb-revision", "2"])
+        .args([
+            "deb",
+            "-p",
+            "knock-user",
+            "--no-build",
+            "--deb-revision",
+            "2",
+        ])
         .arg("--output")
         .arg(&out)
         .stdout(std::process::Stdio::null()))?;
@@ -98,8 +108,10 @@ fn pack(payload: &Path, dir: &Path, deb: &Path, upgrade: &Path) -> anyhow::Resul
     std::fs::create_dir_all(&staging)?;
     write_executable(&staging.join("walk.sh"), WALK)?;
     write_executable(&staging.join("net.sh"), NET)?;
-    std::fs::copy(deb, staging.join("knock.deb"))?;
-    std::fs::copy(upgrade, staging.join("knock-upgrade.deb"))?;
+    for (from, name) in [(deb, "knock.deb"), (upgrade, "knock-upgrade.deb")] {
+        std::fs::copy(from, staging.join(name))
+            .with_context(|| format!("cannot copy {} into the payload", from.display()))?;
+    }
     sh(Command::new("tar")
         .arg("-cf")
         .arg(payload)

@@ -336,7 +336,7 @@ impl Daemon {
             self.config.doors.len(),
             self.keeper.open_doors(),
         );
-        if let Err(error) = crate::notify::notify(&format!("{state}\n{status}").trim_start()) {
+        if let Err(error) = crate::notify::notify(format!("{state}\n{status}").trim_start()) {
             self.journal
                 .line(&format!("cannot send {state} to systemd: {error}"));
         }

@@ -312,6 +312,19 @@ fn with_exactly_the_units_capabilities_the_daemon_guards_and_opens_a_door() {
         expected,
         "the daemon runs with exactly {caps:?}"
     );
+    // Without CAP_SYS_ADMIN maps cannot be looked up by id; -v reads their sizes through the
+    // daemon's own descriptors (under the unit it once said "maps use 0 KiB" and listed none).
+    let maps = s
+        .daemon()
+        .wait_for("maps use", WAIT)
+        .expect("-v logs the maps' memory");
+    let kib: u64 = maps
+        .split("maps use ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(kib > 0 && maps.contains("GATE "), "{maps}");
     assert!(s.ssh().is_err(), "port 22 is shut before the knock");
     s.knock();
     s.daemon()

@@ -207,7 +207,12 @@ impl DoorConfig {
 /// The text of a file the configuration names (the configuration itself, key and secret
 /// files), or an error that names it.
 pub fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError {
+    std::fs::read_to_string(path).map_err(|source| unreadable(path, &source))
+}
+
+/// A file that cannot be read; a missing /etc/knockd.conf points at knock's example.
+fn unreadable(path: &Path, source: &std::io::Error) -> ConfigError {
+    ConfigError {
         path: path.to_owned(),
         line: 0,
         key: None,
@@ -218,7 +223,7 @@ pub fn read(path: &Path) -> Result<String, ConfigError> {
                 source.to_string()
             },
         ),
-    })
+    }
 }
 
 /// Reads and parses a configuration file, and reads the current sequence of one-time doors.

@@ -10,8 +10,25 @@ use anyhow::{Context as _, bail};
 
 use crate::shell::{output, run as sh};
 
-/// Debian 12, whose systemd is 252.
-const SUITE: &str = "bookworm";
+/// The Debian release of the guest: 12 (bookworm, systemd 252) unless asked otherwise.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Debian {
+    /// bookworm: systemd 252, Linux 6.1.
+    #[value(name = "12")]
+    Bookworm,
+    /// trixie: systemd 257, Linux 6.12.
+    #[value(name = "13")]
+    Trixie,
+}
+
+impl Debian {
+    pub fn suite(self) -> &'static str {
+        match self {
+            Self::Bookworm => "bookworm",
+            Self::Trixie => "trixie",
+        }
+    }
+}
 /// On top of minbase: systemd as init, udev, Debian's kernel (and initramfs-tools, which it
 /// pulls in), ip and ip netns, and iptables for the guide's start and stop commands.
 const INCLUDE: &[&str] = &[
@@ -41,9 +58,10 @@ pub struct Image {
 }
 
 /// The cached image for the current recipe, built first if there is none.
-pub fn prepare(dir: &Path, rebuild: bool) -> anyhow::Result<Image> {
-    let key = key();
-    let cached = dir.join(format!("image-{key:016x}"));
+pub fn prepare(dir: &Path, debian: Debian, rebuild: bool) -> anyhow::Result<Image> {
+    let suite = debian.suite();
+    let key = key(suite);
+    let cached = dir.join(format!("image-{suite}-{key:016x}"));
     let image = Image {
         disk: cached.join("disk.img"),
         kernel: cached.join("vmlinuz"),
@@ -56,10 +74,10 @@ pub fn prepare(dir: &Path, rebuild: bool) -> anyhow::Result<Image> {
         return Ok(image);
     }
     let started = Instant::now();
-    // Older images are of no more use: each holds a 2 GiB disk.
+    // Older images of this release are of no more use: each holds a 2 GiB disk.
     for entry in std::fs::read_dir(dir)?.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("image-") || name == "rootfs" {
+        if name.starts_with(&format!("image-{suite}-")) || name == "rootfs" {
             std::fs::remove_dir_all(entry.path())
                 .with_context(|| format!("cannot remove {}", entry.path().display()))?;
         }
@@ -69,7 +87,7 @@ pub fn prepare(dir: &Path, rebuild: bool) -> anyhow::Result<Image> {
     std::fs::create_dir_all(&debs)?;
     let mirror = mirror()?;
     eprintln!(
-        "system: debootstrap {SUITE} (minbase + {}) from the host's Debian mirror",
+        "system: debootstrap {suite} (minbase + {}) from the host's Debian mirror",
         INCLUDE.join(", ")
     );
     let log = dir.join("debootstrap.log");
@@ -79,7 +97,7 @@ pub fn prepare(dir: &Path, rebuild: bool) -> anyhow::Result<Image> {
             &format!("--include={}", INCLUDE.join(",")),
         ])
         .arg(format!("--cache-dir={}", debs.display()))
-        .arg(SUITE)
+        .arg(suite)
         .arg(&rootfs)
         .arg(&mirror)
         .stdout(std::fs::File::create(&log)?)
@@ -116,7 +134,7 @@ pub fn prepare(dir: &Path, rebuild: bool) -> anyhow::Result<Image> {
         .arg("2G")
         .stdout(std::process::Stdio::null()))?;
     std::fs::remove_dir_all(&rootfs)?;
-    std::fs::write(&ready, format!("{SUITE} {}\n", INCLUDE.join(" ")))?;
+    std::fs::write(&ready, format!("{suite} {}\n", INCLUDE.join(" ")))?;
     eprintln!(
         "system: guest image built in {:.0} s: {}",
         started.elapsed().as_secs_f64(),
@@ -195,9 +213,9 @@ fn customize(root: &Path) -> anyhow::Result<()> {
 }
 
 /// The cache key: the suite, the package list, the guest's own units, the recipe.
-fn key() -> u64 {
+fn key(suite: &str) -> u64 {
     let mut hash = Fnv::default();
-    hash.add(SUITE);
+    hash.add(suite);
     for package in INCLUDE {
         hash.add(package);
     }
@@ -231,23 +249,27 @@ impl Fnv {
     }
 }
 
-/// The Debian mirror the host's apt uses for the suite's main component (from `apt-cache
-/// policy`), so the guest is built from the same place as the host.
+/// The Debian mirror the host's apt uses (from `apt-cache policy`: a source of a Debian
+/// release's main component that is not its security archive), so the guest is built from the
+/// same place as the host; the mirror serves every release.
 fn mirror() -> anyhow::Result<String> {
     let policy = output(Command::new("apt-cache").arg("policy")).context("apt-cache policy")?;
-    let wanted = format!("{SUITE}/main");
-    policy
-        .lines()
-        .find_map(|line| {
+    let lines: Vec<&str> = policy.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .find_map(|(index, line)| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            match fields[..] {
-                [_, uri, dist, _, "Packages"] if dist == wanted => Some(uri.to_owned()),
-                _ => None,
-            }
+            let [_, uri, dist, _, "Packages"] = fields[..] else {
+                return None;
+            };
+            let release = lines.get(index + 1)?;
+            (dist.ends_with("/main")
+                && !dist.contains("-security")
+                && release.contains("o=Debian,"))
+            .then(|| uri.to_owned())
         })
-        .with_context(|| {
-            format!("apt on this host reads no {wanted} source (apt-cache policy lists none)")
-        })
+        .context("apt on this host reads no Debian mirror (apt-cache policy lists none)")
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ const NET: &str = include_str!("../../assets/system/net.sh");
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The Debian release of the guest.
+    #[arg(long, value_enum, default_value = "12")]
+    debian: image::Debian,
     /// Build the guest's image again even if one with the same contents is cached.
     #[arg(long)]
     rebuild: bool,
@@ -44,7 +47,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let dir = shell::target_dir().join("system");
     std::fs::create_dir_all(&dir)?;
 
-    let image = image::prepare(&dir, args.rebuild)?;
+    let image = image::prepare(&dir, args.debian, args.rebuild)?;
     let image_seconds = started.elapsed().as_secs_f64();
 
     let built = package::build(Choice::Native)?;

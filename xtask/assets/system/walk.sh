@@ -92,6 +92,7 @@ probe_stop() {
 
 phase=$(cat "$STATE/phase" 2>/dev/null || echo 1)
 say "INFO phase $phase: $(uname -r), $(systemctl --version | head -n 1)"
+say "INFO booted in $(cut -d' ' -f1 /proc/uptime) s"
 systemctl is-active -q walk-net.service ||
     fail "network" "walk-net.service failed: $(journalctl -u walk-net -o cat --no-pager | tail -n 3 | tr '\n' ' ')"
 # The knock client the walk uses, kept apart from the package it installs and removes (and

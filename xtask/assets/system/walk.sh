@@ -144,8 +144,10 @@ if [ "$phase" = 1 ]; then
 
     pid=$(prop MainPID)
     mounts=$(awk '$5 == "/sys" || $5 == "/sys/fs/bpf" || $5 == "/proc/sys" { split($6, o, ","); printf "%s %s, ", $5, o[1] }' "/proc/$pid/mountinfo")
-    grep -q '/sys/fs/bpf rw' <<<"$mounts" && grep -q '/sys ro' <<<"$mounts" && grep -q '/proc/sys ro' <<<"$mounts" ||
-        fail "sandbox" "the daemon's mounts: $mounts"
+    for expected in "/sys/fs/bpf rw" "/sys ro" "/proc/sys ro"; do
+        # Each exactly, as "MOUNT OPTION, " in the list ("/proc/sys ro" holds "/sys ro").
+        case ", $mounts" in *", $expected, "*) ;; *) fail "sandbox" "not $expected; the daemon's mounts: $mounts" ;; esac
+    done
     caps=$(awk '/^CapEff/ {print $2}' "/proc/$pid/status")
     ok "sandbox" "${mounts%, }; CapEff $caps"
 

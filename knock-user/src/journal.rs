@@ -1,6 +1,10 @@
 //! knockd-style log lines: to stderr, to syslog (ident `knockd`, facility user, level notice,
 //! as knockd logs, so existing log watchers keep matching), and to a LogFile as
 //! `[YYYY-MM-DD HH:MM] message`.
+//!
+//! Under systemd, stderr is the journal too ($JOURNAL_STREAM names it): with UseSyslog each
+//! line would be there twice, once as `knock-user` and once as `knockd`. Then the syslog copy
+//! stays (watchers written for knockd match its ident) and the stderr copy goes.
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -10,7 +14,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct Journal {
-    stderr: bool,
+    stderr: AtomicBool,
+    /// Whether stderr is connected to systemd's journal.
+    stderr_is_journal: bool,
     syslog: AtomicBool,
     verbose: bool,
     log_file: Mutex<Option<File>>,
@@ -23,7 +29,8 @@ impl Journal {
     /// A journal that only writes to stderr; for the client and the operator commands.
     pub fn stderr_only(verbose: bool) -> Self {
         Self {
-            stderr: true,
+            stderr: true.into(),
+            stderr_is_journal: false,
             syslog: false.into(),
             verbose,
             log_file: Mutex::new(None),
@@ -32,7 +39,8 @@ impl Journal {
 
     pub fn new(use_syslog: bool, log_file: Option<&Path>, verbose: bool) -> std::io::Result<Self> {
         let journal = Self {
-            stderr: true,
+            stderr: true.into(),
+            stderr_is_journal: stderr_is_journal(),
             syslog: false.into(),
             verbose,
             log_file: Mutex::new(None),
@@ -60,6 +68,8 @@ impl Journal {
             unsafe { libc::openlog(IDENT.as_ptr(), 0, libc::LOG_USER) };
         }
         self.syslog.store(use_syslog, Ordering::Relaxed);
+        self.stderr
+            .store(!(use_syslog && self.stderr_is_journal), Ordering::Relaxed);
         *self.log_file.lock().unwrap_or_else(|p| p.into_inner()) = file;
         Ok(())
     }
@@ -70,7 +80,7 @@ impl Journal {
 
     /// A line knockd would log: it goes everywhere.
     pub fn line(&self, message: &str) {
-        if self.stderr {
+        if self.stderr.load(Ordering::Relaxed) {
             eprintln!("{message}");
         }
         if self.syslog.load(Ordering::Relaxed)
@@ -97,6 +107,40 @@ impl Journal {
     }
 }
 
+/// Whether stderr is the journal's stream: systemd sets $JOURNAL_STREAM to its `device:inode`.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd as _;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(stat) = device_and_inode(std::io::stderr().as_fd()) else {
+        return false;
+    };
+    names_stream(&stream.to_string_lossy(), stat)
+}
+
+/// fstat(2) of a descriptor: its device and inode.
+fn device_and_inode(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<(u64, u64)> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: fstat fills the zeroed struct we own; the descriptor is borrowed and open.
+    let stat = unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd.as_raw_fd(), &mut stat) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        stat
+    };
+    Ok((stat.st_dev as u64, stat.st_ino as u64))
+}
+
+/// Whether $JOURNAL_STREAM (`device:inode`, in decimal) names this (device, inode).
+fn names_stream(variable: &str, (device, inode): (u64, u64)) -> bool {
+    variable
+        .split_once(':')
+        .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+        == Some((device, inode))
+}
+
 /// The local time as knockd's LogFile shows it: `YYYY-MM-DD HH:MM`.
 fn local_minute() -> String {
     // SAFETY: time(NULL) and localtime_r into a zeroed tm we own.
@@ -119,6 +163,14 @@ fn local_minute() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_stream_names_device_and_inode_in_decimal() {
+        assert!(names_stream("25:4242", (25, 4242)));
+        assert!(!names_stream("25:4242", (25, 4243)));
+        assert!(!names_stream("", (0, 0)));
+        assert!(!names_stream("x:y", (0, 0)));
+    }
 
     #[test]
     fn log_file_lines_carry_knockds_timestamp_format() {

@@ -42,6 +42,9 @@ enum Command {
     Check {
         #[arg(short = 'c', long, value_name = "FILE", default_value = DEFAULT_PATH)]
         config: PathBuf,
+        /// Print only warnings and errors (knock.service checks before each start and reload).
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Send a knock sequence, as knock(1) does, or the current rotating sequence of a door.
     Knock(KnockArgs),
@@ -334,9 +337,11 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Check { config } => {
+        Command::Check { config, quiet } => {
             let config = config::load(&config)?;
-            print!("{}", knock_user::cli::check::describe(&config));
+            if !quiet {
+                print!("{}", knock_user::cli::check::describe(&config));
+            }
             for warning in
                 knock_user::cli::check::warnings(&config, &knock_user::system::served::ports())
             {

@@ -8,6 +8,7 @@ mod fuzz;
 mod matrix;
 mod package;
 mod shell;
+mod system;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,10 @@ enum Command {
     /// Boot Debian's 6.1 and 6.12 kernels (amd64, arm64; armhf 6.1) under qemu-system and check that
     /// each accepts the XDP program and the gate works.
     Matrix(matrix::Args),
+    /// Boot a Debian 12 guest with real systemd under qemu, install the freshly built .deb and
+    /// walk README's deployment and operations steps in it (needs root; caches the guest in
+    /// target/system/).
+    System(system::Args),
     /// Measure knock against the empty XDP program and against Debian's knockd: per-packet cost,
     /// knock-to-connect, floods, port scans, growth. Writes docs/bench.md and docs/bench.png.
     Bench {
@@ -81,6 +86,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Matrix(args) => {
             bootstrap::run()?;
             matrix::run(&args)
+        }
+        Command::System(args) => {
+            bootstrap::run()?;
+            system::run(&args)
         }
         Command::Bench {
             quick,

@@ -143,6 +143,24 @@ pub fn warnings(
                 ));
             }
         }
+        for (label, command, command_6) in [
+            ("start", &door.start_command, &door.start_command_6),
+            ("stop", &door.stop_command, &door.stop_command_6),
+        ] {
+            if let (Some(command), None) = (command, command_6)
+                && ipv4_only_command(command)
+            {
+                warnings.push(format!(
+                    "[{}]: the {label} command also runs for IPv6 knocks (there is no \
+                     {}_Command_6, as in knockd), and `{command}` cannot take an IPv6 %IP%: \
+                     add {}_Command_6 (ip6tables), or run with -4 so that IPv6 packets never \
+                     count as knocks",
+                    door.name,
+                    capitalized(label),
+                    capitalized(label)
+                ));
+            }
+        }
         if door.one_time_sequences.is_some() && door.sequence.is_empty() {
             warnings.push(format!(
                 "[{}]: every one-time sequence is used; the door cannot open",
@@ -151,6 +169,23 @@ pub fn warnings(
         }
     }
     warnings
+}
+
+/// Whether a command with %IP% runs iptables (or iptables-legacy, -nft), which takes IPv4
+/// addresses only.
+fn ipv4_only_command(command: &str) -> bool {
+    command.contains("%IP%")
+        && command.split_whitespace().any(|word| {
+            let program = word.rsplit('/').next().unwrap_or(word);
+            program == "iptables" || program.starts_with("iptables-")
+        })
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }
 
 #[cfg(test)]
@@ -172,6 +207,37 @@ mod tests {
         let warnings = warnings(&config, &BTreeSet::new());
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("includes protected port 20022"));
+    }
+
+    #[test]
+    fn an_iptables_command_without_an_ipv6_twin_is_a_warning() {
+        let guide = "[openSSH]\nsequence = 7000,8000,9000\n\
+            start_command = /sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n";
+        let config = crate::config::parse(Path::new("t"), guide).unwrap();
+        let said = warnings(&config, &BTreeSet::new());
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].starts_with("[openSSH]: the start command also runs for IPv6 knocks"),
+            "{}",
+            said[0]
+        );
+        assert!(said[0].contains("add Start_Command_6 (ip6tables)"));
+
+        let with_twin = format!(
+            "{guide}start_command_6 = /sbin/ip6tables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n"
+        );
+        let config = crate::config::parse(Path::new("t"), &with_twin).unwrap();
+        assert!(warnings(&config, &BTreeSet::new()).is_empty());
+        for fine in [
+            "ufw allow from %IP% to any port 22",
+            "/usr/sbin/iptables -F KNOCKD",
+            "/usr/sbin/ip6tables -A KNOCKD -s %IP% -j ACCEPT",
+        ] {
+            assert!(!ipv4_only_command(fine), "{fine}");
+        }
+        assert!(ipv4_only_command(
+            "iptables-legacy -I INPUT -s %IP% -j ACCEPT"
+        ));
     }
 
     #[test]

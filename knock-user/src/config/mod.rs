@@ -21,6 +21,10 @@ pub use value::{Network, TcpFlags};
 
 /// Where knockd and knock look for their configuration.
 pub const DEFAULT_PATH: &str = "/etc/knockd.conf";
+/// Where a missing /etc/knockd.conf points: knockd's package owns the file, so knock's ships
+/// none, only an example.
+pub const MISSING_DEFAULT: &str = "knock's package ships no configuration (knockd's owns this \
+     file): start from /usr/share/doc/knock/examples/knockd.conf";
 /// The longest door name: with a rotating door's `@period` it still fits the kernel's name
 /// table, which a restarted daemon reads to find each door's id.
 pub const MAX_NAME_LEN: usize = knock_common::status::NAME_LEN - 21;
@@ -207,12 +211,23 @@ impl DoorConfig {
 /// The text of a file the configuration names (the configuration itself, key and secret
 /// files), or an error that names it.
 pub fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError {
+    std::fs::read_to_string(path).map_err(|source| unreadable(path, &source))
+}
+
+/// A file that cannot be read; a missing /etc/knockd.conf points at knock's example.
+fn unreadable(path: &Path, source: &std::io::Error) -> ConfigError {
+    ConfigError {
         path: path.to_owned(),
         line: 0,
         key: None,
-        kind: ErrorKind::Unreadable(source.to_string()),
-    })
+        kind: ErrorKind::Unreadable(
+            if source.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) {
+                format!("{source}; {MISSING_DEFAULT}")
+            } else {
+                source.to_string()
+            },
+        ),
+    }
 }
 
 /// Reads and parses a configuration file, and reads the current sequence of one-time doors.

@@ -352,3 +352,15 @@ fn mirror_keys_that_cannot_work_are_refused_on_their_line() {
         assert_eq!(error_of(text).line, line, "{text}");
     }
 }
+
+#[test]
+fn a_missing_default_file_points_at_the_packaged_example() {
+    let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+    let error = unreadable(Path::new(DEFAULT_PATH), &missing).to_string();
+    assert!(
+        error.ends_with("start from /usr/share/doc/knock/examples/knockd.conf"),
+        "{error}"
+    );
+    let elsewhere = unreadable(Path::new("/srv/knockd.conf"), &missing).to_string();
+    assert!(!elsewhere.contains("examples"), "{elsewhere}");
+}

@@ -80,6 +80,8 @@ struct Daemon {
     started_unix_s: u64,
     /// Where open doors are mirrored, recorded so that `stop` can empty it without a daemon.
     mirror_target: Option<crate::mirror::Target>,
+    /// The number of open doors systemd's STATUS= last showed.
+    told_open: usize,
 }
 
 /// Runs the daemon until a signal stops it.

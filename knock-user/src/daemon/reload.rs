@@ -86,9 +86,11 @@ impl Daemon {
         }
         let doors = config.doors.len();
         match self.apply(config) {
-            Ok(()) => self
-                .journal
-                .line(&format!("configuration reloaded: {doors} door(s)")),
+            Ok(()) => {
+                self.journal
+                    .line(&format!("configuration reloaded: {doors} door(s)"));
+                self.tell_systemd("READY=1");
+            }
             Err(error) => self
                 .journal
                 .line(&format!("cannot apply the new configuration: {error:#}")),

@@ -34,6 +34,8 @@ impl Daemon {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
         let mut usr2 = signal(SignalKind::user_defined2())?;
+        // Before the ring is taken out of the program's maps, so that it is counted too.
+        let maps = self.knock.map_memory();
         let mut ring = crate::system::watch::readable(self.knock.take_events()?)
             .context("cannot watch the event ring")?;
         // Written once the handlers are in place, so a SIGTERM sent as soon as it appears still
@@ -47,7 +49,7 @@ impl Daemon {
                 .unwrap_or_else(|| DEFAULT_PID_FILE.into());
             super::detach::PidFile::write(path, &self.journal)
         });
-        self.announce();
+        self.announce(&maps);
         self.record_daemon(self.predecessor.map_or(0, |p| p.closed_through_ns));
         // Events that waited in the ring while no daemon ran come first, then the doors still
         // open from before: a door both opened and still open is known from its event.
@@ -55,6 +57,8 @@ impl Daemon {
         self.adopt_open_doors();
         // Mirrored rules no adopted door holds were left by doors that closed unseen.
         self.keeper.prune_mirror();
+        // Attached, configured, and every handler in place: `systemctl start` may return.
+        self.tell_systemd("READY=1");
         self.counters_logged = self.knock.counters().unwrap_or_default();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         let mut served_check = tokio::time::interval(SERVED_EVERY);
@@ -83,6 +87,9 @@ impl Daemon {
                     self.sweep()?;
                     next_close = self.keeper.close_due();
                     self.record_daemon(clock::monotonic_ns());
+                    if self.keeper.open_doors() != self.told_open {
+                        self.tell_systemd("");
+                    }
                 }
                 _ = served_check.tick() => self.check_served(),
                 _ = tokio::time::sleep(rotate_in) => self.rotate(),
@@ -93,6 +100,7 @@ impl Daemon {
                 _ = usr2.recv() => break Exit::Forget,
             }
         };
+        crate::system::notify::notify("STOPPING=1").ok();
         self.drain(&mut ring.get_mut().0);
         self.log_counters();
         self.journal.line("shutting down");
@@ -116,6 +124,23 @@ impl Daemon {
         // Dropping the program detaches what is not pinned and frees what nothing else holds.
         drop(self.knock);
         Ok(())
+    }
+
+    /// Sends `state` to systemd with a STATUS= line saying what is guarded (nothing outside a
+    /// Type=notify unit).
+    pub(super) fn tell_systemd(&mut self, state: &str) {
+        self.told_open = self.keeper.open_doors();
+        let status = crate::system::notify::status_line(
+            &self.interfaces,
+            self.options.mode.name(),
+            self.desired.config().doors.len(),
+            self.keeper.open_doors(),
+        );
+        if let Err(error) = crate::system::notify::notify(format!("{state}\n{status}").trim_start())
+        {
+            self.journal
+                .line(&format!("cannot send {state} to systemd: {error}"));
+        }
     }
 
     /// Turns the events waiting in the ring into log lines and commands.

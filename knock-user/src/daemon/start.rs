@@ -10,7 +10,7 @@ use crate::config::{self, Config};
 use crate::events::keeper::Keeper;
 use crate::events::names::Names;
 use crate::journal::Journal;
-use crate::kernel::pins::{Found, StateDir};
+use crate::kernel::pins::{Found, StateDir, StateError};
 use crate::kernel::{AttachMode, Attached, Capacities, Knock, sweep};
 use crate::plan::desired::{Desired, Host};
 use crate::system::{clock, net, served};
@@ -43,16 +43,28 @@ impl Daemon {
         let found = match &options.state_root {
             Some(root) => {
                 let dir = StateDir::for_interfaces(root, &interfaces);
-                let found = dir.open().with_context(|| {
-                    format!(
-                        "cannot keep state in {} (run with --ephemeral to keep none)",
-                        dir.path().display()
+                let found = dir.open().map_err(|error| {
+                    let hint = state_hint(&error);
+                    anyhow::anyhow!(
+                        "cannot keep state in {}: {:#}{hint}",
+                        dir.path().display(),
+                        anyhow::Error::from(error)
                     )
                 })?;
                 Some((dir, found))
             }
             None => None,
         };
+        // A start that fails from here on removes the state it made: a pinned directory with
+        // no program attached would pass for a guard in `status`, and the next start would
+        // call it incompatible. State taken over from an earlier daemon stays: its program
+        // still guards.
+        let mut made_here = FailedStart(
+            found
+                .as_ref()
+                .filter(|(_, found)| *found != Found::Compatible)
+                .map(|(dir, _)| dir.clone()),
+        );
         let mut knock = Knock::load(capacities, options.debug, found.as_ref().map(|(d, _)| d))
             .context("cannot load the XDP program")?;
         let resumed = matches!(found, Some((_, Found::Compatible)));
@@ -102,7 +114,9 @@ impl Daemon {
             predecessor,
             started_unix_s: clock::unix_s(),
             mirror_target,
+            told_open: 0,
         };
+        made_here.0 = None;
         daemon.release_other_links();
         daemon.report_attachments(&attached);
         Ok(daemon)
@@ -119,6 +133,7 @@ impl Daemon {
                 Found::Compatible => self.journal.line(&format!(
                     "knock: took over the state pinned in {place}{}",
                     self.predecessor
+                        .filter(|p| p.pid != 0)
                         .map_or_else(String::new, |p| format!(" by pid {}", p.pid))
                 )),
                 Found::Replaced { layout } => self.journal.line(&format!(
@@ -165,7 +180,7 @@ impl Daemon {
         }
     }
 
-    pub(super) fn announce(&self) {
+    pub(super) fn announce(&self, maps: &[crate::kernel::MapMemory]) {
         self.journal.line(&format!(
             "starting up, listening on {}",
             self.interfaces.join(", ")
@@ -181,7 +196,6 @@ impl Daemon {
             self.capacities.progress,
             self.capacities.gate,
         ));
-        let maps = self.knock.map_memory();
         let total: u64 = maps.iter().filter_map(|m| m.bytes).sum();
         let each: Vec<String> = maps
             .iter()
@@ -190,11 +204,47 @@ impl Daemon {
                 None => format!("{} ?", m.name),
             })
             .collect();
-        self.journal.detail(&format!(
-            "knock: maps use {} KiB in all, fixed at load: {}",
-            total.div_ceil(1024),
-            each.join(", ")
-        ));
+        if maps.is_empty() {
+            self.journal
+                .detail("knock: the kernel does not say what the maps use");
+        } else {
+            self.journal.detail(&format!(
+                "knock: maps use {} KiB in all, fixed at load: {}",
+                total.div_ceil(1024),
+                each.join(", ")
+            ));
+        }
+    }
+}
+
+/// What to do about a state directory that cannot be used. `--ephemeral` is named only with
+/// what it costs: it gives up keeping the gate and the open doors across restarts and stops.
+fn state_hint(error: &StateError) -> &'static str {
+    match error {
+        StateError::Io { source, .. } if source.raw_os_error() == Some(libc::EROFS) => {
+            ". The BPF filesystem is read-only for this process: under systemd, \
+             ProtectKernelTunables=yes makes /sys/fs/bpf read-only whatever ReadWritePaths= \
+             says; the packaged knock.service keeps it writable with ReadOnlyPaths=/sys and \
+             ReadWritePaths=/sys/fs/bpf"
+        }
+        StateError::NotBpffs { .. } | StateError::Mount(_) => {
+            ". Mount a BPF filesystem there, or choose another --state-dir (--ephemeral pins \
+             nothing, as knockd: the program then detaches when the daemon stops or restarts, \
+             and open doors are forgotten)"
+        }
+        _ => "",
+    }
+}
+
+/// Removes the state directory a failed start made (see `Daemon::prepare`).
+struct FailedStart(Option<StateDir>);
+
+impl Drop for FailedStart {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            // Best effort: the error that ended the start is the one to report.
+            let _ = dir.remove();
+        }
     }
 }
 

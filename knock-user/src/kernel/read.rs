@@ -94,24 +94,43 @@ impl Knock {
     }
 
     /// What each of the program's maps holds at most, and the memory the kernel charges for it.
+    /// Read through this process's own map descriptors: looking maps up by id would need
+    /// CAP_SYS_ADMIN, which knock.service does not grant. Call it before `take_events`, or the
+    /// ring is missing from the list.
     pub fn map_memory(&self) -> Vec<MapMemory> {
-        let mut ids: Vec<u32> = [PROGRAM, SPA_PROGRAM]
-            .iter()
-            .filter_map(|name| self.ebpf.program(name))
-            .filter_map(|program| program.info().ok())
-            .filter_map(|info| info.map_ids().ok().flatten())
-            .flatten()
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids.into_iter()
-            .filter_map(|id| aya::maps::MapInfo::from_id(id).ok())
-            .map(|info| MapMemory {
-                name: info.name_as_str().unwrap_or("?").to_owned(),
-                entries: info.max_entries(),
-                bytes: info.fd().ok().and_then(|fd| memlock(&fd)),
+        let mut maps: Vec<MapMemory> = self
+            .ebpf
+            .maps()
+            .filter_map(|(name, map)| {
+                let data = map_data(map)?;
+                let info = data.info().ok()?;
+                Some(MapMemory {
+                    name: name.to_owned(),
+                    entries: info.max_entries(),
+                    bytes: memlock(data.fd()),
+                })
             })
-            .collect()
+            .collect();
+        maps.sort_by(|a, b| a.name.cmp(&b.name));
+        maps
+    }
+}
+
+/// The kernel object behind a map of one of the kinds the program uses.
+fn map_data(map: &aya::maps::Map) -> Option<&MapData> {
+    use aya::maps::Map;
+    match map {
+        Map::Array(data)
+        | Map::HashMap(data)
+        | Map::LruHashMap(data)
+        | Map::LpmTrie(data)
+        | Map::PerCpuArray(data)
+        | Map::PerCpuHashMap(data)
+        | Map::PerCpuLruHashMap(data)
+        | Map::ProgramArray(data)
+        | Map::RingBuf(data)
+        | Map::PerfEventArray(data) => Some(data),
+        _ => None,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod net;
+pub mod notify;
 pub mod proc;
 pub mod process;
 pub mod random;

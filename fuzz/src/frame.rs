@@ -1,24 +1,34 @@
 //! Invariants of the frame classifier, checked against a second, independent reading of the
 //! bytes: a plain slice walk that follows the same rules (two VLAN tags, IPv4 with options,
-//! IPv6 extension headers up to 8 and 512 bytes deep).
+//! IPv6 extension headers up to 8 and 512 bytes deep). Every input is read twice: as an
+//! Ethernet frame, and as a frame of a link without Ethernet headers, which starts at the IP
+//! header.
 
-use knock_common::frame::{Frame, MAX_TRANSPORT_OFFSET, Malformed, classify};
+use knock_common::frame::{Frame, Link, MAX_TRANSPORT_OFFSET, Malformed, classify_on};
 use knock_common::segment::{PROTO_TCP, PROTO_UDP};
 use knock_common::{Addr, Segment};
 
-/// Classifies `frame` and panics, for the fuzzer to report, when the classifier panics or when
-/// its answer disagrees with the bytes.
+/// Classifies `frame` on both kinds of link and panics, for the fuzzer to report, when the
+/// classifier panics or when its answer disagrees with the bytes.
 pub fn check_frame(frame: &[u8]) {
-    let verdict = classify(frame);
-    let reading = read(frame);
+    check_on(Link::Ethernet, frame);
+    check_on(Link::Ip, frame);
+}
+
+fn check_on(link: Link, frame: &[u8]) {
+    let verdict = classify_on(link, frame);
+    let reading = match link {
+        Link::Ethernet => read(frame),
+        Link::Ip => read_ip(frame),
+    };
     match verdict {
         Frame::Segment(segment) => {
             let Some(found) = reading.transport else {
                 panic!("a Segment where no transport header can be found: {segment:?}");
             };
             agrees(frame, &segment, &found);
-            still_the_same_when_padded(frame, &segment, &found);
-            gone_when_cut(frame, &found);
+            still_the_same_when_padded(link, frame, &segment, &found);
+            gone_when_cut(link, frame, &found);
         }
         Frame::Other => {
             if let Some(found) = reading.transport {
@@ -94,6 +104,32 @@ struct Reading {
     transport: Option<Found>,
     /// A VLAN tag follows the two the classifier looks through.
     third_tag: bool,
+}
+
+/// A frame that starts at its IP header: the version nibble names the family, and there is no
+/// link-layer destination to say broadcast.
+fn read_ip(frame: &[u8]) -> Reading {
+    let nothing = Reading {
+        ip: None,
+        transport: None,
+        third_tag: false,
+    };
+    if frame.len() < 2 {
+        return nothing;
+    }
+    match frame[0] >> 4 {
+        4 => Reading {
+            ip: Some(4),
+            transport: ipv4(frame, 0, true),
+            third_tag: false,
+        },
+        6 => Reading {
+            ip: Some(6),
+            transport: ipv6(frame, 0, true),
+            third_tag: false,
+        },
+        _ => nothing,
+    }
 }
 
 fn read(frame: &[u8]) -> Reading {
@@ -275,26 +311,26 @@ fn agrees(frame: &[u8], segment: &Segment, found: &Found) {
     }
 }
 
-/// Ethernet padding after the IP packet changes nothing.
-fn still_the_same_when_padded(frame: &[u8], segment: &Segment, found: &Found) {
+/// Link-layer padding after the IP packet changes nothing.
+fn still_the_same_when_padded(link: Link, frame: &[u8], segment: &Segment, found: &Found) {
     if found.jumbo {
         return;
     }
     let mut padded = frame.to_vec();
     padded.extend_from_slice(&[0; 16]);
-    let Frame::Segment(again) = classify(padded.as_slice()) else {
+    let Frame::Segment(again) = classify_on(link, padded.as_slice()) else {
         panic!(
             "padding turned a Segment into {:?}",
-            classify(padded.as_slice())
+            classify_on(link, padded.as_slice())
         );
     };
     assert_eq!(key(&again), key(segment), "padding changed the Segment");
 }
 
 /// No frame cut inside the transport header is a Segment.
-fn gone_when_cut(frame: &[u8], found: &Found) {
+fn gone_when_cut(link: Link, frame: &[u8], found: &Found) {
     let cut = &frame[..found.l4 + found.needed() - 1];
-    let verdict = classify(cut);
+    let verdict = classify_on(link, cut);
     assert!(
         !matches!(verdict, Frame::Segment(_)),
         "cut to {} bytes inside the transport header, still {verdict:?}",

@@ -204,6 +204,24 @@ impl Craft {
         self.build_with_payload(&payload)
     }
 
+    /// The packet as a link without an Ethernet header carries it (tun, WireGuard, PPP): the
+    /// frame from its IP header on.
+    pub fn build_ip(&self) -> Vec<u8> {
+        let frame = self.build();
+        frame[self.link_header_len()..].to_vec()
+    }
+
+    /// Like `build_with_payload`, from the IP header on.
+    pub fn build_ip_with_payload(&self, payload: &[u8]) -> Vec<u8> {
+        let frame = self.build_with_payload(payload);
+        frame[self.link_header_len()..].to_vec()
+    }
+
+    /// The bytes before the IP header: Ethernet's 14, and 4 per VLAN tag.
+    pub fn link_header_len(&self) -> usize {
+        14 + 4 * self.vlan_tags.len()
+    }
+
     /// The frame around an IP payload given verbatim, for fragments and broken transports.
     pub fn build_with_payload(&self, payload: &[u8]) -> Vec<u8> {
         let mut frame = Vec::with_capacity(64 + payload.len());

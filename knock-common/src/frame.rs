@@ -1,7 +1,8 @@
-//! The frame classifier: from the raw bytes of an Ethernet frame to a [`Segment`], or to the
-//! reason it is not one. It is generic over [`FrameBytes`] so the XDP program runs it over packet
-//! memory with the verifier's bounds checks, and the host tests and fuzzers run the very same
-//! code over byte slices.
+//! The frame classifier: from the raw bytes of a frame to a [`Segment`], or to the reason it is
+//! not one. Frames start with an Ethernet header or, on links without one (tun, WireGuard, PPP,
+//! raw IP, IP tunnels), with the IP header itself: see [`Link`]. It is generic over
+//! [`FrameBytes`] so the XDP program runs it over packet memory with the verifier's bounds
+//! checks, and the host tests and fuzzers run the very same code over byte slices.
 //!
 //! The rule it serves: anything that could reach a port must be classified exactly; what cannot
 //! be classified, but might reach a port, is [`Frame::Malformed`] and gets dropped.
@@ -75,12 +76,38 @@ pub const MAX_TRANSPORT_OFFSET: usize = 512;
 const TCP_NEEDED: usize = 14;
 const UDP_HEADER: usize = 8;
 
+/// How the frames of a link begin, which decides where the classifier looks for the IP header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// An Ethernet header, perhaps VLAN tags, then the IP header.
+    Ethernet,
+    /// The IP header itself, its family told by its version nibble: what generic XDP hands
+    /// the program on tun and WireGuard (ARPHRD_NONE), PPP, raw-IP modems and IP tunnels.
+    Ip,
+}
+
 /// Classifies an Ethernet frame.
 #[inline(always)]
 pub fn classify<F: FrameBytes + ?Sized>(frame: &F) -> Frame {
-    match headers(frame) {
+    classify_on(Link::Ethernet, frame)
+}
+
+/// Classifies a frame of a link of the given kind.
+#[inline(always)]
+pub fn classify_on<F: FrameBytes + ?Sized>(link: Link, frame: &F) -> Frame {
+    match headers_on(link, frame) {
         Headers::Final(frame) => frame,
         Headers::Segment(segment) => segment.addressed(frame),
+    }
+}
+
+/// Judges the headers of a frame of a link of the given kind. With `link` a constant, as in the
+/// XDP program's entry points, the compiler keeps only that link's code.
+#[inline(always)]
+pub fn headers_on<F: FrameBytes + ?Sized>(link: Link, frame: &F) -> Headers {
+    match link {
+        Link::Ethernet => headers(frame),
+        Link::Ip => ip_headers(frame),
     }
 }
 
@@ -164,6 +191,26 @@ pub fn headers<F: FrameBytes + ?Sized>(frame: &F) -> Headers {
         // The stack strips priority tags (VLAN 0) however many there are, so a third tag can
         // still hide an IP packet for this host: knock does not follow it, and drops it.
         ETHERTYPE_VLAN | ETHERTYPE_QINQ => Headers::Final(Frame::Malformed(Malformed::TooDeep)),
+        _ => Headers::Final(Frame::Other),
+    }
+}
+
+/// Judges the headers of a frame that starts at its IP header. There is no link-layer
+/// destination: every frame of such a link was sent to this host at layer 2, so only the IP
+/// destination decides whether a knock was unicast.
+#[inline(always)]
+pub fn ip_headers<F: FrameBytes + ?Sized>(frame: &F) -> Headers {
+    // Two bytes, not one: the verifier learns nothing from a check that one byte lies in the
+    // packet, and no IP packet is shorter.
+    let Some([first, _]) = frame.bytes::<2>(0) else {
+        return Headers::Final(Frame::Other);
+    };
+    match first >> 4 {
+        4 => ipv4(frame, 0, true),
+        6 => ipv6(frame, 0, true),
+        // No port lies behind any other version: the host's stack refuses IPv4 packets whose
+        // version is not 4 and IPv6 packets whose version is not 6 (tun drops them before
+        // that), and what PPP or a GRE tunnel carries besides IP (MPLS, say) is not for a port.
         _ => Headers::Final(Frame::Other),
     }
 }
@@ -384,5 +431,7 @@ fn transport<F: FrameBytes + ?Sized>(
     }
 }
 
+#[cfg(test)]
+mod ip_tests;
 #[cfg(test)]
 mod tests;

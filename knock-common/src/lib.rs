@@ -63,8 +63,19 @@ pub mod maps {
     pub const LAST_KNOCK: &str = "LAST_KNOCK";
 }
 
-/// The name of the XDP program in the object file.
+/// The name of the XDP program in the object file: the one for links with Ethernet headers.
 pub const PROGRAM: &str = "knock";
+/// The same program for links whose frames start at the IP header (tun, WireGuard, PPP, raw
+/// IP, IP tunnels). It shares every map with `PROGRAM`.
+pub const IP_PROGRAM: &str = "knock_ip";
+
+/// The XDP program that judges frames of a link of the given kind.
+pub const fn program_for(link: frame::Link) -> &'static str {
+    match link {
+        frame::Link::Ethernet => PROGRAM,
+        frame::Link::Ip => IP_PROGRAM,
+    }
+}
 /// An XDP program that passes everything: the benchmarks' baseline.
 pub const BASELINE_PROGRAM: &str = "knock_baseline";
 /// The XDP program that checks single-packet authorization, reached by a tail call.

@@ -1,4 +1,8 @@
-//! The XDP entry point and the per-packet decision.
+//! The XDP entry points and the per-packet decision. The decision is one piece of code,
+//! compiled once per kind of link with the link a constant: `knock` for Ethernet frames,
+//! `knock_ip` for links whose frames start at the IP header (tun, WireGuard, PPP, raw IP, IP
+//! tunnels). User space attaches the one that matches each interface, so the Ethernet path
+//! pays nothing for the other; both share every map and hand SPA datagrams to the same program.
 
 use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
 use aya_ebpf::helpers::bpf_ktime_get_ns;
@@ -8,7 +12,7 @@ use aya_log_ebpf::debug;
 use knock_common::counter::Counter;
 use knock_common::door::ONCE;
 use knock_common::event::kind;
-use knock_common::frame::{Frame, Headers, headers};
+use knock_common::frame::{Frame, Headers, Link, headers_on};
 use knock_common::ports::{self, GUARDED, KNOCK, SERVED};
 use knock_common::progress::{Arrival, Change, DoorBook, Observer, Progress, advance};
 use knock_common::settings::Settings;
@@ -22,10 +26,27 @@ use crate::maps::{
 use crate::report::{count, emit, zero};
 use crate::{ban, gate, recent};
 
+/// Links with Ethernet headers.
 #[xdp]
 #[inline(always)]
 pub fn knock(ctx: XdpContext) -> u32 {
-    match try_knock(&ctx) {
+    decide::<false>(&ctx)
+}
+
+/// Links whose frames start at the IP header.
+#[xdp]
+#[inline(always)]
+pub fn knock_ip(ctx: XdpContext) -> u32 {
+    decide::<true>(&ctx)
+}
+
+/// The decision for frames that start with an Ethernet header, or with the IP header when
+/// `IP_FIRST`. A const parameter rather than an argument: each entry point then gets its own
+/// copy of every function down to the log statement's closure, which the compiler inlines
+/// only where it has a single caller (a shared one would become a BPF-to-BPF call).
+#[inline(always)]
+fn decide<const IP_FIRST: bool>(ctx: &XdpContext) -> u32 {
+    match try_knock::<IP_FIRST>(ctx) {
         Ok(action) => action,
         Err(Fault) => XDP_PASS,
     }
@@ -36,9 +57,10 @@ pub fn knock(ctx: XdpContext) -> u32 {
 struct Fault;
 
 #[inline(always)]
-fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
+fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
+    let link = if IP_FIRST { Link::Ip } else { Link::Ethernet };
     let frame = XdpFrame::new(ctx);
-    let unaddressed = match headers(&frame) {
+    let unaddressed = match headers_on(link, &frame) {
         Headers::Segment(unaddressed) => unaddressed,
         Headers::Final(Frame::Malformed(_)) => return Ok(malformed()),
         Headers::Final(_) => return Ok(XDP_PASS),
@@ -81,7 +103,7 @@ fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
     let verdict = if spa {
         XDP_PASS
     } else {
-        gate_verdict(ctx, &source, packet.dport, class, contact, settings)
+        gate_verdict::<IP_FIRST>(ctx, &source, packet.dport, class, contact, settings)
     };
     if !spa && !at_knock_port && !lately {
         return Ok(verdict);
@@ -154,7 +176,7 @@ fn try_knock(ctx: &XdpContext) -> Result<u32, Fault> {
 
 /// The gate's verdict: a new connection to a protected port needs an open door.
 #[inline(always)]
-fn gate_verdict(
+fn gate_verdict<const IP_FIRST: bool>(
     ctx: &XdpContext,
     source: &Addr,
     dport: u16,

@@ -11,9 +11,10 @@ use crate::events::keeper::Keeper;
 use crate::events::names::Names;
 use crate::journal::Journal;
 use crate::kernel::pins::{Found, StateDir, StateError};
-use crate::kernel::{AttachMode, Attached, Capacities, Knock, sweep};
+use crate::kernel::{AttachMode, Attached, Capacities, Knock, link, sweep};
 use crate::plan::desired::{Desired, Host};
 use crate::system::{clock, net, served};
+use knock_common::frame::Link;
 
 impl Daemon {
     /// Everything that can fail for a reason the operator should see on the terminal: the
@@ -32,6 +33,19 @@ impl Daemon {
             .context("cannot open the log")?,
         );
         let interfaces = interfaces(&options, &config)?;
+        // Every interface judged before anything is loaded or attached: a refusal leaves the
+        // host as it was.
+        let links = link::judge_all(&interfaces)?;
+        for (iface, _) in interfaces
+            .iter()
+            .zip(&links)
+            .filter(|(_, l)| **l == Link::Ip)
+        {
+            journal.detail(&format!(
+                "knock: {iface} carries IP packets without link-layer headers; \
+                 they are judged from their IP header"
+            ));
+        }
         let host = Host {
             served: served::ports(),
             local: net::of_interfaces(&interfaces),
@@ -83,10 +97,10 @@ impl Daemon {
             .context("cannot write the configuration into the kernel")?;
         let previous_mode = predecessor.and_then(|p| AttachMode::from_code(p.mode));
         let mut attached = Vec::new();
-        for iface in &interfaces {
+        for (iface, link) in interfaces.iter().zip(&links) {
             attached.push((
                 iface.clone(),
-                knock.attach(iface, options.mode, previous_mode)?,
+                knock.attach(iface, *link, options.mode, previous_mode)?,
             ));
         }
         let mirror_target = crate::mirror::choose(&options.mirror, &desired.config().options)

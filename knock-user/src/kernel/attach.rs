@@ -4,6 +4,7 @@
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{ProgramError, Xdp, XdpMode};
+use knock_common::frame::Link;
 use knock_common::status;
 
 use super::{Knock, LoadError, pins, program_mut};
@@ -90,21 +91,31 @@ impl AttachMode {
 }
 
 impl Knock {
-    /// Attaches to `iface`. With a state directory, a link pinned there by an earlier daemon
-    /// (in the same mode) is taken over, which swaps the program atomically; otherwise the new
-    /// link is pinned. `previous_mode` is the mode the earlier daemon recorded.
+    /// Attaches the entry point for `link` to `iface`. With a state directory, a link pinned
+    /// there by an earlier daemon (in the same mode) is taken over, which swaps the program
+    /// atomically; otherwise the new link is pinned. `previous_mode` is the mode the earlier
+    /// daemon recorded.
     pub fn attach(
         &mut self,
         iface: &str,
+        link: Link,
         mode: AttachMode,
         previous_mode: Option<AttachMode>,
     ) -> Result<Attached, AttachError> {
+        self.load_program(link)
+            .map_err(|error| AttachError::Other {
+                iface: iface.to_owned(),
+                source: match error {
+                    LoadError::Program(p) => p,
+                    _ => ProgramError::NotLoaded,
+                },
+            })?;
         let Some(dir) = self.state.clone() else {
-            self.attach_held(iface, mode)?;
+            self.attach_held(iface, link, mode)?;
             return Ok(Attached::Held);
         };
         if !links_outlive_processes() {
-            self.attach_held(iface, mode)?;
+            self.attach_held(iface, link, mode)?;
             return Ok(Attached::Held);
         }
         let pin = dir.link_path(iface);
@@ -116,7 +127,7 @@ impl Knock {
                     previous_mode.map_or("another", AttachMode::name)
                 ));
             } else {
-                match self.take_over(&pin) {
+                match self.take_over(&pin, link) {
                     Ok(()) => return Ok(Attached::TookOver),
                     Err(error) => why = Some(error),
                 }
@@ -124,7 +135,7 @@ impl Knock {
             // Detached now, so the new attachment cannot meet the old one.
             let _ = pins::detach_pinned_link(&pin);
         }
-        let program = self.program_for(iface)?;
+        let program = self.program_for(iface, link)?;
         let id = program
             .attach(iface, mode.xdp())
             .map_err(|source| attach_error(iface, mode, source))?;
@@ -148,12 +159,12 @@ impl Knock {
         })
     }
 
-    /// Points the pinned link at this program.
-    fn take_over(&mut self, pin: &std::path::Path) -> Result<(), String> {
+    /// Points the pinned link at this program's entry point for `link`.
+    fn take_over(&mut self, pin: &std::path::Path, link: Link) -> Result<(), String> {
         let pinned = PinnedLink::from_pin(pin).map_err(|e| e.to_string())?;
-        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| e.to_string())?;
-        let program = program_mut(&mut self.ebpf).map_err(|e| e.to_string())?;
-        let id = program.attach_to_link(link).map_err(|e| {
+        let xdp_link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| e.to_string())?;
+        let program = program_mut(&mut self.ebpf, link).map_err(|e| e.to_string())?;
+        let id = program.attach_to_link(xdp_link).map_err(|e| {
             // The syscall's own error (ENOLINK for a link whose interface went away) is the
             // source; say it.
             match std::error::Error::source(&e) {
@@ -172,8 +183,8 @@ impl Knock {
         }
     }
 
-    fn program_for(&mut self, iface: &str) -> Result<&mut Xdp, AttachError> {
-        program_mut(&mut self.ebpf).map_err(|e| AttachError::Other {
+    fn program_for(&mut self, iface: &str, link: Link) -> Result<&mut Xdp, AttachError> {
+        program_mut(&mut self.ebpf, link).map_err(|e| AttachError::Other {
             iface: iface.to_owned(),
             source: match e {
                 LoadError::Program(p) => p,
@@ -184,8 +195,13 @@ impl Knock {
 
     /// Attaches for this process's lifetime: the program owns the link and detaches it when
     /// dropped.
-    fn attach_held(&mut self, iface: &str, mode: AttachMode) -> Result<(), AttachError> {
-        let program = self.program_for(iface)?;
+    fn attach_held(
+        &mut self,
+        iface: &str,
+        link: Link,
+        mode: AttachMode,
+    ) -> Result<(), AttachError> {
+        let program = self.program_for(iface, link)?;
         program
             .attach(iface, mode.xdp())
             .map(drop)

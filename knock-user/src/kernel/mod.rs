@@ -4,6 +4,7 @@
 //! ([`sweep`]). [`rig`] loads it for tests and benchmarks.
 
 mod attach;
+pub mod link;
 pub mod pins;
 pub mod read;
 pub mod rig;
@@ -15,10 +16,13 @@ use aya::programs::xdp::XdpLink;
 use aya::programs::{ProgramError, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use knock_common::ban::Strikes;
+use knock_common::frame::Link;
 use knock_common::gate::Pass;
 use knock_common::progress::Progress;
 use knock_common::status::{self, DaemonInfo};
-use knock_common::{Addr, Door, HANDOFF, HANDOFF_SPA, PROGRAM, SPA_PROGRAM, maps};
+use knock_common::{
+    Addr, Door, HANDOFF, HANDOFF_SPA, IP_PROGRAM, PROGRAM, SPA_PROGRAM, maps, program_for,
+};
 
 pub use attach::{AttachError, AttachMode, Attached};
 pub use read::MapMemory;
@@ -37,7 +41,7 @@ pub enum LoadError {
     Program(#[from] ProgramError),
     #[error("the knock program lacks its map {0}; the binary is broken")]
     MissingMap(&'static str),
-    #[error("the object holds no XDP program named `knock`; the binary is broken")]
+    #[error("the object lacks one of its XDP programs; the binary is broken")]
     MissingProgram,
     #[error("the kernel refused an update of map {map}")]
     Map {
@@ -85,7 +89,7 @@ impl Knock {
             }
         }
         let mut ebpf = loader.load(PROGRAM_OBJECT)?;
-        program_mut(&mut ebpf)?.load()?;
+        program_mut(&mut ebpf, Link::Ethernet)?.load()?;
         let spa: &mut Xdp = ebpf
             .program_mut(SPA_PROGRAM)
             .ok_or(LoadError::MissingProgram)?
@@ -145,6 +149,38 @@ impl Knock {
         Ok(program.try_into()?)
     }
 
+    /// The programs loaded into the kernel: the entry points for the kinds of link in use
+    /// (the Ethernet one always), and the SPA program.
+    pub(crate) fn loaded_programs(&self) -> Vec<&'static str> {
+        let mut names = vec![PROGRAM, SPA_PROGRAM];
+        if self.program_on(Link::Ip).is_ok() {
+            names.push(IP_PROGRAM);
+        }
+        names
+    }
+
+    /// Loads the entry point for links of kind `link`, if it is not loaded yet. Only the
+    /// Ethernet one is loaded with the object: the other costs a verification that a host
+    /// without such links need not pay.
+    pub fn load_program(&mut self, link: Link) -> Result<(), LoadError> {
+        let program = program_mut(&mut self.ebpf, link)?;
+        if program.fd().is_err() {
+            program.load()?;
+        }
+        Ok(())
+    }
+
+    /// The entry point for links of kind `link`, once loaded.
+    pub fn program_on(&self, link: Link) -> Result<&Xdp, LoadError> {
+        let program: &Xdp = self
+            .ebpf
+            .program(program_for(link))
+            .ok_or(LoadError::MissingProgram)?
+            .try_into()?;
+        program.fd()?;
+        Ok(program)
+    }
+
     /// The door records last pushed into the kernel.
     pub fn pushed_doors(&self) -> Vec<Door> {
         self.pushed
@@ -194,8 +230,10 @@ impl Knock {
     }
 }
 
-fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
-    let program = ebpf.program_mut(PROGRAM).ok_or(LoadError::MissingProgram)?;
+fn program_mut(ebpf: &mut Ebpf, link: Link) -> Result<&mut Xdp, LoadError> {
+    let program = ebpf
+        .program_mut(program_for(link))
+        .ok_or(LoadError::MissingProgram)?;
     Ok(program.try_into()?)
 }
 

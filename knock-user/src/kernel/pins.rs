@@ -26,9 +26,12 @@ const BPFFS_MOUNT: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 
 /// The maps that outlive the daemon: state, counters, the event ring (events that happen while
-/// no daemon runs wait there), the door records and names that tie ids to doors, and the
-/// fingerprint and daemon record that `status` and the next daemon read.
-pub const PINNED: [&str; 11] = [
+/// no daemon runs wait there), the door records and names that tie ids to doors, the
+/// fingerprint and daemon record that `status` and the next daemon read, and the program array
+/// that hands SPA datagrams to their program (the kernel empties a program array when the last
+/// descriptor or pin of it goes, and SPA would stop opening doors while no daemon runs).
+pub const PINNED: [&str; 12] = [
+    knock_common::HANDOFF,
     maps::PROGRESS,
     maps::LAST_KNOCK,
     maps::GATE,

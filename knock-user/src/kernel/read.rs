@@ -6,7 +6,7 @@ use std::borrow::Borrow;
 use aya::maps::{Array, MapData, PerCpuArray};
 use knock_common::counter::Counter;
 use knock_common::status::{DaemonInfo, DoorName};
-use knock_common::{Door, MAX_DOORS, PROGRAM, SPA_PROGRAM, maps};
+use knock_common::{Door, MAX_DOORS, maps};
 
 use super::{Knock, LoadError, map_error};
 
@@ -82,10 +82,10 @@ impl Knock {
     }
 
     /// Instructions of the program as loaded, and how many the verifier walked to accept it.
-    /// Summed over the main program and the SPA program.
+    /// Summed over the programs loaded: the entry points in use and the SPA program.
     pub fn instruction_count(&self) -> Option<(u32, u32)> {
         let mut total = (0, 0);
-        for name in [PROGRAM, SPA_PROGRAM] {
+        for name in self.loaded_programs() {
             let info = self.ebpf.program(name)?.info().ok()?;
             total.0 += info.size_translated()? / 8;
             total.1 += info.verified_instruction_count()?;

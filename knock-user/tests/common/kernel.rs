@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use knock_common::counter::Counter;
+use knock_common::frame::Link;
 use knock_user::config;
 use knock_user::kernel::{Capacities, Knock, rig};
 use knock_user::plan::Plan;
@@ -35,7 +36,15 @@ pub fn load_sized(text: &str, progress: u32, adjust: impl FnOnce(&mut Plan)) -> 
 
 /// The program's verdict on one frame.
 pub fn verdict(knock: &Knock, frame: &[u8]) -> u32 {
-    rig::verdict(knock, frame).expect("test_run runs")
+    verdict_on(knock, Link::Ethernet, frame)
+}
+
+/// The verdict of the entry point for links of kind `link` (loaded with
+/// `Knock::load_program`) on one frame.
+pub fn verdict_on(knock: &Knock, link: Link, frame: &[u8]) -> u32 {
+    rig::test_run(knock, knock_common::program_for(link), frame, 1)
+        .expect("test_run runs")
+        .0
 }
 
 pub fn counter(knock: &Knock, which: Counter) -> u64 {

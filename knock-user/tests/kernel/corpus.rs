@@ -15,7 +15,7 @@ use std::path::Path;
 use cases::{Case, SERVER4, SERVER6, SSH, Setup, Verdict, hex};
 use knock_common::counter::Counter;
 use knock_common::craft::Craft;
-use knock_common::frame::classify;
+use knock_common::frame::{Link, classify_on};
 use knock_common::segment::tcp_flags::SYN;
 use knock_common::{Addr, ProtoPort};
 use knock_user::config;
@@ -87,6 +87,11 @@ fn whole_sequences_in_every_shape_behave_as_specified() {
     run("sequences");
 }
 
+#[test]
+fn frames_of_links_without_ethernet_headers_behave_as_specified() {
+    run("ip_links");
+}
+
 /// Runs every case of a category and fails once, listing every case that went wrong.
 fn run(category: &str) {
     let cases = cases::categories()
@@ -128,11 +133,15 @@ fn load(setup: &Setup) -> Knock {
     let switches = Switches {
         ipv4_only: setup.ipv4_only,
     };
-    kernel::load_with(setup.config, |plan| {
+    let mut knock = kernel::load_with(setup.config, |plan| {
         // Keep the host's addresses the helper put in; only the served ports and switches change.
         let local = plan.local.clone();
         *plan = Plan::new(&config, &served, switches).with_local(&local);
-    })
+    });
+    knock
+        .load_program(Link::Ip)
+        .expect("the entry point for IP links loads");
+    knock
 }
 
 /// Plays a case from empty maps; returns what differs from its expectations.
@@ -146,14 +155,14 @@ fn check(knock: &mut Knock, case: &Case) -> Vec<String> {
             problems.push(format!("frame {} is shorter than 14 bytes", index + 1));
             continue;
         }
-        let got = kernel::verdict(knock, &step.frame);
+        let got = kernel::verdict_on(knock, case.link, &step.frame);
         if got != code(step.verdict) {
             problems.push(format!(
                 "frame {}: expected {:?}, got {} (the host's classifier says {:?})\n      {}",
                 index + 1,
                 step.verdict,
                 verdict_name(got),
-                classify(step.frame.as_slice()),
+                classify_on(case.link, step.frame.as_slice()),
                 hex(&step.frame)
             ));
         }
@@ -196,8 +205,12 @@ fn check(knock: &mut Knock, case: &Case) -> Vec<String> {
     } else {
         SERVER6
     };
-    let probe = Craft::tcp(case.source, server, SSH, SYN).build();
-    let admitted = kernel::verdict(knock, &probe) == kernel::PASS;
+    let probe = Craft::tcp(case.source, server, SSH, SYN);
+    let probe = match case.link {
+        Link::Ethernet => probe.build(),
+        Link::Ip => probe.build_ip(),
+    };
+    let admitted = kernel::verdict_on(knock, case.link, &probe) == kernel::PASS;
     if admitted != case.door_open {
         problems.push(format!(
             "afterwards a plain SYN to SSH from the source was {}, but the door should be {}",
@@ -210,8 +223,8 @@ fn check(knock: &mut Knock, case: &Case) -> Vec<String> {
 
 fn report(case: &Case, problems: &[String]) -> String {
     let mut text = format!(
-        "✗ {}\n    setup `{}`, source {}\n",
-        case.name, case.setup.name, case.source
+        "✗ {}\n    setup `{}`, source {}, {:?} link\n",
+        case.name, case.setup.name, case.source, case.link
     );
     if let Some(bug) = case.suspected_bug {
         text.push_str(&format!("    expects the fix of a suspected bug: {bug}\n"));

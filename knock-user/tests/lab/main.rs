@@ -13,6 +13,7 @@ mod conformance;
 mod end_to_end;
 mod hostile;
 mod knockd_dropin;
+mod l3_links;
 mod mirror;
 mod operations;
 mod replay;

@@ -17,12 +17,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use knock_common::counter::Counter;
 use knock_common::craft::Craft;
-use knock_common::segment::tcp_flags::SYN;
+use knock_common::frame::Link;
+use knock_common::segment::tcp_flags::{ACK, SYN};
 
 #[path = "basics.rs"]
 pub mod basics;
 #[path = "fragments.rs"]
 pub mod fragments;
+#[path = "ip_links.rs"]
+pub mod ip_links;
 #[path = "ipv4.rs"]
 pub mod ipv4;
 #[path = "ipv6.rs"]
@@ -53,6 +56,7 @@ pub fn categories() -> Vec<(&'static str, Vec<Case>)> {
         ("other_protocols", other_protocols::cases()),
         ("multicast", multicast::cases()),
         ("sequences", sequences::cases()),
+        ("ip_links", ip_links::cases()),
     ]
 }
 
@@ -188,6 +192,8 @@ pub struct Case {
     /// Set when the expectation is not what the program does today but what it should do: the
     /// text names the suspected bug, so a failure of this case reads as that bug.
     pub suspected_bug: Option<&'static str>,
+    /// The kind of link the frames arrive on, and so the entry point that judges them.
+    pub link: Link,
 }
 
 impl Case {
@@ -212,7 +218,14 @@ impl Case {
             door_open: false,
             counters: Vec::new(),
             suspected_bug: None,
+            link: Link::Ethernet,
         }
+    }
+
+    /// Frames arrive on a link without Ethernet headers: they start at the IP header.
+    pub fn on_ip_link(mut self) -> Self {
+        self.link = Link::Ip;
+        self
     }
 
     pub fn on(mut self, setup: &'static Setup) -> Self {

@@ -17,6 +17,15 @@ pub trait FrameBytes {
 
     /// The frame's length in bytes.
     fn length(&self) -> usize;
+
+    /// `value`, unchanged, but hidden from the kernel's verifier, which then checks what follows
+    /// once for every value instead of once per value it could know. The XDP program combines
+    /// it with a zero the verifier cannot see; elsewhere nothing needs hiding. Whoever uses the
+    /// result in a packet offset bounds it again with a mask.
+    #[inline(always)]
+    fn opaque(&self, value: usize) -> usize {
+        value
+    }
 }
 
 impl FrameBytes for [u8] {
@@ -129,7 +138,28 @@ pub struct Unaddressed {
     ipv6: bool,
 }
 
+/// Bounds where a segment's addresses can start: behind two VLAN tags, IPv4's source lies at
+/// byte 34. A mask, so that the kernel's verifier knows the bound of an offset it cannot see.
+const ADDRESSES_LIMIT: usize = 0x3f;
+const _: () = assert!(ETH_HEADER + 4 * MAX_VLAN_TAGS + 12 <= ADDRESSES_LIMIT);
+
 impl Unaddressed {
+    /// The same segment, where its addresses lie and which family they are hidden from the
+    /// kernel's verifier (see [`FrameBytes::opaque`]). Every path through the classifier (each
+    /// number of VLAN tags, IPv4 options or IPv6 extension headers) leaves these two fields
+    /// with values of its own, and the verifier would check everything after the classifier
+    /// once per path; blurred, it checks it once per family.
+    #[inline(always)]
+    pub fn blurred<F: FrameBytes + ?Sized>(self, frame: &F) -> Self {
+        // One hidden zero for both: one load in the kernel.
+        let zero = frame.opaque(0);
+        Self {
+            addresses_at: (self.addresses_at | zero) & ADDRESSES_LIMIT,
+            ipv6: (usize::from(self.ipv6) | zero) != 0,
+            ..self
+        }
+    }
+
     /// The segment's source address alone, read from the frame the headers came from.
     #[inline(always)]
     pub fn source<F: FrameBytes + ?Sized>(&self, frame: &F) -> Option<Addr> {
@@ -162,6 +192,26 @@ impl Unaddressed {
             segment.src = Addr::from_ipv4([pair[0], pair[1], pair[2], pair[3]]);
             segment.dst = Addr::from_ipv4([pair[4], pair[5], pair[6], pair[7]]);
         }
+        Frame::Segment(segment)
+    }
+
+    /// The segment with the source already read by [`Self::source`], and its destination read
+    /// now: the source is never read twice.
+    #[inline(always)]
+    pub fn with_source<F: FrameBytes + ?Sized>(self, source: Addr, frame: &F) -> Frame {
+        let mut segment = self.segment;
+        let destination = if self.ipv6 {
+            frame
+                .bytes::<16>(self.addresses_at + 16)
+                .map(Addr::from_ipv6)
+        } else {
+            frame.bytes::<4>(self.addresses_at + 4).map(Addr::from_ipv4)
+        };
+        let Some(destination) = destination else {
+            return Frame::Malformed(Malformed::TruncatedIp);
+        };
+        segment.src = source;
+        segment.dst = destination;
         Frame::Segment(segment)
     }
 }
@@ -338,9 +388,17 @@ fn ipv6<F: FrameBytes + ?Sized>(frame: &F, l3: usize, l2_unicast: bool) -> Heade
         if offset > l3 + MAX_TRANSPORT_OFFSET {
             return malformed(Malformed::TooDeep);
         }
+        // The walk so far, hidden from the verifier: else it checks each next round once per
+        // combination of header lengths before it.
+        offset = frame.opaque(offset) & EXTENSIONS_LIMIT;
     }
     malformed(Malformed::TooDeep)
 }
+
+/// Bounds the offset of the extension header walk for the verifier: as a mask, it changes no
+/// offset the walk can reach (the IP header starts at most 22 bytes in).
+const EXTENSIONS_LIMIT: usize = 0x3ff;
+const _: () = assert!(ETH_HEADER + 4 * MAX_VLAN_TAGS + MAX_TRANSPORT_OFFSET <= EXTENSIONS_LIMIT);
 
 const HOP_BY_HOP: u8 = 0;
 const ROUTING: u8 = 43;

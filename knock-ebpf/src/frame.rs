@@ -31,4 +31,9 @@ impl FrameBytes for XdpFrame<'_> {
     fn length(&self) -> usize {
         self.ctx.data_end() - self.ctx.data()
     }
+
+    #[inline(always)]
+    fn opaque(&self, value: usize) -> usize {
+        value | crate::maps::opaque_zero()
+    }
 }

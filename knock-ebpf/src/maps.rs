@@ -135,3 +135,16 @@ pub static NAMES: Array<DoorName> = Array::with_max_entries(MAX_DOORS as u32, 0)
 /// The daemon's pid, start time and attach mode.
 #[map]
 pub static DAEMON: Array<DaemonInfo> = Array::with_max_entries(1, 0);
+
+/// Always zero: nothing writes it. It lives in the program's writable global data, so the
+/// verifier cannot know its value, and combining a value with it blurs what the verifier knows
+/// of that value (see `Unaddressed::blurred`). Reading it is one load, no helper call.
+#[unsafe(no_mangle)]
+static mut OPAQUE_ZERO: usize = 0;
+
+/// Reads [`OPAQUE_ZERO`].
+#[inline(always)]
+pub fn opaque_zero() -> usize {
+    // SAFETY: a plain aligned read of a global nothing writes.
+    unsafe { core::ptr::read_volatile(&raw const OPAQUE_ZERO) }
+}

@@ -85,6 +85,8 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
     if elsewhere && settings.strict_doors == 0 {
         return Ok(XDP_PASS);
     }
+    // Past the fast path, every path through the classifier continues as one.
+    let unaddressed = unaddressed.blurred(&frame);
     let Some(source) = unaddressed.source(&frame) else {
         // The headers were read, so the address is there; this only keeps `classify`'s word.
         return Ok(malformed());
@@ -93,7 +95,9 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
     let at_knock_port = class & KNOCK != 0;
     let packet = &unaddressed.segment;
     // ...of a source that has knocked lately. So for most traffic the gate has the only word.
-    let lately = !at_knock_port
+    // SPA datagrams never end attempts: they are judged apart.
+    let lately = !spa
+        && !at_knock_port
         && contact
         && heard
         && packet.unicast
@@ -108,7 +112,7 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
     if !spa && !at_knock_port && !lately {
         return Ok(verdict);
     }
-    let segment = match unaddressed.addressed(&frame) {
+    let segment = match unaddressed.with_source(source, &frame) {
         Frame::Segment(segment) => segment,
         _ => return Ok(malformed()),
     };
@@ -159,7 +163,8 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
         core::ptr::write_volatile(&raw mut (*scratch).at_knock_port, u32::from(at_knock_port));
         core::ptr::write_volatile(&raw mut (*scratch).to_host, u32::from(to_host));
     }
-    if heard && (at_knock_port || lately) {
+    // Every packet still here is at a knock port or from a source that knocked lately.
+    if heard {
         if ban::is_banned(segment.src, settings, now_ns) {
             count(Counter::BannedIgnored);
         } else {

@@ -69,8 +69,13 @@ counters! {
     BannedIgnored = 21, "banned_ignored";
     /// A new connection to a protected port passed because its source is always allowed.
     AlwaysAllowed = 22, "always_allowed";
+    /// A single-use sequence completed after it had been used: the door stayed shut.
+    SingleUseRefused = 23, "single_use_refused";
+    /// A single-use sequence completed but the record of used ones was full: the door stayed
+    /// shut (failing closed).
+    SpentFull = 24, "single_use_record_full";
 }
 
 /// Number of counters, the size of the `COUNTERS` map.
-pub const COUNT: u32 = 23;
+pub const COUNT: u32 = 25;
 const _: () = assert!(Counter::ALL.len() == COUNT as usize);

@@ -70,6 +70,9 @@ pub struct Door {
     pub seq_timeout_ns: u64,
     /// How long the door stays open after the last knock.
     pub open_ns: u64,
+    /// For a single-use sequence (`ONCE`): the tag that names this sequence in the `SPENT`
+    /// map, where the program claims it before opening the door (see [`crate::spent`]).
+    pub spent_tag: u64,
     pub step_count: u8,
     pub guarded_count: u8,
     /// TCP flags a knock must carry.
@@ -90,10 +93,11 @@ pub struct Door {
     pub _pad: [u8; 7],
 }
 
-/// The sequence works once: the program empties it when it opens the door (one-time and
-/// rotating sequences), so a replay finds nothing to complete.
+/// The sequence works once (one-time and rotating sequences): the program claims its
+/// `spent_tag` in the `SPENT` map and opens the door only if the claim is new, and empties the
+/// sequence, so a replay finds nothing to complete.
 pub const ONCE: u8 = 1;
-crate::assert_layout!(Door, size = 208, align = 8);
+crate::assert_layout!(Door, size = 216, align = 8);
 
 impl Door {
     /// A door with no steps yet, knockd's default timeouts, and knock's default TCP flags
@@ -105,6 +109,7 @@ impl Door {
             target: Addr::UNSPECIFIED,
             seq_timeout_ns: 25_000_000_000,
             open_ns: 10_000_000_000,
+            spent_tag: 0,
             step_count: 0,
             guarded_count: 0,
             flags_set: tcp_flags::SYN,

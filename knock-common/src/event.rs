@@ -232,6 +232,9 @@ pub mod kind {
     pub const BANNED: u8 = 8;
     /// An SPA datagram was refused; `stage` holds the `spa::Rejection`.
     pub const SPA_REJECTED: u8 = 9;
+    /// A single-use sequence was completed but opened nothing; `stage` holds the
+    /// `spent::refusal`, `door` the instance's id.
+    pub const SPENT: u8 = 10;
 
     /// Whether an event of `kind` wakes the daemon. Waking costs the packet an interrupt
     /// (several microseconds, far more than the program itself), which a flood of first knocks,
@@ -380,7 +383,15 @@ mod tests {
 
     #[test]
     fn what_a_flood_can_cause_per_packet_waits_for_the_daemons_tick() {
-        for lazy in [STAGE, RESET, TIMED_OUT, CROWDED, BANNED, SPA_REJECTED] {
+        for lazy in [
+            STAGE,
+            RESET,
+            TIMED_OUT,
+            CROWDED,
+            BANNED,
+            SPA_REJECTED,
+            SPENT,
+        ] {
             assert!(!wakes_daemon(lazy), "kind {lazy}");
         }
     }

@@ -24,6 +24,7 @@ pub mod segment;
 pub mod settings;
 pub mod siphash;
 pub mod spa;
+pub mod spent;
 pub mod status;
 
 pub use addr::Addr;
@@ -61,6 +62,7 @@ pub mod maps {
     pub const DAEMON: &str = "DAEMON";
     pub const SCRATCH: &str = "SCRATCH";
     pub const LAST_KNOCK: &str = "LAST_KNOCK";
+    pub const SPENT: &str = "SPENT";
 }
 
 /// The name of the XDP program in the object file: the one for links with Ethernet headers.

@@ -1,7 +1,10 @@
 //! What the daemon leaves in pinned maps for operators: who runs, the doors' names, and the
 //! layout version of every pinned map, so a new version never reads an old layout.
 
-use crate::{Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, ban, event, gate, progress, settings};
+use crate::{
+    Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, ban, counter, event, gate, progress, settings,
+    spent,
+};
 
 /// The daemon behind a pinned program, the single entry of the `DAEMON` map.
 #[repr(C)]
@@ -88,12 +91,12 @@ impl DoorName {
 }
 
 /// Bumped by hand when a map's meaning changes without its size changing.
-const EPOCH: u32 = 1;
+const EPOCH: u32 = 2;
 
 /// The layout of every pinned map, as one number: the sizes of their values and the limits that
 /// shape them. A pinned map set with another layout is replaced, never reused.
 pub const LAYOUT: u32 = {
-    let parts: [usize; 14] = [
+    let parts: [usize; 17] = [
         size_of::<Door>(),
         size_of::<progress::Progress>(),
         size_of::<gate::Pass>(),
@@ -108,6 +111,9 @@ pub const LAYOUT: u32 = {
         MAX_GUARDED_PORTS,
         crate::ATTEMPTS_PER_SOURCE,
         crate::recent::SLOTS as usize,
+        counter::COUNT as usize,
+        spent::CAPACITY as usize,
+        size_of::<spent::Tag>(),
     ];
     // FNV-1a over the parts.
     let mut hash: u32 = 0x811c_9dc5 ^ EPOCH;

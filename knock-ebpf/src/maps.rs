@@ -9,7 +9,7 @@ use knock_common::ports::{self, FirstSteps};
 use knock_common::progress::Progress;
 use knock_common::settings::{Settings, SpaKey};
 use knock_common::status::{DaemonInfo, DoorName};
-use knock_common::{Addr, Door, MAX_DOORS, ProtoPort, Segment, counter, recent};
+use knock_common::{Addr, Door, MAX_DOORS, ProtoPort, Segment, counter, recent, spent};
 
 /// Doors by id.
 #[map]
@@ -108,6 +108,12 @@ pub static HANDOFF: ProgramArray = ProgramArray::with_max_entries(1, 0);
 /// The host's own addresses, and the doors' targets: knocks count only when sent to one.
 #[map]
 pub static LOCAL_ADDRS: HashMap<Addr, u8> = HashMap::with_max_entries(256, 0);
+
+/// Single-use sequences that have opened their door, by tag (see `knock_common::spent`):
+/// claimed with BPF_NOEXIST before a door opens, so each opens once. Not an LRU: only
+/// completed single-use sequences add entries, and one evicted could open again.
+#[map]
+pub static SPENT: HashMap<spent::Tag, u64> = HashMap::with_max_entries(spent::CAPACITY, 0);
 
 /// Networks whose sources the gate never blocks.
 #[map]

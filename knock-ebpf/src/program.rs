@@ -4,6 +4,7 @@
 //! tunnels). User space attaches the one that matches each interface, so the Ethernet path
 //! pays nothing for the other; both share every map and hand SPA datagrams to the same program.
 
+use aya_ebpf::bindings::BPF_NOEXIST;
 use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::macros::xdp;
@@ -16,12 +17,13 @@ use knock_common::frame::{Frame, Headers, Link, headers_on};
 use knock_common::ports::{self, GUARDED, KNOCK, SERVED};
 use knock_common::progress::{Arrival, Change, DoorBook, Observer, Progress, advance};
 use knock_common::settings::Settings;
+use knock_common::spent::refusal;
 use knock_common::{Addr, Door, HANDOFF_SPA, ProtoPort, Segment};
 
 use crate::frame::XdpFrame;
 use crate::maps::{
     DOORS, FIRST_STEPS, HANDOFF, LOCAL_ADDRS, OPENS_PER_PACKET, Opens, PORTS, PROGRESS, SCRATCH,
-    SETTINGS, Scratch,
+    SETTINGS, SPENT, Scratch,
 };
 use crate::report::{count, emit, zero};
 use crate::{ban, gate, recent};
@@ -299,14 +301,38 @@ fn open_completed(source: Addr, scratch: *mut Scratch, now_ns: u64) {
         if let Some(door) = DOORS.get_ptr_mut(u32::from(id)) {
             // SAFETY: an entry of the doors array; user space rewrites it only on reloads.
             let door = unsafe { &mut *door };
-            gate::open(source, door.gate_id, door, now_ns, scratch);
-            if door.flags & ONCE != 0 {
-                // The sequence has been used: nobody, this source included, may replay it.
-                door.step_count = 0;
+            if door.flags & ONCE != 0 && !claim(source, id, door, now_ns) {
+                continue;
             }
+            gate::open(source, door.gate_id, door, now_ns, scratch);
         }
     }
 }
+
+/// Claims a single-use sequence for `source`: true for the one claim that may open the door.
+/// The insert with BPF_NOEXIST is one atomic step, so of two sources that complete the
+/// sequence at once on two CPUs exactly one wins; and a tag stays claimed whatever user space
+/// pushes again, so a used sequence never opens twice.
+#[inline(always)]
+fn claim(source: Addr, id: u8, door: &mut Door, now_ns: u64) -> bool {
+    let claimed = SPENT.insert(door.spent_tag, now_ns, u64::from(BPF_NOEXIST));
+    // Used either way: nobody, this source included, may replay it.
+    door.step_count = 0;
+    let Err(error) = claimed else {
+        return true;
+    };
+    let (counter, why) = if error == -EEXIST {
+        (Counter::SingleUseRefused, refusal::USED)
+    } else {
+        (Counter::SpentFull, refusal::NO_ROOM)
+    };
+    count(counter);
+    emit(kind::SPENT, source, id, why, now_ns, 0);
+    false
+}
+
+/// The kernel's EEXIST: the tag was claimed before.
+const EEXIST: i32 = 17;
 
 /// Whether the packet is addressed to the host itself (or to a door's target), rather than
 /// routed through it.

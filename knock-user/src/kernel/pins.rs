@@ -30,8 +30,9 @@ const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 /// fingerprint and daemon record that `status` and the next daemon read, and the program array
 /// that hands SPA datagrams to their program (the kernel empties a program array when the last
 /// descriptor or pin of it goes, and SPA would stop opening doors while no daemon runs).
-pub const PINNED: [&str; 12] = [
+pub const PINNED: [&str; 13] = [
     knock_common::HANDOFF,
+    maps::SPENT,
     maps::PROGRESS,
     maps::LAST_KNOCK,
     maps::GATE,

@@ -2,9 +2,11 @@
 //! directory holds (for `status`, `stop` and the next daemon), through the same readers.
 
 use std::borrow::Borrow;
+use std::collections::BTreeMap;
 
-use aya::maps::{Array, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use knock_common::counter::Counter;
+use knock_common::spent::Tag;
 use knock_common::status::{DaemonInfo, DoorName};
 use knock_common::{Door, MAX_DOORS, maps};
 
@@ -79,6 +81,22 @@ impl Knock {
             _ => return None,
         };
         data.info().ok().map(|info| info.max_entries())
+    }
+
+    /// Every single-use sequence the program has claimed, by tag, with when it was claimed
+    /// (monotonic clock, ns): see `knock_common::spent`.
+    pub fn spent(&mut self) -> Result<BTreeMap<Tag, u64>, LoadError> {
+        let map: HashMap<_, Tag, u64> = self.hash(maps::SPENT)?;
+        Ok(map.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Forgets claimed tags (stale rotating ones); a tag already gone is no error.
+    pub fn forget_spent(&mut self, tags: &[Tag]) -> Result<(), LoadError> {
+        let mut map: HashMap<_, Tag, u64> = self.hash(maps::SPENT)?;
+        for tag in tags {
+            let _ = map.remove(tag);
+        }
+        Ok(())
     }
 
     /// Instructions of the program as loaded, and how many the verifier walked to accept it.

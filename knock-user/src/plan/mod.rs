@@ -17,6 +17,7 @@ use crate::config::{Config, DoorConfig};
 pub mod desired;
 pub mod diff;
 pub mod expand;
+pub mod spent;
 
 /// Everything the XDP program needs to know about a configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -325,6 +326,7 @@ fn door_record(config: &DoorConfig) -> Door {
     door.rule = config.progress_rule() as u8;
     if config.one_time_sequences.is_some() || config.period.is_some() {
         door.flags |= ONCE;
+        door.spent_tag = spent::tag(config).unwrap_or_default();
     }
     door
 }

@@ -5,13 +5,14 @@
     reason = "each test file uses a different part of this module"
 )]
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use knock_common::counter::Counter;
 use knock_common::frame::Link;
 use knock_user::config;
 use knock_user::kernel::{Capacities, Knock, rig};
-use knock_user::plan::Plan;
+use knock_user::plan::{Plan, Switches};
 
 pub use rig::{DROP, PASS};
 
@@ -34,6 +35,15 @@ pub fn load_sized(text: &str, progress: u32, adjust: impl FnOnce(&mut Plan)) -> 
     .expect("the program loads and takes the plan")
 }
 
+/// The plan `load_with` pushes for a configuration, after `adjust` has changed it.
+pub fn plan_for(text: &str, adjust: impl FnOnce(&mut Plan)) -> Plan {
+    let config = config::parse(Path::new("test.conf"), text).expect("a valid configuration");
+    let mut plan = Plan::new(&config, &BTreeSet::new(), Switches::default())
+        .with_local(&rig::server_addresses());
+    adjust(&mut plan);
+    plan
+}
+
 /// The program's verdict on one frame.
 pub fn verdict(knock: &Knock, frame: &[u8]) -> u32 {
     verdict_on(knock, Link::Ethernet, frame)
@@ -45,6 +55,18 @@ pub fn verdict_on(knock: &Knock, link: Link, frame: &[u8]) -> u32 {
     rig::test_run(knock, knock_common::program_for(link), frame, 1)
         .expect("test_run runs")
         .0
+}
+
+/// Runs an already loaded program once on `frame`, from any thread.
+pub fn run_once(program: &aya::programs::Xdp, frame: &[u8]) -> u32 {
+    use aya::programs::TestRun as _;
+    program
+        .test_run(aya::TestRunOptions {
+            data_in: Some(frame),
+            ..aya::TestRunOptions::default()
+        })
+        .expect("test_run runs")
+        .return_value
 }
 
 pub fn counter(knock: &Knock, which: Counter) -> u64 {

@@ -8,3 +8,4 @@ mod kernel;
 
 mod corpus;
 mod verdicts;
+mod verifier;

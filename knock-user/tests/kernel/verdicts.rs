@@ -237,3 +237,113 @@ fn a_door_with_a_target_hears_only_knocks_to_that_address() {
     assert_eq!(counter(&knock, Counter::DoorOpened), 1);
     assert_eq!(verdict(&knock, &syn(22)), PASS);
 }
+
+/// The guide's door made single-use, as a one-time line or a rotating period is, claimed
+/// under `tag`.
+fn single_use(tag: u64) -> impl FnOnce(&mut knock_user::plan::Plan) {
+    move |plan| {
+        plan.doors[0].flags |= knock_common::door::ONCE;
+        plan.doors[0].spent_tag = tag;
+    }
+}
+
+#[test]
+fn a_used_single_use_sequence_never_opens_again_even_when_it_is_pushed_again() {
+    let mut knock = load_with(GUIDE, single_use(0x5eed));
+    knock_sequence(&knock);
+    assert_eq!(
+        verdict(&knock, &syn(22)),
+        PASS,
+        "the first use opens the door"
+    );
+    let spent = knock.spent().expect("the claimed tags");
+    assert!(spent.contains_key(&0x5eed), "{spent:?}");
+
+    // What a restart, a lost OPENED event or a one-time file that cannot be marked amounts
+    // to: the daemon pushes the used sequence again (as a record the kernel has not emptied:
+    // pushes write only what changed, so the revision tells it apart).
+    knock
+        .push(&kernel::plan_for(GUIDE, |plan| {
+            single_use(0x5eed)(plan);
+            plan.doors[0].revision += 1;
+        }))
+        .expect("the plan is written again");
+    let other: IpAddr = "198.51.100.3".parse().unwrap();
+    for port in [4438, 1813, 8235] {
+        verdict(&knock, &Craft::tcp(other, server(), port, SYN).build());
+    }
+    let replay = Craft::tcp(other, server(), 22, SYN).build();
+    assert_eq!(verdict(&knock, &replay), DROP, "the replay opens nothing");
+    assert_eq!(counter(&knock, Counter::DoorOpened), 1);
+    assert_eq!(counter(&knock, Counter::SingleUseRefused), 1);
+
+    // A new line (a new tag) opens again, for the next source.
+    knock
+        .push(&kernel::plan_for(GUIDE, single_use(0x5eee)))
+        .expect("the next sequence is written");
+    for port in [4438, 1813, 8235] {
+        verdict(&knock, &Craft::tcp(other, server(), port, SYN).build());
+    }
+    assert_eq!(verdict(&knock, &replay), PASS, "the next sequence works");
+}
+
+#[test]
+fn a_single_use_sequence_completed_by_two_sources_at_once_opens_for_one() {
+    let mut knock = load_with(GUIDE, single_use(1));
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    for round in 1..=100u16 {
+        knock
+            .push(&kernel::plan_for(GUIDE, single_use(u64::from(round))))
+            .expect("a fresh single-use sequence");
+        let sources: [IpAddr; 2] = [
+            format!("2001:db8::{round:x}:1").parse().unwrap(),
+            format!("2001:db8::{round:x}:2").parse().unwrap(),
+        ];
+        let s: IpAddr = "2001:db8::1".parse().unwrap();
+        for source in sources {
+            for port in [4438, 1813] {
+                assert_eq!(
+                    verdict(&knock, &Craft::tcp(source, s, port, SYN).build()),
+                    DROP
+                );
+            }
+        }
+        let opened_before = counter(&knock, Counter::DoorOpened);
+        let barrier = std::sync::Barrier::new(2);
+        let finals: Vec<Vec<u8>> = sources
+            .iter()
+            .map(|&source| Craft::tcp(source, s, 8235, SYN).build())
+            .collect();
+        let program = knock.program().expect("the program");
+        std::thread::scope(|scope| {
+            for (cpu, frame) in finals.iter().enumerate() {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    on_cpu(cpu % cpus);
+                    barrier.wait();
+                    kernel::run_once(program, frame);
+                });
+            }
+        });
+        assert_eq!(
+            counter(&knock, Counter::DoorOpened) - opened_before,
+            1,
+            "round {round}: the sequence opened the door once"
+        );
+        let admitted = sources
+            .iter()
+            .filter(|&&source| verdict(&knock, &Craft::tcp(source, s, 22, SYN).build()) == PASS)
+            .count();
+        assert_eq!(admitted, 1, "round {round}: one of the two sources gets in");
+    }
+}
+
+/// Moves the calling thread to one CPU, so two threads run the program at the same time.
+fn on_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t with one bit set, passed by pointer with its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}

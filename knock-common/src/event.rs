@@ -70,6 +70,13 @@ pub enum DoorEvent {
         source: Addr,
         reason: Rejection,
     },
+    /// A single-use sequence was completed but opened nothing: it had been used (`no_room`
+    /// false), or there was no room to record its use.
+    SpentRefused {
+        source: Addr,
+        door: u8,
+        no_room: bool,
+    },
 }
 
 /// Why a ring record is not an event.
@@ -160,6 +167,11 @@ impl DoorEvent {
                 source,
                 reason: Rejection::from_u8(stage).ok_or(DecodeError::Reason(stage))?,
             },
+            kind::SPENT => Self::SpentRefused {
+                source,
+                door,
+                no_room: stage == crate::spent::refusal::NO_ROOM,
+            },
             other => return Err(DecodeError::Kind(other)),
         })
     }
@@ -197,6 +209,18 @@ impl DoorEvent {
             Self::Banned { source, until_ns } => (kind::BANNED, source, 0, 0, until_ns),
             Self::SpaRejected { source, reason } => {
                 (kind::SPA_REJECTED, source, 0, reason as u8, 0)
+            }
+            Self::SpentRefused {
+                source,
+                door,
+                no_room,
+            } => {
+                let why = if no_room {
+                    crate::spent::refusal::NO_ROOM
+                } else {
+                    crate::spent::refusal::USED
+                };
+                (kind::SPENT, source, door, why, 0)
             }
         };
         Event {
@@ -307,6 +331,16 @@ mod tests {
             DoorEvent::SpaRejected {
                 source,
                 reason: Rejection::Replayed,
+            },
+            DoorEvent::SpentRefused {
+                source,
+                door: 9,
+                no_room: false,
+            },
+            DoorEvent::SpentRefused {
+                source,
+                door: 9,
+                no_room: true,
             },
         ] {
             let record = event.encode(1);

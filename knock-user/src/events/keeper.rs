@@ -260,6 +260,26 @@ impl Keeper {
                 self.who(source),
                 clock::until(until_ns).as_secs()
             )),
+            DoorEvent::SpentRefused {
+                source,
+                door,
+                no_room: true,
+            } => self.say(
+                source,
+                door,
+                "no room to record a used single-use sequence; the door stays shut \
+                 (`knock-user stop` clears the record)",
+            ),
+            DoorEvent::SpentRefused { source, door, .. } => {
+                // Only whoever saw the sequence used can replay it, but from any address.
+                if self.may_log_noise() {
+                    self.say(
+                        source,
+                        door,
+                        "this single-use sequence was used before; it opens nothing again",
+                    );
+                }
+            }
             DoorEvent::SpaRejected { source, reason } => {
                 if self.journal.is_verbose() && self.may_log_noise() {
                     self.journal.detail(&format!(

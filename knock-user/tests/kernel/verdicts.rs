@@ -276,6 +276,17 @@ fn a_used_single_use_sequence_never_opens_again_even_when_it_is_pushed_again() {
     assert_eq!(verdict(&knock, &replay), DROP, "the replay opens nothing");
     assert_eq!(counter(&knock, Counter::DoorOpened), 1);
     assert_eq!(counter(&knock, Counter::SingleUseRefused), 1);
+    let mut ring = knock.take_events().expect("the event ring");
+    let mut told = false;
+    while let Some(item) = ring.next() {
+        told |= knock_common::event::DoorEvent::decode(&item)
+            == Ok(knock_common::event::DoorEvent::SpentRefused {
+                source: Addr::from(other),
+                door: 0,
+                no_room: false,
+            });
+    }
+    assert!(told, "the daemon hears of the refusal");
 
     // A new line (a new tag) opens again, for the next source.
     knock

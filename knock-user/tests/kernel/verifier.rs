@@ -9,8 +9,8 @@ use knock_user::kernel::{Capacities, Knock};
 /// for the main program when this kernel walked 240,088, so a walk that creeps up here is a
 /// program that stops loading there. Raise a ceiling only with the reason in docs/kernels.md.
 const CEILINGS: [(&str, u32); 3] = [
-    (knock_common::PROGRAM, 115_000),
-    (knock_common::IP_PROGRAM, 95_000),
+    (knock_common::PROGRAM, 140_000),
+    (knock_common::IP_PROGRAM, 115_000),
     (knock_common::SPA_PROGRAM, 5_500),
 ];
 

@@ -344,6 +344,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             for warning in
                 knock_user::cli::check::warnings(&config, &knock_user::system::served::ports())
+                    .into_iter()
+                    .chain(knock_user::cli::check::unmarkable(&config))
             {
                 eprintln!("warning: {warning}");
             }

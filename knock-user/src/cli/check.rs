@@ -116,6 +116,25 @@ pub fn describe(config: &Config) -> String {
     out
 }
 
+/// One-time files that cannot be written: their used lines stay unmarked. knock refuses them
+/// anyway while its pinned state lasts, but a reboot or `knock-user stop` forgets that.
+pub fn unmarkable(config: &Config) -> Vec<String> {
+    config
+        .doors
+        .iter()
+        .filter_map(|door| {
+            let file = door.one_time_sequences.as_ref()?;
+            let error = crate::config::onetime::writable(file).err()?;
+            Some(format!(
+                "[{}]: {} cannot be marked ({error}): a used line stays unmarked, and after a \
+                 reboot or `knock-user stop` it would open again; make the file writable",
+                door.name,
+                file.display()
+            ))
+        })
+        .collect()
+}
+
 /// Things that work but deserve a second look: a knock port that the host serves keeps serving,
 /// so a port scan sees it open, and knocks on it only count; a one-time door with no sequence
 /// left cannot open.
@@ -195,6 +214,18 @@ mod tests {
 
     use super::*;
     use crate::config::rotate::Secret;
+
+    #[test]
+    fn a_one_time_file_that_cannot_be_written_is_a_warning() {
+        let mut config = crate::config::parse(Path::new("t"), "[d]\nsequence = 1\n").unwrap();
+        // A directory opens for reading, never for writing, whoever asks.
+        let dir = std::env::temp_dir();
+        config.doors[0].one_time_sequences = Some(dir.clone());
+        let warnings = unmarkable(&config);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let expected = format!("{} cannot be marked", dir.display());
+        assert!(warnings[0].contains(&expected), "{warnings:?}");
+    }
 
     #[test]
     fn a_rotating_range_over_a_protected_port_is_a_warning() {

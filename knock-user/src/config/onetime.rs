@@ -57,6 +57,12 @@ pub fn mark_used(path: &Path, line: usize) -> std::io::Result<()> {
     )))
 }
 
+/// Whether used lines of the file can be marked: it opens for writing (an immutable file, a
+/// read-only mount or missing permissions say no, with the reason).
+pub fn writable(path: &Path) -> std::io::Result<()> {
+    OpenOptions::new().write(true).open(path).map(drop)
+}
+
 /// A relative path in the configuration is taken relative to the configuration's directory.
 pub fn resolve(config_path: &Path, file: &Path) -> PathBuf {
     if file.is_absolute() {

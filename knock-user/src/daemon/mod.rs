@@ -26,6 +26,7 @@ use crate::plan::desired::Desired;
 
 pub mod detach;
 mod handover;
+mod once;
 mod reload;
 mod serve;
 mod start;

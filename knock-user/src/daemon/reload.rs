@@ -2,7 +2,6 @@
 //! window of a rotating door moving on, or services and addresses changing on the host. Each
 //! asks `plan::desired` for the next plan, pushes it, and tells the keeper which doors remain.
 
-use crate::config::onetime;
 use crate::config::{self, Config};
 use crate::kernel::sweep;
 use crate::plan::desired::Host;
@@ -13,7 +12,7 @@ use super::Daemon;
 impl Daemon {
     /// Applies a new configuration, or a changed one-time sequence or served port, keeping
     /// door ids so attempts and open doors of unchanged doors survive.
-    fn apply(&mut self, config: Config) -> anyhow::Result<()> {
+    pub(super) fn apply(&mut self, config: Config) -> anyhow::Result<()> {
         self.note_used_periods();
         let next = self.desired.next(&config, clock::unix_s());
         sweep::forget_doors(&mut self.knock.gate()?, &next.removed);
@@ -51,7 +50,7 @@ impl Daemon {
         let path = self.options.config.clone();
         self.journal
             .line(&format!("Re-reading config file: {}", path.display()));
-        let config = match config::load(&path) {
+        let mut config = match config::load(&path) {
             Ok(config) => config,
             Err(error) => {
                 self.journal.line(&format!(
@@ -84,6 +83,10 @@ impl Daemon {
             self.journal
                 .line(&format!("cannot reopen the log file: {error}"));
         }
+        // The file's first unmarked line may be one the kernel claimed.
+        let claimed = super::once::claimed(&mut self.knock, &self.journal);
+        super::once::settle(&self.journal, &mut config, &claimed);
+        super::once::warn_unmarkable(&self.journal, &config);
         let doors = config.doors.len();
         match self.apply(config) {
             Ok(()) => {
@@ -94,45 +97,6 @@ impl Daemon {
             Err(error) => self
                 .journal
                 .line(&format!("cannot apply the new configuration: {error:#}")),
-        }
-    }
-
-    /// A one-time door just used its sequence: mark it used and move on to the next one.
-    pub(super) fn next_one_time_sequence(&mut self, id: u8) {
-        let Some(used) = self.desired.one_time_door(id) else {
-            return;
-        };
-        let name = used.name.clone();
-        let (Some(file), Some(line)) = (used.one_time_sequences.clone(), used.one_time_line) else {
-            return;
-        };
-        let mut config = self.desired.config().clone();
-        let Some(door) = config.doors.iter_mut().find(|d| d.name == name) else {
-            return;
-        };
-        if let Err(error) = onetime::mark_used(&file, line) {
-            self.journal.line(&format!(
-                "{name}: cannot mark line {line} of {} used: {error}",
-                file.display()
-            ));
-        }
-        match door.load_one_time(&file) {
-            Ok(()) if door.sequence.is_empty() => self.journal.line(&format!(
-                "{name}: no one-time sequence left in {}; the door is closed",
-                file.display()
-            )),
-            Ok(()) => {}
-            Err(error) => {
-                self.journal
-                    .line(&format!("{name}: {error}; the door is closed"));
-                door.sequence.clear();
-                door.one_time_line = None;
-            }
-        }
-        if let Err(error) = self.apply(config) {
-            self.journal.line(&format!(
-                "{name}: cannot load the next one-time sequence: {error:#}"
-            ));
         }
     }
 

@@ -60,6 +60,7 @@ impl Daemon {
         // Attached, configured, and every handler in place: `systemctl start` may return.
         self.tell_systemd("READY=1");
         self.counters_logged = self.knock.counters().unwrap_or_default();
+        let mut ticks: u64 = 0;
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         let mut served_check = tokio::time::interval(SERVED_EVERY);
         let mut counters_every = tokio::time::interval(COUNTERS_EVERY);
@@ -85,6 +86,8 @@ impl Daemon {
                     // at most this long.
                     self.drain(&mut ring.get_mut().0);
                     self.sweep()?;
+                    ticks += 1;
+                    self.catch_up(ticks);
                     next_close = self.keeper.close_due();
                     self.record_daemon(clock::monotonic_ns());
                     if self.keeper.open_doors() != self.told_open {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
-use super::{Daemon, RunOptions};
+use super::{Daemon, RunOptions, once};
 use crate::config::{self, Config};
 use crate::events::keeper::Keeper;
 use crate::events::names::Names;
@@ -87,8 +87,22 @@ impl Daemon {
         } else {
             (Vec::new(), None)
         };
-        let (desired, first) =
-            Desired::start(config, &kept, host, options.switches, clock::unix_s());
+        // One-time doors start at their first line the kernel has not claimed; rotating periods
+        // it claimed stay empty.
+        let claimed = once::claimed(&mut knock, &journal);
+        let mut config = config;
+        once::settle(&journal, &mut config, &claimed);
+        once::warn_unmarkable(&journal, &config);
+        let now_s = clock::unix_s();
+        let claimed_periods = crate::plan::spent::used_periods(&config, now_s, &claimed);
+        let (desired, first) = Desired::start(
+            config,
+            &kept,
+            claimed_periods,
+            host,
+            options.switches,
+            now_s,
+        );
         if resumed {
             sweep::forget_doors(&mut knock.gate()?, &first.removed);
         }

@@ -90,6 +90,13 @@ impl Knock {
         Ok(map.iter().filter_map(Result::ok).collect())
     }
 
+    /// Whether the program has claimed `tag`. A read error counts as no: the caller only moves
+    /// a door on when it is sure.
+    pub fn is_spent(&mut self, tag: Tag) -> bool {
+        self.hash::<Tag, u64>(maps::SPENT)
+            .is_ok_and(|map| map.get(&tag, 0).is_ok())
+    }
+
     /// Forgets claimed tags (stale rotating ones); a tag already gone is no error.
     pub fn forget_spent(&mut self, tags: &[Tag]) -> Result<(), LoadError> {
         let mut map: HashMap<_, Tag, u64> = self.hash(maps::SPENT)?;

@@ -51,15 +51,18 @@ pub struct Next {
 impl Desired {
     /// The first plan of a daemon at Unix time `now_s`. `kept` are the door records and names an
     /// earlier daemon left in the pinned maps (empty on a fresh start): doors keep their ids, and
-    /// the periods whose sequences the kernel emptied stay used.
+    /// the periods whose sequences the kernel emptied stay used, as do the `claimed` ones (see
+    /// `plan::spent::used_periods`).
     pub fn start(
         config: Config,
         kept: &[(Door, Option<String>)],
+        claimed: BTreeSet<UsedPeriod>,
         host: Host,
         switches: Switches,
         now_s: u64,
     ) -> (Self, Next) {
-        let used = used_periods(kept);
+        let mut used = used_periods(kept);
+        used.extend(claimed);
         let previous = Plan::resumed(kept);
         let mut desired = Self {
             expanded: config.clone(),
@@ -225,7 +228,14 @@ mod tests {
     }
 
     fn started() -> (Desired, Next) {
-        Desired::start(config(), &[], Host::default(), Switches::default(), NOW)
+        Desired::start(
+            config(),
+            &[],
+            BTreeSet::new(),
+            Host::default(),
+            Switches::default(),
+            NOW,
+        )
     }
 
     #[test]
@@ -260,8 +270,14 @@ mod tests {
             .collect();
         kept[2].0.step_count = 0;
         kept.swap(4, 5);
-        let (desired, first) =
-            Desired::start(config(), &kept, Host::default(), Switches::default(), NOW);
+        let (desired, first) = Desired::start(
+            config(),
+            &kept,
+            BTreeSet::new(),
+            Host::default(),
+            Switches::default(),
+            NOW,
+        );
         assert_eq!(
             first.plan.id_of("static"),
             Some(5),

@@ -83,6 +83,24 @@ pub fn next_line(
     Ok(None)
 }
 
+/// The lines of a one-time file's text whose sequence the kernel claimed but that are not
+/// marked used: the marks the daemon owes the file.
+pub fn unmarked_spent(text: &str, name: &str, spent: &BTreeSet<Tag>) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, raw)| {
+            let line = raw.trim();
+            !line.is_empty() && !line.starts_with('#')
+        })
+        .filter_map(|(index, raw)| {
+            let sequence = value::sequence(raw.trim()).ok()?;
+            spent
+                .contains(&one_time_tag(name, &sequence))
+                .then_some(index + 1)
+        })
+        .collect()
+}
+
 /// The periods of rotating doors, around Unix time `now_s`, whose sequence has been claimed:
 /// they must not be pushed again.
 pub fn used_periods(config: &Config, now_s: u64, spent: &BTreeSet<Tag>) -> BTreeSet<(String, u64)> {

@@ -15,5 +15,6 @@ mod hostile;
 mod knockd_dropin;
 mod l3_links;
 mod mirror;
+mod one_time;
 mod operations;
 mod replay;

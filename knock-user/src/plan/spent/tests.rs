@@ -156,6 +156,17 @@ fn a_bad_line_names_the_file_and_the_line_even_past_a_spent_one() {
 }
 
 #[test]
+fn claimed_lines_that_are_not_marked_are_owed_a_mark() {
+    let spent = spent_lines(&[&[3000, 4000], &[1000, 2000]]);
+    assert_eq!(
+        unmarked_spent(FILE, "openSSH", &spent),
+        [4, 6],
+        "line 2 (#000,2000) is marked already; lines 4 and 6 hold the claimed 3000,4000"
+    );
+    assert!(unmarked_spent(FILE, "openVPN", &spent).is_empty());
+}
+
+#[test]
 fn claimed_periods_around_now_are_used() {
     let config = rotating_config();
     let secret = config.doors[0].secret.clone().unwrap();

@@ -189,6 +189,10 @@ struct KnockArgs {
         value_name = "PORT[:tcp|:udp]"
     )]
     ports: Vec<String>,
+    /// With --secret-file: the sequence of the period holding this Unix time instead of now
+    /// (tests compare clients built for different CPUs).
+    #[arg(long, hide = true, value_name = "UNIX_S", requires = "secret_file")]
+    at: Option<u64>,
 }
 
 #[derive(Args)]
@@ -218,8 +222,20 @@ struct SpaArgs {
     /// Say what was sent.
     #[arg(short, long)]
     verbose: bool,
+    /// Seal with this Unix time instead of now (tests compare clients built for different CPUs).
+    #[arg(long, hide = true, value_name = "UNIX_S")]
+    at: Option<u64>,
+    /// Seal with this nonce, 32 hex digits, instead of random bytes: the packet is then the same
+    /// every time, which only tests want (the server refuses it as a replay after the first).
+    #[arg(long, hide = true, value_name = "HEX", value_parser = nonce)]
+    nonce: Option<[u8; 16]>,
     host: String,
     door: String,
+}
+
+fn nonce(text: &str) -> Result<[u8; 16], String> {
+    knock_user::config::keys::unhex::<16>(text)
+        .ok_or_else(|| format!("`{text}` is not 32 hex digits"))
 }
 
 #[derive(Args)]
@@ -353,7 +369,11 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Knock(args) => {
             let ports = match &args.secret_file {
-                Some(file) => client::rotating_sequence(file, &args.ports)?,
+                Some(file) => client::rotating_sequence(
+                    file,
+                    &args.ports,
+                    args.at.unwrap_or_else(knock_user::system::clock::unix_s),
+                )?,
                 None => args
                     .ports
                     .iter()
@@ -374,7 +394,12 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("{}: no such key", path.display()))?;
             let ip = client::resolve(&args.host, family(args.ipv4, args.ipv6))?;
             let server = std::net::SocketAddr::new(ip, args.port);
-            let source = knock_user::cli::spa::send(server, key, &args.door, args.source)?;
+            let fresh = knock_user::cli::spa::Stamp::fresh()?;
+            let stamp = knock_user::cli::spa::Stamp {
+                timestamp: args.at.unwrap_or(fresh.timestamp),
+                nonce: args.nonce.unwrap_or(fresh.nonce),
+            };
+            let source = knock_user::cli::spa::send(server, key, &args.door, args.source, &stamp)?;
             if args.verbose {
                 println!(
                     "sent SPA for door {} with key {} to {server}, signed for source {source}",

@@ -214,16 +214,15 @@ impl Daemon {
             self.interfaces.join(", ")
         ));
         self.journal.detail(&format!(
-            "knock: {} door(s), {} XDP, program of {} instructions, progress for {} sources, gate for {} sources",
+            "knock: {} door(s), {} XDP, progress for {} sources, gate for {} sources",
             self.desired.config().doors.len(),
             self.options.mode.name(),
-            self.knock.instruction_count().map_or_else(
-                || "an unknown number of".to_owned(),
-                |(loaded, verified)| format!("{loaded} (verifier walked {verified})")
-            ),
             self.capacities.progress,
             self.capacities.gate,
         ));
+        for program in self.knock.program_sizes() {
+            self.journal.detail(&format!("knock: {program}"));
+        }
         let total: u64 = maps.iter().filter_map(|m| m.bytes).sum();
         let each: Vec<String> = maps
             .iter()

@@ -25,7 +25,7 @@ use knock_common::{
 };
 
 pub use attach::{AttachError, AttachMode, Attached};
-pub use read::MapMemory;
+pub use read::{MapMemory, ProgramSize};
 
 use crate::plan::Plan;
 use pins::{PINNED, StateDir};

@@ -191,6 +191,7 @@ for pair in "$SERVER4 $CLIENT4" "$SERVER6 $CLIENT6"; do
     fi
 done
 
+DOORS_STARTED=$(date +%s)
 # Single-packet authorization, over IPv4 and IPv6: a forged packet is refused and the door stays
 # shut; the client's packet opens it; the same packet again is refused as a replay.
 for pair in "$SERVER4 $CLIENT4 $NONCE4" "$SERVER6 $CLIENT6 $NONCE6"; do
@@ -219,13 +220,15 @@ for pair in "$SERVER4 $CLIENT4 $NONCE4" "$SERVER6 $CLIENT6 $NONCE6"; do
         fail "$server: port $SPA_GUARDED still shut after SPA"
     fi
     opened=$(log_count "openSPA: OPEN SESAME")
+    accepted=$(counter spa_accepted)
     before=$(counter spa_replayed)
     spa --key-file /tmp/spa.keys --at "$at" --nonce "$nonce" || fail "$server: knock-user spa (replay) failed"
     after=$(counter_above spa_replayed "${before:-0}")
-    if [ "$after" = "$((before + 1))" ] && [ "$(log_count "openSPA: OPEN SESAME")" = "$opened" ]; then
-        pass "$server: the same SPA packet again refused as a replay (spa_replayed $before -> $after, no new opening)"
+    if [ "$after" = "$((before + 1))" ] && [ "$(counter spa_accepted)" = "$accepted" ] &&
+        [ "$(log_count "openSPA: OPEN SESAME")" = "$opened" ]; then
+        pass "$server: the same SPA packet again refused as a replay (spa_replayed $before -> $after, spa_accepted stays $accepted)"
     else
-        fail "$server: the replayed SPA packet: spa_replayed $before -> $after, openings $opened -> $(log_count "openSPA: OPEN SESAME")"
+        fail "$server: the replayed SPA packet: spa_replayed $before -> $after, spa_accepted $accepted -> $(counter spa_accepted), openings $opened -> $(log_count "openSPA: OPEN SESAME")"
     fi
 done
 
@@ -257,6 +260,7 @@ if [ "$(log_count "openRotating: OPEN SESAME")" = 1 ] && [ "$(counter doors_open
 else
     fail "$SERVER4: the rotating sequence worked twice (doors_opened $opened -> $(counter doors_opened))"
 fi
+say "the SPA and rotating checks took $(($(date +%s) - DOORS_STARTED)) s"
 
 echo "MATRIX RSS $(awk '/VmRSS/ {print $2}' /proc/$DAEMON/status) kB"
 echo "MATRIX PEAK $(awk '/VmHWM/ {print $2}' /proc/$DAEMON/status) kB"

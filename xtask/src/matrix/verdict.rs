@@ -4,8 +4,11 @@ use super::vm::Accel;
 
 /// The XDP programs the daemon loads on an Ethernet link, each with the most instructions the
 /// verifier of any matrix kernel may walk to accept it (the kernel's own limit is 1,000,000).
-/// Kernels report the walk from 5.16 on; the oldest of those here, 6.1, walks the most.
-pub const VERIFIER_CEILINGS: [(&str, u32); 2] = [("knock", 1_000_000), ("knock_spa", 1_000_000)];
+/// Kernels report the walk from 5.16 on, and the oldest of those here, 6.1, prunes least and
+/// walks the most: these are 6.1's walks with about 10 % to spare, as the development kernel's
+/// ceilings in knock-user/tests/kernel/verifier.rs are. Raise one only with the reason in
+/// docs/kernels.md.
+pub const VERIFIER_CEILINGS: [(&str, u32); 2] = [("knock", 205_000), ("knock_spa", 5_500)];
 
 /// One program as the kernel took it, from the daemon's `-v` line
 /// "program knock: 2345 instructions, verifier walked 241875, JIT image 12345 bytes".

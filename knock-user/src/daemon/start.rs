@@ -13,7 +13,7 @@ use crate::journal::Journal;
 use crate::kernel::pins::{Found, StateDir, StateError};
 use crate::kernel::{AttachMode, Attached, Capacities, Knock, link, sweep};
 use crate::plan::desired::{Desired, Host};
-use crate::system::{clock, net, served};
+use crate::system::{clock, net, routes, served};
 use knock_common::frame::Link;
 
 impl Daemon {
@@ -32,7 +32,8 @@ impl Daemon {
             )
             .context("cannot open the log")?,
         );
-        let interfaces = interfaces(&options, &config)?;
+        let interfaces = interfaces_to_guard(&options.interfaces, &config)?;
+        warn_unguarded(&journal, &interfaces);
         // Every interface judged before anything is loaded or attached: a refusal leaves the
         // host as it was.
         let links = link::judge_all(&interfaces)?;
@@ -275,19 +276,43 @@ impl Drop for FailedStart {
     }
 }
 
-/// The interfaces to attach to: the command line wins, then the configuration, then the
-/// interface of the default route.
-fn interfaces(options: &RunOptions, config: &Config) -> anyhow::Result<Vec<String>> {
-    if !options.interfaces.is_empty() {
-        return Ok(options.interfaces.clone());
+/// The interfaces to guard: the command line's, else the configuration's `Interface` lines,
+/// else those of the default routes, IPv4 and IPv6 (`system::routes`).
+pub fn interfaces_to_guard(cli: &[String], config: &Config) -> anyhow::Result<Vec<String>> {
+    if !cli.is_empty() {
+        return Ok(cli.to_vec());
     }
     if !config.options.interfaces.is_empty() {
         return Ok(config.options.interfaces.clone());
     }
-    match net::default_route_interface().context("cannot read /proc/net/route")? {
-        Some(iface) => Ok(vec![iface]),
-        None => {
-            bail!("no interface given and no default route to pick one from; use --interface NAME")
-        }
+    let found = routes::default_route_interfaces().context("cannot read the routing table")?;
+    if found.is_empty() {
+        bail!(
+            "no interface given and no default route (IPv4 0.0.0.0/0 or IPv6 ::/0) to pick one \
+             from; use --interface NAME"
+        );
     }
+    Ok(found)
+}
+
+/// Says which interfaces are up with addresses others can reach and are not guarded: SSH
+/// answers there without a knock.
+fn warn_unguarded(journal: &Journal, guarded: &[String]) {
+    let left = routes::unguarded(&net::addresses(), guarded);
+    if left.is_empty() {
+        return;
+    }
+    let each: Vec<String> = left
+        .iter()
+        .map(|(name, addresses)| {
+            let addresses: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+            format!("{name} ({})", addresses.join(", "))
+        })
+        .collect();
+    journal.line(&format!(
+        "knock: not guarded, though up with addresses reachable from beyond their link: {}; \
+         protected ports answer there without a knock: guard them too (-i, or Interface lines) \
+         unless only trusted networks reach them",
+        each.join(", ")
+    ));
 }

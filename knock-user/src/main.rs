@@ -38,10 +38,11 @@ struct KnockdCli {
 enum Command {
     /// Attach to the interface and guard it until SIGINT or SIGTERM; SIGHUP reloads.
     Run(RunArgs),
-    /// Validate a configuration and print the effective doors.
+    /// Validate a configuration, print the effective doors, and judge the interfaces `run`
+    /// would guard; takes `run`'s options, so it checks what `run` will do.
     Check {
-        #[arg(short = 'c', long, value_name = "FILE", default_value = DEFAULT_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
         /// Print only warnings and errors (knock.service checks before each start and reload).
         #[arg(short, long)]
         quiet: bool,
@@ -75,8 +76,9 @@ struct RunArgs {
         value_name = "NAME"
     )]
     interfaces: Vec<String>,
-    /// Where the program runs: in the driver, or in the generic path for drivers without XDP.
-    #[arg(long, value_enum, default_value_t = AttachMode::Native)]
+    /// Where the program runs: in the driver where it can (auto), only in the driver (native),
+    /// or in the generic path that every driver has (skb).
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     xdp_mode: AttachMode,
     /// Detach from the terminal and write a pid file.
     #[arg(short = 'd', long)]
@@ -106,6 +108,10 @@ struct RunArgs {
     /// Pin nothing: the program detaches and all state goes when the daemon exits, as knockd.
     #[arg(long)]
     ephemeral: bool,
+    /// Where used single-use sequences are recorded on disk, so that a reboot cannot revive
+    /// one (a file per daemon, named after its first interface).
+    #[arg(long, value_name = "DIR", default_value = knock_user::daemon::DEFAULT_RECORD_DIR)]
+    record_dir: PathBuf,
     /// Mirror open doors into the host's firewall, so a default-drop INPUT lets the source in
     /// too (overrides Mirror in [options]).
     #[arg(long, value_enum, value_name = "FIREWALL")]
@@ -328,6 +334,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 chain: args.mirror_chain,
                 table: args.mirror_table,
             },
+            record_dir: args.record_dir,
         }),
         Command::Status(args) => knock_user::cli::status::run(
             &args.pinned.state_dir,
@@ -353,8 +360,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Check { config, quiet } => {
-            let config = config::load(&config)?;
+        Command::Check { run, quiet } => {
+            let config = config::load(&run.config)?;
             if !quiet {
                 print!("{}", knock_user::cli::check::describe(&config));
             }
@@ -364,6 +371,13 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                     .chain(knock_user::cli::check::unmarkable(&config))
             {
                 eprintln!("warning: {warning}");
+            }
+            let interfaces = knock_user::cli::interfaces::judge(&run.interfaces, &config);
+            for warning in &interfaces.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if !interfaces.errors.is_empty() {
+                anyhow::bail!("{}", interfaces.errors.join("; "));
             }
             Ok(())
         }

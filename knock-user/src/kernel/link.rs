@@ -112,7 +112,7 @@ pub fn judge_all(interfaces: &[String]) -> Result<Vec<Link>, LinkError> {
 
 /// Since Linux 5.14 every IP tunnel resets the MAC header to the inner packet (but GRE
 /// devices that use `ipgre_header_ops`).
-fn tunnels_start_at_ip() -> bool {
+pub fn tunnels_start_at_ip() -> bool {
     aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 14, 0))
 }
 
@@ -229,6 +229,37 @@ fn request(iface: &str) -> Vec<u8> {
     let body = [vec![0u8; IFINFOMSG], netlink::attribute(IFLA_IFNAME, &name)].concat();
     netlink::request(RTM_GETLINK, 0, &body)
 }
+
+/// A change of this namespace's links or addresses, as rtnetlink announces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A link appeared or changed (a new one, a rename, up or down, an XDP program).
+    Link(LinkInfo),
+    /// A link went away.
+    Gone(LinkInfo),
+    /// An address was added or removed.
+    Addresses,
+}
+
+const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
+
+/// The changes a datagram from a socket subscribed to link and address notifications
+/// announces (see `system::netlink::Socket::subscribe`).
+pub fn changes(datagram: &[u8]) -> Vec<Change> {
+    netlink::messages(datagram)
+        .filter_map(|message| match netlink::kind(message)? {
+            RTM_NEWLINK => parse(message).map(Change::Link),
+            RTM_DELLINK => parse(message).map(Change::Gone),
+            RTM_NEWADDR | RTM_DELADDR => Some(Change::Addresses),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The groups a daemon subscribes to: links, and IPv4 and IPv6 addresses.
+pub const WATCHED: u32 =
+    netlink::GROUP_LINK | netlink::GROUP_IPV4_ADDRESS | netlink::GROUP_IPV6_ADDRESS;
 
 /// The link an RTM_NEWLINK or RTM_DELLINK message describes; `None` for any other message.
 pub(crate) fn parse(message: &[u8]) -> Option<LinkInfo> {

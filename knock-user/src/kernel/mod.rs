@@ -12,7 +12,6 @@ pub mod sweep;
 mod write;
 
 use aya::maps::{Array, HashMap, MapData, ProgramArray, RingBuf};
-use aya::programs::xdp::XdpLink;
 use aya::programs::{ProgramError, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use knock_common::ban::Strikes;
@@ -24,7 +23,10 @@ use knock_common::{
     Addr, Door, HANDOFF, HANDOFF_SPA, IP_PROGRAM, PROGRAM, SPA_PROGRAM, maps, program_for,
 };
 
-pub use attach::{AttachError, AttachMode, Attached};
+pub use attach::{
+    AttachError, AttachMode, Attached, Attachment, modes_code, modes_name, modes_phrase,
+};
+pub use link::XdpMode;
 pub use read::{MapMemory, ProgramSize};
 
 use crate::plan::diff::Held;
@@ -68,9 +70,10 @@ pub struct Knock {
     settings: Option<knock_common::settings::Settings>,
     /// Where the maps and links are pinned; `None` when state dies with the daemon.
     state: Option<StateDir>,
-    /// Links taken over from pinned ones or pinned by this daemon. Dropping them closes this
-    /// process's descriptors; the pins keep the program attached.
-    links: Vec<XdpLink>,
+    /// This process's hold on each interface's link: taken over from a pin or pinned by this
+    /// daemon (dropping it closes this process's descriptor; the pin keeps the program
+    /// attached), or held for this process's lifetime.
+    links: Vec<(String, attach::Hold)>,
 }
 
 impl Knock {

@@ -97,6 +97,29 @@ impl Knock {
             .is_ok_and(|map| map.get(&tag, 0).is_ok())
     }
 
+    /// Puts claims recorded elsewhere (tag, monotonic ns of the claim) back into the
+    /// program's record, where it has none yet; returns how many were missing.
+    pub fn restore_spent(&mut self, claims: &[(Tag, u64)]) -> Result<usize, LoadError> {
+        const BPF_NOEXIST: u64 = 1;
+        let mut map: HashMap<_, Tag, u64> = self.hash(maps::SPENT)?;
+        let mut restored = 0;
+        for (tag, at) in claims {
+            match map.insert(tag, at, BPF_NOEXIST) {
+                Ok(()) => restored += 1,
+                // Claimed already: the kernel's own record stands.
+                Err(aya::maps::MapError::SyscallError(error))
+                    if error.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(source) => {
+                    return Err(LoadError::Map {
+                        map: maps::SPENT,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(restored)
+    }
+
     /// Forgets claimed tags (stale rotating ones); a tag already gone is no error.
     pub fn forget_spent(&mut self, tags: &[Tag]) -> Result<(), LoadError> {
         let mut map: HashMap<_, Tag, u64> = self.hash(maps::SPENT)?;

@@ -61,7 +61,7 @@ ok "man pages: man knock-user-run and the others"
 
 in_root bash -c '. /usr/share/bash-completion/completions/knock-user
     COMP_WORDS=(knock-user run --xdp-mode ""); COMP_CWORD=3
-    _knock__user knock-user "" --xdp-mode; echo "${COMPREPLY[*]}"' | grep -qx 'native skb' \
+    _knock__user knock-user "" --xdp-mode; echo "${COMPREPLY[*]}"' | grep -qx 'auto native skb' \
     || fail "bash does not complete knock-user run --xdp-mode"
 ok "bash completion from /usr/share/bash-completion/completions/knock-user"
 

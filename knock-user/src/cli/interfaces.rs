@@ -33,6 +33,10 @@ pub fn judge(cli: &[String], config: &Config) -> Verdict {
                 "{iface} does not exist (yet): the daemon waits for it, and guards it once it \
                  appears"
             )),
+            // Not knowing is no refusal: the daemon says what it finds.
+            Err(error @ LinkError::Netlink { .. }) => verdict
+                .warnings
+                .push(format!("{:#}", anyhow::Error::from(error))),
             Err(error) => verdict.errors.push(error.to_string()),
         }
     }

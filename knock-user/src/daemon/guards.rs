@@ -187,8 +187,8 @@ impl Daemon {
         if addresses || moved {
             self.check_served();
         }
+        // The daemon record (the modes in use) follows at the next tick.
         if moved {
-            self.record_daemon(crate::system::clock::monotonic_ns());
             if !self.ready && self.all_attached() {
                 self.tell_systemd("READY=1");
                 self.ready = true;
@@ -286,13 +286,6 @@ impl Daemon {
                     if verb == "is back" { " again" } else { "" },
                     mode_words(mode, native_refused.as_deref())
                 ));
-                if let Some(dir) = self.found.as_ref().map(|(dir, _)| dir)
-                    && let Err(error) = dir.mark_guarded(&self.interfaces())
-                {
-                    self.journal.line(&format!(
-                        "knock: cannot record the guarded interfaces: {error:#}"
-                    ));
-                }
             }
             // Gone again before it could be attached: the next notification says so.
             Err(why) if why.is_empty() => {}

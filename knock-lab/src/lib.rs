@@ -8,15 +8,19 @@
 
 mod bpffs;
 mod daemon;
+mod generator;
 pub mod knockd;
+mod live;
 mod netns;
 mod raw;
 mod scene;
 mod socket;
 mod tempdir;
+mod txring;
 
 pub use bpffs::BpfMount;
 pub use daemon::Daemon;
+pub use generator::{Flood, Flooded, Sender, stamp};
 pub use netns::Netns;
 pub use raw::Capture;
 pub use scene::{SHORT, Scene, SceneBuilder};

@@ -108,6 +108,14 @@ impl Server {
                 server.iptables(&[
                     "-A", "INPUT", "-p", "tcp", "--dport", "22", "--syn", "-j", "DROP",
                 ])?;
+                // The floods come from IPv6 sources: strangers' SYNs to 22 meet the same DROP
+                // there (the lab's real clients are IPv4, opened by the start command).
+                server.firewall(
+                    "ip6tables",
+                    &[
+                        "-A", "INPUT", "-p", "tcp", "--dport", "22", "--syn", "-j", "DROP",
+                    ],
+                )?;
                 let lab = &server.scene.lab;
                 match setup.knockd_output {
                     Output::Debug => Running::Debug(
@@ -135,16 +143,20 @@ impl Server {
     }
 
     fn iptables(&self, args: &[&str]) -> Result<()> {
+        self.firewall("iptables", args)
+    }
+
+    fn firewall(&self, program: &str, args: &[&str]) -> Result<()> {
         let status = self
             .scene
             .lab
             .server
-            .command("iptables")
+            .command(program)
             .args(args)
             .status()
-            .context("iptables")?;
+            .context(program.to_owned())?;
         if !status.success() {
-            bail!("iptables {} failed", args.join(" "));
+            bail!("{program} {} failed", args.join(" "));
         }
         Ok(())
     }

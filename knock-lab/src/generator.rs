@@ -11,7 +11,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::Lab;
-use crate::live::LiveFrames;
+use crate::live::{DropAll, LiveFrames};
 use crate::txring::TxRing;
 
 /// Where the stamp starts in an untagged IPv6 frame: byte 8 of the source address.
@@ -130,6 +130,23 @@ impl Lab {
     pub fn server_napi(&self) -> io::Result<()> {
         let iface = self.server_if.clone();
         self.server.enter(move || set_gro(&iface))?
+    }
+}
+
+impl Lab {
+    /// Attaches an XDP program that drops every frame to the server's veth, until the returned
+    /// value is dropped: the floor under any XDP gate.
+    pub fn server_drop_all(&self) -> io::Result<DropAll> {
+        let iface = self.server_if.clone();
+        self.server.enter(move || {
+            let name = CString::new(iface).map_err(io::Error::other)?;
+            // SAFETY: if_nametoindex reads a valid C string.
+            let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+            if index == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            DropAll::attach(index)
+        })?
     }
 }
 
@@ -265,8 +282,8 @@ impl Open {
                     })?;
                     if now > 0 {
                         progress = Instant::now();
-                    } else if progress.elapsed() > Duration::from_secs(1) {
-                        return Err(io::Error::other("the TX ring sent nothing for a second"));
+                    } else if progress.elapsed() > Duration::from_secs(10) {
+                        return Err(io::Error::other("the TX ring sent nothing for ten seconds"));
                     }
                     sent += now;
                 }

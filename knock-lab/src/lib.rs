@@ -21,6 +21,7 @@ mod txring;
 pub use bpffs::BpfMount;
 pub use daemon::Daemon;
 pub use generator::{Flood, Flooded, Sender, stamp};
+pub use live::DropAll;
 pub use netns::Netns;
 pub use raw::Capture;
 pub use scene::{SHORT, Scene, SceneBuilder};

@@ -54,6 +54,59 @@ fn fd(rc: i64) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(rc as i32) }
 }
 
+/// Loads an XDP program given as instructions, with the verifier's log in the error.
+fn load_xdp(program: &[u64], what: &str) -> io::Result<OwnedFd> {
+    let license = c"GPL";
+    let mut log = vec![0u8; 4096];
+    let mut attr = [0u64; 16];
+    attr[0] = u64::from(BPF_PROG_TYPE_XDP) | ((program.len() as u64) << 32);
+    attr[1] = program.as_ptr() as u64;
+    attr[2] = license.as_ptr() as u64;
+    // log_level, log_size; log_buf.
+    attr[3] = 1 | ((log.len() as u64) << 32);
+    attr[4] = log.as_mut_ptr() as u64;
+    bpf(BPF_PROG_LOAD, &mut attr).map(fd).map_err(|error| {
+        let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+        io::Error::new(
+            error.kind(),
+            format!(
+                "loading {what}: {error}: {}",
+                String::from_utf8_lossy(&log[..end]).trim()
+            ),
+        )
+    })
+}
+
+/// An XDP program that drops every frame, attached to an interface through a BPF link: the
+/// floor under any XDP gate, what the driver and the way into XDP cost alone. Detached when
+/// dropped (the link is this value's descriptor).
+pub struct DropAll {
+    _link: OwnedFd,
+}
+
+impl DropAll {
+    /// Attaches to `ifindex` of the calling thread's namespace.
+    pub fn attach(ifindex: u32) -> io::Result<Self> {
+        const BPF_LINK_CREATE: i64 = 28;
+        const BPF_XDP: u32 = 37;
+        let program = load_xdp(
+            &[insn(0xb7, 0, 0, 0, 1), insn(0x95, 0, 0, 0, 0)], // XDP_DROP; exit
+            "the drop-all program",
+        )?;
+        let mut attr = [0u64; 16];
+        // prog_fd, target_ifindex; attach_type, flags.
+        attr[0] = program.as_raw_fd() as u64 | (u64::from(ifindex) << 32);
+        attr[1] = u64::from(BPF_XDP);
+        let link = bpf(BPF_LINK_CREATE, &mut attr).map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("attaching the drop-all program: {error}"),
+            )
+        })?;
+        Ok(Self { _link: fd(link) })
+    }
+}
+
 impl LiveFrames {
     /// Loads the program; its counter starts at `first`.
     pub fn load(first: u32) -> io::Result<Self> {
@@ -95,30 +148,10 @@ impl LiveFrames {
             insn(0xb7, 0, 0, 0, 2),         // pass: XDP_PASS
             insn(0x95, 0, 0, 0, 0),         // exit
         ];
-        let license = c"GPL";
-        let mut log = vec![0u8; 4096];
-        let mut attr = [0u64; 16];
-        attr[0] = u64::from(BPF_PROG_TYPE_XDP) | ((program.len() as u64) << 32);
-        attr[1] = program.as_ptr() as u64;
-        attr[2] = license.as_ptr() as u64;
-        // log_level, log_size; log_buf.
-        attr[3] = 1 | ((log.len() as u64) << 32);
-        attr[4] = log.as_mut_ptr() as u64;
-        let program = bpf(BPF_PROG_LOAD, &mut attr).map_err(|error| {
-            let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
-            io::Error::new(
-                error.kind(),
-                format!(
-                    "loading the live-frames sender: {error}: {}",
-                    String::from_utf8_lossy(&log[..end]).trim()
-                ),
-            )
-        })?;
+        let program = load_xdp(&program, "the live-frames sender")?;
         // The program holds the map now; its descriptor may go.
         drop(counter);
-        Ok(Self {
-            program: fd(program),
-        })
+        Ok(Self { program })
     }
 
     /// Transmits `count` stamped copies of `frame` out of `ifindex` (of the calling thread's

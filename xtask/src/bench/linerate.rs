@@ -123,7 +123,7 @@ fn rx_packets(lab: &Lab) -> Result<u64> {
 }
 
 pub struct StrangerRow {
-    pub kind: Kind,
+    pub name: String,
     pub offered: u64,
     pub delivered: u64,
     pub seconds: f64,
@@ -132,10 +132,36 @@ pub struct StrangerRow {
 }
 
 /// Strangers' SYNs to 22, each from a new source, flat out from the flood sender, for
-/// `duration`: knockd's iptables DROP rule or knock's XDP gate drops them.
+/// `duration`: first into an XDP program that drops everything (the floor: the veth and the way
+/// into XDP), then knockd's iptables DROP rule, then knock's XDP gate.
 pub fn strangers(binary: &Path, duration: Duration, max_packets: u64) -> Result<Vec<StrangerRow>> {
     let template = syn_template(22)?;
+    let flood = Flood {
+        sender: FLOOD_SENDER,
+        rate: None,
+        duration,
+        max_packets,
+        threads: FLOOD_THREADS,
+    };
     let mut rows = Vec::new();
+    {
+        let lab = Lab::new().context("building the lab (needs root)")?;
+        let _drop = lab
+            .server_drop_all()
+            .context("attaching the drop-all program")?;
+        let received = rx_packets(&lab)?;
+        let softirq_before = softirq_seconds();
+        let done = lab.flood_from_client(&template, flood)?;
+        std::thread::sleep(Duration::from_millis(100));
+        rows.push(StrangerRow {
+            name: "floor: an XDP program that only drops".to_owned(),
+            offered: done.offered,
+            delivered: rx_packets(&lab)? - received,
+            seconds: done.seconds,
+            daemon_cpu_s: 0.0,
+            softirq_s: softirq_seconds() - softirq_before,
+        });
+    }
     for kind in [Kind::Knockd, Kind::KnockStrict] {
         let server = Server::start(
             kind,
@@ -150,19 +176,10 @@ pub fn strangers(binary: &Path, duration: Duration, max_packets: u64) -> Result<
         let received = server.rx_packets()?;
         let cpu_before = cpu_seconds(pid).context("the daemon's CPU time")?;
         let softirq_before = softirq_seconds();
-        let done = server.scene.lab.flood_from_client(
-            &template,
-            Flood {
-                sender: FLOOD_SENDER,
-                rate: None,
-                duration,
-                max_packets,
-                threads: FLOOD_THREADS,
-            },
-        )?;
+        let done = server.scene.lab.flood_from_client(&template, flood)?;
         std::thread::sleep(Duration::from_millis(100));
         rows.push(StrangerRow {
-            kind,
+            name: kind.name().to_owned(),
             offered: done.offered,
             delivered: server.rx_packets()? - received,
             seconds: done.seconds,
@@ -189,7 +206,7 @@ pub fn strangers_table(rows: &[StrangerRow]) -> Table {
         let per_million = |s: f64| s * 1e6 / row.delivered.max(1) as f64;
         let rate = |n: u64| format!("{:.0}", n as f64 / row.seconds.max(1e-9));
         table.row(vec![
-            row.kind.name().to_owned(),
+            row.name.clone(),
             rate(row.offered),
             rate(row.delivered),
             format!("{:.0}", row.delivered as f64 / row.softirq_s.max(1e-3)),

@@ -6,10 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use knock_lab::Flood;
 
 use super::connect::{Sources, attempt};
-use super::linerate::{FLOOD_SENDER, FLOOD_THREADS, syn_template};
+use super::linerate::{Best, syn_template};
 use super::report::{Table, median};
 use super::server::{KNOCKS, Kind, Output, Server, Setup, cpu_seconds, softirq_seconds};
 
@@ -25,6 +24,8 @@ pub struct Row {
     pub delivered: u64,
     pub seconds: f64,
     pub attempts: usize,
+    /// Attempts whose knocks the client's own interface would not take.
+    pub refused: usize,
     pub connected: usize,
     pub median_ms: f64,
     pub daemon_cpu_s: f64,
@@ -34,7 +35,12 @@ pub struct Row {
 /// Floods for `duration` (at most `max_packets`), paced at [`TARGET_PPS`] (or as fast as the
 /// flood sender goes, if that is less), each frame a first knock from a new source in
 /// 2001:db8:f100::/48, while a real client knocks and connects once a second.
-pub fn measure(binary: &Path, duration: Duration, max_packets: u64) -> Result<Vec<Row>> {
+pub fn measure(
+    binary: &Path,
+    best: Best,
+    duration: Duration,
+    max_packets: u64,
+) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let template = syn_template(KNOCKS[0])?;
     for kind in [Kind::Knockd, Kind::KnockStrict] {
@@ -54,27 +60,26 @@ pub fn measure(binary: &Path, duration: Duration, max_packets: u64) -> Result<Ve
         let softirq_before = softirq_seconds();
         let started = Instant::now();
         let flooding = AtomicBool::new(true);
-        let (flooded, times, attempts) = std::thread::scope(|scope| -> Result<_> {
+        let (flooded, times, attempts, refused) = std::thread::scope(|scope| -> Result<_> {
             let flood = scope.spawn(|| {
                 let done = server.scene.lab.flood_from_client(
                     &template,
-                    Flood {
-                        sender: FLOOD_SENDER,
-                        rate: Some(TARGET_PPS),
-                        duration,
-                        max_packets,
-                        threads: FLOOD_THREADS,
-                    },
+                    best.flood(Some(TARGET_PPS), duration, max_packets),
                 );
                 flooding.store(false, Ordering::Relaxed);
                 done
             });
-            let (mut times, mut attempts) = (Vec::new(), 0);
+            let (mut times, mut attempts, mut refused) = (Vec::new(), 0, 0);
             let mut tick = Instant::now();
             while flooding.load(Ordering::Relaxed) {
                 let source = sources.take();
                 attempts += 1;
-                times.extend(attempt(&server, source, Duration::ZERO)?);
+                // Knocks the client's own interface refused ten times over count as a failed
+                // attempt: the flood kept the client out.
+                match attempt(&server, source, Duration::ZERO) {
+                    Ok(time) => times.extend(time),
+                    Err(_) => refused += 1,
+                }
                 sources.done(source);
                 tick += Duration::from_secs(1);
                 if let Some(left) = tick.checked_duration_since(Instant::now()) {
@@ -85,7 +90,7 @@ pub fn measure(binary: &Path, duration: Duration, max_packets: u64) -> Result<Ve
                 .join()
                 .map_err(|_| anyhow::anyhow!("the flood thread panicked"))?
                 .context("the flood")?;
-            Ok((flooded, times, attempts))
+            Ok((flooded, times, attempts, refused))
         })?;
         let seconds = started.elapsed().as_secs_f64();
         let daemon_cpu_s = cpu_seconds(pid).context("the daemon's CPU time")? - cpu_before;
@@ -98,6 +103,7 @@ pub fn measure(binary: &Path, duration: Duration, max_packets: u64) -> Result<Ve
             delivered,
             seconds: flooded.seconds.min(seconds),
             attempts,
+            refused,
             connected: times.len(),
             median_ms: median(&mut ms),
             daemon_cpu_s,
@@ -137,10 +143,15 @@ pub fn table(rows: &[Row]) -> Table {
             format!("{:.0}", rate(row.delivered)),
             met(rate(row.packets) >= TARGET_PPS as f64),
             format!(
-                "{} of {} ({:.0} %)",
+                "{} of {} ({:.0} %){}",
                 row.connected,
                 row.attempts,
-                success * 100.0
+                success * 100.0,
+                if row.refused > 0 {
+                    format!("; {} could not knock", row.refused)
+                } else {
+                    String::new()
+                }
             ),
             if row.kind == Kind::Knockd {
                 String::new()

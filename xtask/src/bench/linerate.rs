@@ -16,10 +16,54 @@ use super::server::{Kind, Output, Server, Setup, cpu_seconds, softirq_seconds};
 /// The flood's sources: 2001:db8:f100:0:n:!n (see `knock_lab::stamp`).
 pub const SPOOFED: &str = "2001:db8:f100::";
 
-/// The sender the floods use: the best one measured here (see docs/bench.md).
-pub const FLOOD_SENDER: Sender = Sender::TxRing;
-/// Its threads: one per core of this two-core machine.
-pub const FLOOD_THREADS: u32 = 2;
+/// The sender the floods use: the one that delivered most in this run's senders table.
+#[derive(Clone, Copy, Debug)]
+pub struct Best {
+    pub sender: Sender,
+    pub threads: u32,
+}
+
+impl Best {
+    /// The sender of `rows` that delivered the most packets per second, or the TX ring with one
+    /// thread per core of this two-core machine when none sent anything.
+    pub fn of(rows: &[SenderRow]) -> Self {
+        rows.iter()
+            .filter(|row| row.error.is_none() && row.seconds > 0.0)
+            .max_by(|a, b| {
+                let rate = |row: &SenderRow| row.delivered as f64 / row.seconds;
+                rate(a).total_cmp(&rate(b))
+            })
+            .map_or(
+                Self {
+                    sender: Sender::TxRing,
+                    threads: 2,
+                },
+                |row| Self {
+                    sender: row.sender,
+                    threads: row.threads,
+                },
+            )
+    }
+
+    pub fn flood(self, rate: Option<u64>, duration: Duration, max_packets: u64) -> Flood {
+        Flood {
+            sender: self.sender,
+            rate,
+            duration,
+            max_packets,
+            threads: self.threads,
+        }
+    }
+
+    pub fn describe(self) -> String {
+        format!(
+            "Sent with {}, {} thread{}: the sender that delivered most in the senders table.",
+            self.sender.name(),
+            self.threads,
+            if self.threads == 1 { "" } else { "s" }
+        )
+    }
+}
 
 /// A SYN from the spoofed range to `port` on the server's IPv6 address.
 pub fn syn_template(port: u16) -> Result<Vec<u8>> {
@@ -134,15 +178,14 @@ pub struct StrangerRow {
 /// Strangers' SYNs to 22, each from a new source, flat out from the flood sender, for
 /// `duration`: first into an XDP program that drops everything (the floor: the veth and the way
 /// into XDP), then knockd's iptables DROP rule, then knock's XDP gate.
-pub fn strangers(binary: &Path, duration: Duration, max_packets: u64) -> Result<Vec<StrangerRow>> {
+pub fn strangers(
+    binary: &Path,
+    best: Best,
+    duration: Duration,
+    max_packets: u64,
+) -> Result<Vec<StrangerRow>> {
     let template = syn_template(22)?;
-    let flood = Flood {
-        sender: FLOOD_SENDER,
-        rate: None,
-        duration,
-        max_packets,
-        threads: FLOOD_THREADS,
-    };
+    let flood = best.flood(None, duration, max_packets);
     let mut rows = Vec::new();
     {
         let lab = Lab::new().context("building the lab (needs root)")?;

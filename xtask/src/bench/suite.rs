@@ -123,6 +123,7 @@ pub fn run(quick: bool, packets_only: bool) -> anyhow::Result<()> {
     part("3. line rate: senders");
     let load = report::load();
     let rows = linerate::senders(plan.burst, plan.flood_max)?;
+    let best = linerate::Best::of(&rows);
     let mut table = linerate::senders_table(&rows);
     table.note(loads(&load));
     show(&table);
@@ -130,16 +131,18 @@ pub fn run(quick: bool, packets_only: bool) -> anyhow::Result<()> {
 
     part("3. line rate: strangers' SYNs to SSH");
     let load = report::load();
-    let rows = linerate::strangers(&binary, plan.burst * 2, plan.flood_max)?;
+    let rows = linerate::strangers(&binary, best, plan.burst * 2, plan.flood_max)?;
     let mut table = linerate::strangers_table(&rows);
+    table.note(best.describe());
     table.note(loads(&load));
     show(&table);
     tables.push(table);
 
     part("3. flood of first knocks");
     let load = report::load();
-    let rows = flood::measure(&binary, plan.flood, plan.flood_max)?;
+    let rows = flood::measure(&binary, best, plan.flood, plan.flood_max)?;
     let mut table = flood::table(&rows);
+    table.note(best.describe());
     table.note(loads(&load));
     show(&table);
     tables.push(table);

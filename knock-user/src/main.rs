@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use knock_user::cli::knock::{self as client, Family};
 use knock_user::cli::status::Format;
-use knock_user::config::{self, DEFAULT_PATH};
+use knock_user::config::DEFAULT_PATH;
 use knock_user::daemon::{self, RunOptions};
 use knock_user::kernel::AttachMode;
 use knock_user::plan::Switches;
@@ -45,6 +45,9 @@ enum Command {
         /// Print only warnings and errors (knock.service checks before each start and reload).
         #[arg(short, long)]
         quiet: bool,
+        /// Judge the file as `run -4` would use it: IPv6 packets never count as knocks.
+        #[arg(short = '4', long = "only-ip-v4")]
+        only_ipv4: bool,
     },
     /// Send a knock sequence, as knock(1) does, or the current rotating sequence of a door.
     Knock(KnockArgs),
@@ -56,6 +59,10 @@ enum Command {
     Status(StatusArgs),
     /// Close every door, detach the program and remove its pinned state.
     Stop(StopArgs),
+    /// Keep what `run --trial` started: without this, it undoes itself when the trial ends.
+    Confirm(StopArgs),
+    /// Forget a source's failures and lift its ban, with or without a running daemon.
+    Unban(UnbanArgs),
     /// Write man pages and shell completions into DIR (for packaging).
     #[command(hide = true)]
     GenerateManuals { dir: PathBuf },
@@ -110,6 +117,14 @@ struct RunArgs {
     /// too (overrides Mirror in [options]).
     #[arg(long, value_enum, value_name = "FIREWALL")]
     mirror: Option<knock_user::mirror::Backend>,
+    /// Undo everything after DURATION (90s, 10m, 1h), as `knock-user stop` does, unless
+    /// `knock-user confirm` arrives first: a first start that cannot lock you out.
+    #[arg(long, value_name = "DURATION", value_parser = knock_user::cli::duration)]
+    trial: Option<Duration>,
+    /// Judge every packet but drop none: log (rate-limited) and count the new connections the
+    /// gate would drop.
+    #[arg(long)]
+    observe: bool,
     /// The iptables chain of --mirror iptables, which INPUT jumps to (default: KNOCKD).
     #[arg(long, value_name = "NAME")]
     mirror_chain: Option<String>,
@@ -159,6 +174,14 @@ struct StatusArgs {
 struct StopArgs {
     #[command(flatten)]
     pinned: Pinned,
+}
+
+#[derive(Args)]
+struct UnbanArgs {
+    #[command(flatten)]
+    pinned: Pinned,
+    /// The source to let knock again.
+    address: std::net::IpAddr,
 }
 
 #[derive(Args)]
@@ -303,7 +326,9 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             lookup: args.lookup,
             switches: Switches {
                 ipv4_only: args.only_ipv4,
+                observe: args.observe,
             },
+            trial: args.trial,
             pid_file: args.pid_file,
             log_file: args.log_file,
             state_root: (!args.ephemeral).then_some(args.state_dir),
@@ -337,20 +362,35 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Check { config, quiet } => {
-            let config = config::load(&config)?;
-            if !quiet {
-                print!("{}", knock_user::cli::check::describe(&config));
-            }
-            for warning in
-                knock_user::cli::check::warnings(&config, &knock_user::system::served::ports())
-                    .into_iter()
-                    .chain(knock_user::cli::check::unmarkable(&config))
+        Command::Confirm(args) => {
+            let pinned = &args.pinned;
+            for done in
+                knock_user::cli::confirm::confirm(&pinned.state_dir, pinned.interface.as_deref())?
             {
-                eprintln!("warning: {warning}");
+                println!("{done}");
             }
             Ok(())
         }
+        Command::Unban(args) => {
+            let pinned = &args.pinned;
+            let unbanned = knock_user::cli::unban::unban(
+                &pinned.state_dir,
+                pinned.interface.as_deref(),
+                args.address,
+            )?;
+            if unbanned.is_empty() {
+                anyhow::bail!("{}", pinned.nothing_attached());
+            }
+            for done in unbanned {
+                println!("{}: {done}", args.address);
+            }
+            Ok(())
+        }
+        Command::Check {
+            config,
+            quiet,
+            only_ipv4,
+        } => knock_user::cli::check::run(&config, quiet, only_ipv4),
         Command::Knock(args) => {
             let ports = match &args.secret_file {
                 Some(file) => client::rotating_sequence(file, &args.ports)?,

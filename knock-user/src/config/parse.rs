@@ -48,41 +48,66 @@ enum Key {
     MirrorTable,
 }
 
+/// Every key knock reads, aliases included, and whether knockd reads it too.
+const KEYS: &[(&str, Key, Origin)] = {
+    use Key::*;
+    use Origin::{Extension, Knockd};
+    &[
+        ("UseSyslog", UseSyslog, Knockd),
+        ("LogFile", LogFile, Knockd),
+        ("PidFile", PidFile, Knockd),
+        ("Interface", Interface, Knockd),
+        ("Sequence", Sequence, Knockd),
+        ("One_Time_Sequences", OneTimeSequences, Knockd),
+        ("Seq_Timeout", SeqTimeout, Knockd),
+        ("Timeout", SeqTimeout, Knockd),
+        ("TCPFlags", TcpFlags, Knockd),
+        ("Start_Command", StartCommand, Knockd),
+        ("Command", StartCommand, Knockd),
+        ("Start_Command_6", StartCommand6, Knockd),
+        ("Command_6", StartCommand6, Knockd),
+        ("Cmd_Timeout", CmdTimeout, Knockd),
+        ("Stop_Command", StopCommand, Knockd),
+        ("Stop_Command_6", StopCommand6, Knockd),
+        ("Target", Target, Knockd),
+        ("Protect", Protect, Extension),
+        ("Progress", Progress, Extension),
+        ("Progress_Capacity", ProgressCapacity, Extension),
+        ("Gate_Capacity", GateCapacity, Extension),
+        ("Always_Allow", AlwaysAllow, Extension),
+        ("Ban_Failures", BanFailures, Extension),
+        ("Ban_Window", BanWindow, Extension),
+        ("Ban_Time", BanTime, Extension),
+        ("SPA", Spa, Extension),
+        ("SPA_Keys", SpaKeys, Extension),
+        ("SPA_Port", SpaPort, Extension),
+        ("SPA_Window", SpaWindow, Extension),
+        ("Secret_File", SecretFile, Extension),
+        ("Mirror", Mirror, Extension),
+        ("Mirror_Chain", MirrorChain, Extension),
+        ("Mirror_Table", MirrorTable, Extension),
+    ]
+};
+
+/// Whether knockd knows a key, or only knock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    Knockd,
+    Extension,
+}
+
+/// The keys knock reads beyond knockd's, as the unknown-key error and the docs list them.
+pub fn extension_keys() -> impl Iterator<Item = &'static str> {
+    KEYS.iter()
+        .filter(|(_, _, origin)| *origin == Origin::Extension)
+        .map(|(name, _, _)| *name)
+}
+
 impl Key {
     fn from_name(name: &str) -> Option<Self> {
-        Some(match name.to_ascii_lowercase().as_str() {
-            "usesyslog" => Self::UseSyslog,
-            "logfile" => Self::LogFile,
-            "pidfile" => Self::PidFile,
-            "interface" => Self::Interface,
-            "progress_capacity" => Self::ProgressCapacity,
-            "gate_capacity" => Self::GateCapacity,
-            "sequence" => Self::Sequence,
-            "one_time_sequences" => Self::OneTimeSequences,
-            "seq_timeout" | "timeout" => Self::SeqTimeout,
-            "tcpflags" => Self::TcpFlags,
-            "start_command" | "command" => Self::StartCommand,
-            "start_command_6" | "command_6" => Self::StartCommand6,
-            "cmd_timeout" => Self::CmdTimeout,
-            "stop_command" => Self::StopCommand,
-            "stop_command_6" => Self::StopCommand6,
-            "target" => Self::Target,
-            "protect" => Self::Protect,
-            "progress" => Self::Progress,
-            "spa_port" => Self::SpaPort,
-            "spa_keys" => Self::SpaKeys,
-            "spa_window" => Self::SpaWindow,
-            "always_allow" => Self::AlwaysAllow,
-            "ban_failures" => Self::BanFailures,
-            "ban_window" => Self::BanWindow,
-            "ban_time" => Self::BanTime,
-            "spa" => Self::Spa,
-            "secret_file" => Self::SecretFile,
-            "mirror" => Self::Mirror,
-            "mirror_chain" => Self::MirrorChain,
-            "mirror_table" => Self::MirrorTable,
-            _ => return None,
-        })
+        KEYS.iter()
+            .find(|(known, _, _)| known.eq_ignore_ascii_case(name))
+            .map(|(_, key, _)| *key)
     }
 
     const fn is_option(self) -> bool {
@@ -184,7 +209,10 @@ impl Reader<'_> {
         } else {
             strip_comment(value)
         };
-        if value.is_empty() {
+        // knockd documents an empty `Start_Command_6 =` (and `Stop_Command_6 =`) as "no command
+        // for IPv6 sources", instead of falling back to the IPv4 one.
+        let empty_means_none = matches!(key, Key::StartCommand6 | Key::StopCommand6);
+        if value.is_empty() && !empty_means_none {
             return Err(self.error(number, Some(name), ErrorKind::MissingValue("this key")));
         }
         self.set(number, name, key, value)
@@ -324,7 +352,10 @@ impl Reader<'_> {
                 Key::StopCommand => door.stop_command = Some(value.to_owned()),
                 Key::StopCommand6 => door.stop_command_6 = Some(value.to_owned()),
                 Key::Target => door.target = Some(value::address(value)?),
-                Key::Protect => door.protect = value::protected_ports(value)?,
+                Key::Protect => {
+                    door.protect = value::protected_ports(value)?;
+                    door.protection = super::Protection::Given;
+                }
                 Key::Progress => door.progress = Some(value::progress_rule(value)?),
                 Key::Spa => door.spa = value::yes_no(value)?,
                 Key::SecretFile => door.secret_file = Some(value.into()),
@@ -352,9 +383,25 @@ impl Reader<'_> {
                 return Err(self.error(door.line, None, kind));
             }
             if sources > 1 {
-                let kind = ErrorKind::TwoSequences(door.name.clone());
+                let keys: Vec<&str> = [
+                    (!door.sequence.is_empty(), "Sequence"),
+                    (door.one_time_sequences.is_some(), "One_Time_Sequences"),
+                    (door.secret_file.is_some(), "Secret_File"),
+                ]
+                .into_iter()
+                .filter_map(|(set, key)| set.then_some(key))
+                .collect();
+                let listed = match keys.as_slice() {
+                    [first, second] => format!("both {first} and {second}"),
+                    [first, second, third] => format!("{first}, {second} and {third}"),
+                    _ => keys.join(", "),
+                };
+                let kind = ErrorKind::TwoSequences(door.name.clone(), listed);
                 return Err(self.error(door.line, None, kind));
             }
+        }
+        for index in 0..self.doors.len() {
+            self.derive_protection(index)?;
         }
         self.check_spa()?;
         self.check_overlaps()?;
@@ -389,10 +436,15 @@ impl Reader<'_> {
             for port in &door.protect {
                 if let Some(other) = self.doors.iter().find(|d| d.sequence.contains(port)) {
                     let message = format!(
-                        "port {}:{} is protected by door `{}` and is also a knock of door `{}`",
+                        "port {}:{} is protected by door `{}`{} and is also a knock of door `{}`",
                         port.port,
                         port.proto_name(),
                         door.name,
+                        if door.protection == super::Protection::Derived {
+                            " (read from its start command; Protect says otherwise)"
+                        } else {
+                            ""
+                        },
                         other.name
                     );
                     return Err(self.error(
@@ -408,6 +460,60 @@ impl Reader<'_> {
 }
 
 impl Reader<'_> {
+    /// A door without `Protect` protects what its start commands open, nothing when they only
+    /// take access away, and knock's default when they say nothing knock can read.
+    fn derive_protection(&mut self, index: usize) -> Result<(), ConfigError> {
+        use super::Protection;
+        use super::meaning::{Effect, effect};
+        let door = &self.doors[index];
+        if door.protection == Protection::Given {
+            return Ok(());
+        }
+        let commands: Vec<&str> = [&door.start_command, &door.start_command_6]
+            .into_iter()
+            .filter_map(|c| c.as_deref())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if commands.is_empty() {
+            return Ok(());
+        }
+        let mut opened = std::collections::BTreeSet::new();
+        let mut removes = 0;
+        for command in &commands {
+            match effect(command) {
+                Effect::Opens(ports) => opened.extend(ports),
+                Effect::RemovesOnly => removes += 1,
+                Effect::Unclear => {
+                    self.doors[index].protection = Protection::Unclear;
+                    return Ok(());
+                }
+            }
+        }
+        let (protection, protect) = if removes == commands.len() {
+            (Protection::RemovesAccess, Vec::new())
+        } else if removes == 0 {
+            (Protection::Derived, opened.into_iter().collect::<Vec<_>>())
+        } else {
+            // One family's command opens, the other's removes: not something to guess about.
+            self.doors[index].protection = Protection::Unclear;
+            return Ok(());
+        };
+        if protect.len() > knock_common::MAX_GUARDED_PORTS {
+            let message = format!(
+                "the start command opens {} ports; a door protects at most {}: say which with \
+                 Protect",
+                protect.len(),
+                knock_common::MAX_GUARDED_PORTS
+            );
+            let line = door.line;
+            return Err(self.error(line, Some("Start_Command"), ErrorKind::BadValue(message)));
+        }
+        let door = &mut self.doors[index];
+        door.protection = protection;
+        door.protect = protect;
+        Ok(())
+    }
+
     /// SPA needs keys, and its port must be neither a knock nor a protected port.
     fn check_spa(&mut self) -> Result<(), ConfigError> {
         let Some(door) = self.doors.iter().find(|d| d.spa) else {

@@ -28,6 +28,7 @@ pub mod detach;
 mod handover;
 mod once;
 mod reload;
+mod safety;
 mod serve;
 mod start;
 
@@ -53,6 +54,9 @@ pub struct RunOptions {
     pub state_root: Option<PathBuf>,
     /// The firewall to mirror open doors into (`--mirror`), over the configuration's `Mirror`.
     pub mirror: crate::mirror::Request,
+    /// `--trial`: undo everything (as `knock-user stop`) unless `knock-user confirm` arrives
+    /// within this long.
+    pub trial: Option<Duration>,
 }
 
 /// How often stale progress and gate entries are cleared.
@@ -83,6 +87,8 @@ struct Daemon {
     mirror_target: Option<crate::mirror::Target>,
     /// The number of open doors systemd's STATUS= last showed.
     told_open: usize,
+    /// While a trial runs: when it undoes itself (Unix time, s).
+    trial_until_unix_s: Option<u64>,
 }
 
 /// Runs the daemon until a signal stops it.

@@ -49,6 +49,8 @@ pub struct Plan {
 pub struct Switches {
     /// knockd's `-4`: IPv6 packets are never knocks.
     pub ipv4_only: bool,
+    /// `--observe`: the program judges but drops nothing, and reports what it would drop.
+    pub observe: bool,
 }
 
 impl Plan {

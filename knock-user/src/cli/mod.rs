@@ -4,12 +4,14 @@
 
 pub mod check;
 pub mod confirm;
+pub mod hosts;
 pub mod keygen;
 pub mod knock;
 pub mod manuals;
 pub mod spa;
 pub mod status;
 pub mod stop;
+pub mod stun;
 pub mod unban;
 
 use std::time::Duration;

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use knock_common::door::ONCE;
 use knock_common::ports::{self, KNOCK, SERVED};
-use knock_common::settings::{ALWAYS_ALLOWING, IPV4_ONLY, Settings};
+use knock_common::settings::{ALWAYS_ALLOWING, IPV4_ONLY, OBSERVING, Settings};
 use knock_common::{Addr, Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, ProgressRule, ProtoPort};
 
 use crate::config::{Config, DoorConfig};
@@ -220,6 +220,7 @@ impl Plan {
                 strict_doors,
                 generation: 0,
                 flags: if switches.ipv4_only { IPV4_ONLY } else { 0 }
+                    | if switches.observe { OBSERVING } else { 0 }
                     | if options.always_allow.is_empty() {
                         0
                     } else {

@@ -7,5 +7,6 @@
 mod kernel;
 
 mod corpus;
+mod observe;
 mod verdicts;
 mod verifier;

@@ -15,6 +15,8 @@ mod hostile;
 mod knockd_dropin;
 mod l3_links;
 mod mirror;
+mod nat;
 mod one_time;
 mod operations;
 mod replay;
+mod safety_net;

@@ -31,6 +31,16 @@ impl Daemon {
         }
     }
 
+    /// Says that nothing is dropped, when observing.
+    pub(super) fn announce_observing(&self) {
+        if self.options.switches.observe {
+            self.journal.line(
+                "knock: observing: every packet is judged and none dropped; each new connection \
+                 the gate would drop is logged (a few a second) and counted (observe_passed)",
+            );
+        }
+    }
+
     /// Starts the trial's clock, if there is a trial.
     pub(super) fn begin_trial(&mut self) {
         let Some(trial) = self.options.trial else {

@@ -52,6 +52,7 @@ impl Daemon {
         });
         self.announce(&maps);
         self.warn_of_lockouts();
+        self.announce_observing();
         self.begin_trial();
         self.record_daemon(self.predecessor.map_or(0, |p| p.closed_through_ns));
         // Events that waited in the ring while no daemon ran come first, then the doors still
@@ -118,6 +119,12 @@ impl Daemon {
         let exit = if exit == Exit::Leave && self.in_trial() {
             self.journal
                 .line("knock: stopped during a trial nobody confirmed: undoing it");
+            Exit::Forget
+        } else if exit == Exit::Leave && self.options.switches.observe {
+            // A program that drops nothing guards nothing: leaving it attached would pass for
+            // a guard in `status` and hide that the host is open.
+            self.journal
+                .line("knock: stopped while observing: the program detaches, nothing stays");
             Exit::Forget
         } else {
             exit

@@ -249,6 +249,10 @@ fn observing_drops_nothing_and_logs_what_the_gate_would_have_dropped() {
     scene
         .start_daemon(&["--observe"])
         .expect("the daemon starts");
+    expect_line(
+        &scene,
+        "knock: observing: every packet is judged and none dropped",
+    );
     assert!(ssh(&scene).is_ok(), "observing, the gate drops nothing");
     let line = expect_line(&scene, "would have been dropped");
     assert_eq!(
@@ -263,8 +267,13 @@ fn observing_drops_nothing_and_logs_what_the_gate_would_have_dropped() {
     knock(&scene, &["4438", "1813", "8235"]);
     expect_line(&scene, "198.51.100.2: openSSH: Stage 3");
     expect_line(&scene, "198.51.100.2: openSSH: OPEN SESAME");
-    let (_, clean) = scene.stop_daemon();
-    assert!(clean);
+    // Stopped, an observing program leaves nothing that would pass for a guard.
+    scene.signal(libc::SIGINT);
+    expect_line(&scene, "stopped while observing: the program detaches");
+    let mut daemon = scene.take_daemon().expect("the daemon");
+    assert!(daemon.exits_within(WAIT), "the daemon exits");
+    assert!(!xdp_attached(&scene), "no program left on the interface");
+    assert_eq!(pinned(&scene), Vec::<String>::new(), "nothing left pinned");
 }
 
 #[test]

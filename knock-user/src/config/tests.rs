@@ -476,3 +476,24 @@ fn a_missing_default_file_points_at_the_packaged_example() {
     let elsewhere = unreadable(Path::new("/srv/knockd.conf"), &missing).to_string();
     assert!(!elsewhere.contains("examples"), "{elsewhere}");
 }
+
+#[test]
+fn the_docs_name_every_key_of_knocks_own() {
+    let migrating = include_str!("../../../docs/migrating-from-knockd.md");
+    let readme = include_str!("../../../README.md");
+    let listed = migrating
+        .split("knock adds keys knockd does not know:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("the migration guide lists knock's keys");
+    for key in parse::extension_keys() {
+        assert!(
+            listed.contains(&format!("`{key}`")),
+            "docs/migrating-from-knockd.md does not list `{key}`"
+        );
+        assert!(
+            readme.contains(&format!("`{key}`")),
+            "README.md does not describe `{key}`"
+        );
+    }
+}

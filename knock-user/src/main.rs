@@ -39,16 +39,14 @@ struct KnockdCli {
 enum Command {
     /// Attach to the interface and guard it until SIGINT or SIGTERM; SIGHUP reloads.
     Run(RunArgs),
-    /// Validate a configuration and print the effective doors.
+    /// Validate a configuration, print the effective doors, and judge the interfaces `run`
+    /// would guard; takes `run`'s options, so it checks what `run` will do.
     Check {
-        #[arg(short = 'c', long, value_name = "FILE", default_value = DEFAULT_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
         /// Print only warnings and errors (knock.service checks before each start and reload).
         #[arg(short, long)]
         quiet: bool,
-        /// Judge the file as `run -4` would use it: IPv6 packets never count as knocks.
-        #[arg(short = '4', long = "only-ip-v4")]
-        only_ipv4: bool,
     },
     /// Send a knock sequence, as knock(1) does, or the current rotating sequence of a door.
     Knock(KnockArgs),
@@ -83,8 +81,9 @@ struct RunArgs {
         value_name = "NAME"
     )]
     interfaces: Vec<String>,
-    /// Where the program runs: in the driver, or in the generic path for drivers without XDP.
-    #[arg(long, value_enum, default_value_t = AttachMode::Native)]
+    /// Where the program runs: in the driver where it can (auto), only in the driver (native),
+    /// or in the generic path that every driver has (skb).
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     xdp_mode: AttachMode,
     /// Detach from the terminal and write a pid file.
     #[arg(short = 'd', long)]
@@ -114,6 +113,10 @@ struct RunArgs {
     /// Pin nothing: the program detaches and all state goes when the daemon exits, as knockd.
     #[arg(long)]
     ephemeral: bool,
+    /// Where used single-use sequences are recorded on disk, so that a reboot cannot revive
+    /// one (a file per daemon, named after its first interface).
+    #[arg(long, value_name = "DIR", default_value = knock_user::daemon::DEFAULT_RECORD_DIR)]
+    record_dir: PathBuf,
     /// Mirror open doors into the host's firewall, so a default-drop INPUT lets the source in
     /// too (overrides Mirror in [options]).
     #[arg(long, value_enum, value_name = "FIREWALL")]
@@ -213,6 +216,10 @@ struct KnockArgs {
         value_name = "PORT[:tcp|:udp]"
     )]
     ports: Vec<String>,
+    /// With --secret-file: the sequence of the period holding this Unix time instead of now
+    /// (tests compare clients built for different CPUs).
+    #[arg(long, hide = true, value_name = "UNIX_S", requires = "secret_file")]
+    at: Option<u64>,
 }
 
 #[derive(Args)]
@@ -245,10 +252,22 @@ struct SpaArgs {
     /// Say what was sent.
     #[arg(short, long)]
     verbose: bool,
+    /// Seal with this Unix time instead of now (tests compare clients built for different CPUs).
+    #[arg(long, hide = true, value_name = "UNIX_S")]
+    at: Option<u64>,
+    /// Seal with this nonce, 32 hex digits, instead of random bytes: the packet is then the same
+    /// every time, which only tests want (the server refuses it as a replay after the first).
+    #[arg(long, hide = true, value_name = "HEX", value_parser = nonce)]
+    nonce: Option<[u8; 16]>,
     /// The server, or the name of a saved host.
     host: String,
     /// The door to open (default: the saved host's).
     door: Option<String>,
+}
+
+fn nonce(text: &str) -> Result<[u8; 16], String> {
+    knock_user::config::keys::unhex::<16>(text)
+        .ok_or_else(|| format!("`{text}` is not 32 hex digits"))
 }
 
 #[derive(Args)]
@@ -367,6 +386,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 chain: args.mirror_chain,
                 table: args.mirror_table,
             },
+            record_dir: args.record_dir,
         }),
         Command::Status(args) => knock_user::cli::status::run(
             &args.pinned.state_dir,
@@ -416,14 +436,16 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Check {
-            config,
-            quiet,
-            only_ipv4,
-        } => knock_user::cli::check::run(&config, quiet, only_ipv4),
+        Command::Check { run, quiet } => {
+            knock_user::cli::check::run(&run.config, quiet, run.only_ipv4, &run.interfaces)
+        }
         Command::Knock(args) => {
             let ports = match &args.secret_file {
-                Some(file) => client::rotating_sequence(file, &args.ports)?,
+                Some(file) => client::rotating_sequence(
+                    file,
+                    &args.ports,
+                    args.at.unwrap_or_else(knock_user::system::clock::unix_s),
+                )?,
                 None => args
                     .ports
                     .iter()
@@ -445,6 +467,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 stun: args.stun,
                 family: family(args.ipv4, args.ipv6),
                 hosts: args.hosts,
+                at: args.at,
+                nonce: args.nonce,
             })?;
             if args.verbose {
                 println!("{sent}");

@@ -10,7 +10,12 @@ use crate::config::{Config, Protection, advice};
 /// `quiet`), then warns on stderr about what deserves a second look, where knock will behave
 /// otherwise than knockd did with this file (`ipv4_only`: as with `run -4`), and an SSH session
 /// that would not get back in.
-pub fn run(path: &std::path::Path, quiet: bool, ipv4_only: bool) -> anyhow::Result<()> {
+pub fn run(
+    path: &std::path::Path,
+    quiet: bool,
+    ipv4_only: bool,
+    interfaces: &[String],
+) -> anyhow::Result<()> {
     let config = crate::config::load(path)?;
     if !quiet {
         print!("{}", describe(&config));
@@ -27,8 +32,13 @@ pub fn run(path: &std::path::Path, quiet: bool, ipv4_only: bool) -> anyhow::Resu
             .ok()
             .and_then(|session| advice::lockout(&config, &session)),
     );
+    let judged = crate::cli::interfaces::judge(interfaces, &config);
+    said.extend(judged.warnings);
     for warning in said {
         eprintln!("warning: {warning}");
+    }
+    if !judged.errors.is_empty() {
+        anyhow::bail!("{}", judged.errors.join("; "));
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 pub mod check;
 pub mod confirm;
 pub mod hosts;
+pub mod interfaces;
 pub mod keygen;
 pub mod knock;
 pub mod manuals;

@@ -104,7 +104,7 @@ impl Daemon {
     pub(super) fn check_served(&mut self) {
         let host = Host {
             served: served::ports(),
-            local: net::of_interfaces(&self.interfaces),
+            local: net::of_interfaces(&self.interfaces()),
         };
         if !self.desired.observe(host) {
             return;

@@ -5,9 +5,11 @@
 pub mod clock;
 pub mod cron;
 pub mod net;
+pub mod netlink;
 pub mod notify;
 pub mod proc;
 pub mod process;
 pub mod random;
+pub mod routes;
 pub mod served;
 pub mod watch;

@@ -8,5 +8,6 @@ mod kernel;
 
 mod corpus;
 mod observe;
+mod push;
 mod verdicts;
 mod verifier;

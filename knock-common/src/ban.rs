@@ -1,7 +1,16 @@
 //! The failure budget: a source that fails too often in a window is ignored for a while.
 //! Failures are attempts reset by a wrong knock and rejected SPA packets.
 
-/// One source's failures, the value of the `BANS` LRU map.
+use crate::Addr;
+
+/// The `BANS` key a source's failures and ban are held under. The program (counting and
+/// judging) and `knock-user unban` both go through here, so they always agree on it.
+#[inline(always)]
+pub const fn key(source: Addr) -> Addr {
+    source
+}
+
+/// One source's failures, the value of the `BANS` LRU map, keyed by [`key`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Strikes {

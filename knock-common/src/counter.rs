@@ -74,8 +74,11 @@ counters! {
     /// A single-use sequence completed but the record of used ones was full: the door stayed
     /// shut (failing closed).
     SpentFull = 24, "single_use_record_full";
+    /// Under `--observe`: a frame the program would have dropped, passed (the other counters
+    /// say why it would have: `gate_dropped`, `knock_port_dropped`, `malformed_dropped`, SPA).
+    ObservePassed = 25, "observe_passed";
 }
 
 /// Number of counters, the size of the `COUNTERS` map.
-pub const COUNT: u32 = 25;
+pub const COUNT: u32 = 26;
 const _: () = assert!(Counter::ALL.len() == COUNT as usize);

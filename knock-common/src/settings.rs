@@ -36,6 +36,8 @@ pub struct Settings {
 pub const IPV4_ONLY: u32 = 1;
 /// Some network is always allowed: only then is the gate's trie worth a lookup.
 pub const ALWAYS_ALLOWING: u32 = 2;
+/// `--observe`: judge every frame, drop none, report what the gate would have dropped.
+pub const OBSERVING: u32 = 4;
 
 impl Settings {
     pub const fn ipv4_only(&self) -> bool {
@@ -44,6 +46,10 @@ impl Settings {
 
     pub const fn always_allowing(&self) -> bool {
         self.flags & ALWAYS_ALLOWING != 0
+    }
+
+    pub const fn observing(&self) -> bool {
+        self.flags & OBSERVING != 0
     }
 }
 crate::assert_layout!(Settings, size = 56, align = 8);

@@ -1,7 +1,7 @@
 //! The failure budget in the kernel: strikes per source, and bans.
 
 use knock_common::Addr;
-use knock_common::ban::Strikes;
+use knock_common::ban::{self, Strikes};
 use knock_common::counter::Counter;
 use knock_common::event::kind;
 use knock_common::settings::Settings;
@@ -15,7 +15,7 @@ pub fn is_banned(source: Addr, settings: &Settings, now_ns: u64) -> bool {
     if settings.ban_limit == 0 {
         return false;
     }
-    match BANS.get_ptr(source) {
+    match BANS.get_ptr(ban::key(source)) {
         // SAFETY: an LRU entry; a concurrent update can at worst be missed.
         Some(strikes) => unsafe { (*strikes).is_banned_at(now_ns) },
         None => false,
@@ -29,13 +29,14 @@ pub fn strike(source: Addr, settings: &Settings, now_ns: u64) {
     if policy.limit == 0 {
         return;
     }
-    let banned = match BANS.get_ptr_mut(source) {
+    let key = ban::key(source);
+    let banned = match BANS.get_ptr_mut(key) {
         // SAFETY: as in `is_banned`.
         Some(strikes) => unsafe { (*strikes).strike(now_ns, &policy) },
         None => {
             let mut strikes = Strikes::default();
             let banned = strikes.strike(now_ns, &policy);
-            let _ = BANS.insert(source, strikes, 0);
+            let _ = BANS.insert(key, strikes, 0);
             banned
         }
     };

@@ -33,9 +33,11 @@ pub fn always_allowed(source: Addr) -> bool {
 }
 
 /// Opens `door` for `source` until `now + open time`, or moves the deadline of a door that is
-/// already open, so that a repeated sequence never runs the start command twice.
+/// already open, so that a repeated sequence never runs the start command twice. `steps`, the
+/// length of the sequence that opened it (zero for SPA), goes into the event: knockd logs
+/// `Stage N` for the last knock too.
 #[inline(always)]
-pub fn open(source: Addr, id: u8, door: &Door, now_ns: u64, scratch: *mut Scratch) {
+pub fn open(source: Addr, id: u8, door: &Door, steps: u8, now_ns: u64, scratch: *mut Scratch) {
     let expires_ns = now_ns.saturating_add(door.open_ns);
     let opening = match GATE.get_ptr_mut(source) {
         // SAFETY: as in `admits`.
@@ -60,5 +62,5 @@ pub fn open(source: Addr, id: u8, door: &Door, now_ns: u64, scratch: *mut Scratc
         Opening::Full => (Counter::GateFull, kind::GATE_FULL),
     };
     count(counter);
-    emit(kind, source, id, 0, now_ns, expires_ns);
+    emit(kind, source, id, steps, now_ns, expires_ns);
 }

@@ -26,7 +26,7 @@ use crate::maps::{
     SETTINGS, SPENT, Scratch,
 };
 use crate::report::{count, emit, zero};
-use crate::{ban, gate, recent};
+use crate::{ban, gate, observe, recent};
 
 /// Links with Ethernet headers.
 #[xdp]
@@ -49,6 +49,7 @@ pub fn knock_ip(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn decide<const IP_FIRST: bool>(ctx: &XdpContext) -> u32 {
     match try_knock::<IP_FIRST>(ctx) {
+        Ok(XDP_DROP) => observe::spare_judged(),
         Ok(action) => action,
         Err(Fault) => XDP_PASS,
     }
@@ -107,7 +108,7 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
     let verdict = if spa {
         XDP_PASS
     } else {
-        gate_verdict::<IP_FIRST>(ctx, &source, packet.dport, class, contact, settings)
+        gate_verdict::<IP_FIRST>(ctx, &source, packet, class, contact, settings)
     };
     if !spa && !at_knock_port && !lately {
         return Ok(verdict);
@@ -187,11 +188,12 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
 fn gate_verdict<const IP_FIRST: bool>(
     ctx: &XdpContext,
     source: &Addr,
-    dport: u16,
+    packet: &Segment,
     class: u8,
     contact: bool,
     settings: &Settings,
 ) -> u32 {
+    let dport = packet.dport;
     if class & GUARDED == 0 || !contact {
         return XDP_PASS;
     }
@@ -204,6 +206,9 @@ fn gate_verdict<const IP_FIRST: bool>(
     } else {
         count(Counter::GateDropped);
         debug!(ctx, "gate: dropped a new connection to port {}", dport);
+        if settings.observing() {
+            observe::note(*source, dport, packet.proto);
+        }
         XDP_DROP
     }
 }
@@ -302,10 +307,12 @@ fn open_completed(source: Addr, scratch: *mut Scratch, now_ns: u64) {
         if let Some(door) = DOORS.get_ptr_mut(u32::from(id)) {
             // SAFETY: an entry of the doors array; user space rewrites it only on reloads.
             let door = unsafe { &mut *door };
+            // Before `claim` empties a single-use sequence.
+            let steps = door.step_count;
             if door.flags & ONCE != 0 && !claim(source, id, door, now_ns) {
                 continue;
             }
-            gate::open(source, door.gate_id, door, now_ns, scratch);
+            gate::open(source, door.gate_id, door, steps, now_ns, scratch);
         }
     }
 }

@@ -14,10 +14,11 @@ use knock_common::spa::{self, PACKET_LEN, Rejection};
 use crate::frame::XdpFrame;
 use crate::maps::{DOORS, KEYS, NONCES, SCRATCH, SETTINGS, SPA_DOORS};
 use crate::report::{count, emit};
-use crate::{ban, gate};
+use crate::{ban, gate, observe};
 
 /// The SPA program: the main program hands a datagram to the SPA port over with a tail call,
-/// leaving the classified segment in the scratch slot. Whatever happens, the datagram is dropped.
+/// leaving the classified segment in the scratch slot. Whatever happens, the datagram is dropped
+/// (passed under `--observe`).
 #[xdp]
 #[inline(always)]
 pub fn knock_spa(ctx: XdpContext) -> u32 {
@@ -28,7 +29,7 @@ pub fn knock_spa(ctx: XdpContext) -> u32 {
     // segment and the SPA copy are distinct fields.
     let (segment, copy) = unsafe { (&(*scratch).segment, &mut (*scratch).spa) };
     handle(&ctx, segment, settings, copy);
-    XDP_DROP
+    observe::spare(XDP_DROP, settings)
 }
 
 #[inline(always)]
@@ -115,6 +116,6 @@ fn verify(
     let door = DOORS.get(id).ok_or(Rejection::UnknownDoor)?;
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(Rejection::UnknownDoor)?;
     count(Counter::SpaAccepted);
-    gate::open(segment.src, door.gate_id, door, now_ns, scratch);
+    gate::open(segment.src, door.gate_id, door, 0, now_ns, scratch);
     Ok(())
 }

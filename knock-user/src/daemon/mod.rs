@@ -31,6 +31,7 @@ mod handover;
 mod once;
 mod record;
 mod reload;
+mod safety;
 mod serve;
 mod start;
 
@@ -59,6 +60,9 @@ pub struct RunOptions {
     pub state_root: Option<PathBuf>,
     /// The firewall to mirror open doors into (`--mirror`), over the configuration's `Mirror`.
     pub mirror: crate::mirror::Request,
+    /// `--trial`: undo everything (as `knock-user stop`) unless `knock-user confirm` arrives
+    /// within this long.
+    pub trial: Option<Duration>,
     /// Where the record of used single-use sequences is kept on disk (`--record-dir`).
     pub record_dir: PathBuf,
 }
@@ -101,6 +105,8 @@ struct Daemon {
     mirror_target: Option<crate::mirror::Target>,
     /// The number of open doors systemd's STATUS= last showed.
     told_open: usize,
+    /// While a trial runs: when it undoes itself (Unix time, s).
+    trial_until_unix_s: Option<u64>,
 }
 
 /// Runs the daemon until a signal stops it.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use knock_common::door::ONCE;
 use knock_common::ports::{self, KNOCK, SERVED};
-use knock_common::settings::{ALWAYS_ALLOWING, IPV4_ONLY, Settings};
+use knock_common::settings::{ALWAYS_ALLOWING, IPV4_ONLY, OBSERVING, Settings};
 use knock_common::{Addr, Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, ProgressRule, ProtoPort};
 
 use crate::config::{Config, DoorConfig};
@@ -50,6 +50,8 @@ pub struct Plan {
 pub struct Switches {
     /// knockd's `-4`: IPv6 packets are never knocks.
     pub ipv4_only: bool,
+    /// `--observe`: the program judges but drops nothing, and reports what it would drop.
+    pub observe: bool,
 }
 
 impl Plan {
@@ -219,6 +221,7 @@ impl Plan {
                 strict_doors,
                 generation: 0,
                 flags: if switches.ipv4_only { IPV4_ONLY } else { 0 }
+                    | if switches.observe { OBSERVING } else { 0 }
                     | if options.always_allow.is_empty() {
                         0
                     } else {

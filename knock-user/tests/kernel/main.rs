@@ -7,6 +7,7 @@
 mod kernel;
 
 mod corpus;
+mod observe;
 mod push;
 mod verdicts;
 mod verifier;

@@ -16,6 +16,8 @@ mod interfaces;
 mod knockd_dropin;
 mod l3_links;
 mod mirror;
+mod nat;
 mod one_time;
 mod operations;
 mod replay;
+mod safety_net;

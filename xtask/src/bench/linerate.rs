@@ -5,11 +5,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use knock_common::craft::Craft;
 use knock_common::segment::tcp_flags::SYN;
-use knock_lab::{Flood, Lab, SERVER_V6, Sender};
+use knock_lab::{Capture, Flood, Lab, SERVER_V6, Sender};
 
+use super::frames::fix_tcp_checksum;
 use super::report::Table;
 use super::server::{Kind, Output, Server, Setup, cpu_seconds, softirq_seconds};
 
@@ -89,6 +90,7 @@ pub fn senders(duration: Duration, max_packets: u64) -> Result<Vec<SenderRow>> {
         .context("turning GRO on for the server's veth")?;
     let template = syn_template(7000)?;
     let mut rows = Vec::new();
+    let mut checked = Vec::new();
     let runs = [
         (Sender::Sendto, 1),
         (Sender::TxRing, 1),
@@ -112,6 +114,10 @@ pub fn senders(duration: Duration, max_packets: u64) -> Result<Vec<SenderRow>> {
             Ok(done) => (done.offered, done.seconds, None),
             Err(error) => (0, 0.0, Some(error.to_string())),
         };
+        if error.is_none() && !checked.contains(&sender) {
+            check_on_the_wire(&lab, &template, sender)?;
+            checked.push(sender);
+        }
         rows.push(SenderRow {
             sender,
             threads,
@@ -155,6 +161,58 @@ pub fn senders_table(rows: &[SenderRow]) -> Table {
         }
     }
     table
+}
+
+/// Frames of a short flood, seen on the server's veth: what a sender puts on the wire must be
+/// the template from a new source each time, with a valid TCP checksum. A separate run, so
+/// that the capture does not slow the measured one.
+fn check_on_the_wire(lab: &Lab, template: &[u8], sender: Sender) -> Result<()> {
+    const FRAMES: u64 = 2000;
+    let iface = lab.server_if.clone();
+    let capture = lab.server.enter(move || Capture::open(&iface))??;
+    lab.flood_from_client(
+        template,
+        Flood {
+            sender,
+            rate: None,
+            duration: Duration::from_secs(10),
+            max_packets: FRAMES,
+            threads: 1,
+        },
+    )?;
+    let seen: Vec<Vec<u8>> = capture
+        .frames_for(Duration::from_millis(200))
+        .into_iter()
+        .filter(|frame| frame.get(22..28) == template.get(22..28))
+        .collect();
+    let mut sources = std::collections::HashSet::new();
+    for frame in &seen {
+        let mut fixed = frame.clone();
+        fix_tcp_checksum(&mut fixed);
+        if fixed != *frame || frame[54..] != template[54..] {
+            bail!(
+                "{}: a frame on the wire is not the template with a valid checksum",
+                sender.name()
+            );
+        }
+        if !sources.insert(frame[22..38].to_vec()) {
+            bail!("{}: a source address came twice", sender.name());
+        }
+    }
+    // The capture may lose frames to its own buffer, never gain any.
+    if seen.is_empty() || seen.len() as u64 > FRAMES {
+        bail!(
+            "{}: the server saw {} of {FRAMES} frames",
+            sender.name(),
+            seen.len()
+        );
+    }
+    eprintln!(
+        "bench: {}: {} frames captured on the server, each from a new source, checksums valid",
+        sender.name(),
+        seen.len()
+    );
+    Ok(())
 }
 
 fn rx_packets(lab: &Lab) -> Result<u64> {

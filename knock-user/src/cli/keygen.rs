@@ -18,6 +18,7 @@ pub fn client_key(id: Option<u32>, comment: &str) -> std::io::Result<ClientKey> 
         id: id.unwrap_or(random_id),
         key,
         comment: comment.to_owned(),
+        ..ClientKey::default()
     })
 }
 

@@ -46,6 +46,9 @@ enum Key {
     Mirror,
     MirrorChain,
     MirrorTable,
+    GateReserve,
+    PortsLook,
+    BanPrefix6,
 }
 
 impl Key {
@@ -81,6 +84,9 @@ impl Key {
             "mirror" => Self::Mirror,
             "mirror_chain" => Self::MirrorChain,
             "mirror_table" => Self::MirrorTable,
+            "gate_reserve" => Self::GateReserve,
+            "ports_look" => Self::PortsLook,
+            "ban_ipv6_prefix" => Self::BanPrefix6,
             _ => return None,
         })
     }
@@ -104,6 +110,9 @@ impl Key {
                 | Self::Mirror
                 | Self::MirrorChain
                 | Self::MirrorTable
+                | Self::GateReserve
+                | Self::PortsLook
+                | Self::BanPrefix6
         )
     }
 
@@ -291,6 +300,18 @@ impl Reader<'_> {
                 Key::GateCapacity => {
                     let n = value::capacity(value, 16, 1024 * 1024).map_err(|m| bad(self, m))?;
                     self.options.gate_capacity = n;
+                }
+                Key::GateReserve => {
+                    let n = value::capacity(value, 16, 1024 * 1024).map_err(|m| bad(self, m))?;
+                    self.options.gate_reserve = n;
+                }
+                Key::PortsLook => {
+                    self.options.look = value::look(value).map_err(|m| bad(self, m))?;
+                }
+                Key::BanPrefix6 => {
+                    let prefix = value::capacity(value.trim_start_matches('/'), 16, 128)
+                        .map_err(|m| bad(self, m))?;
+                    self.options.ban.prefix6 = prefix as u8;
                 }
                 Key::Mirror => {
                     let backend = mirror::Backend::parse(value).map_err(|m| bad(self, m))?;

@@ -25,6 +25,7 @@ use crate::plan::Switches;
 use crate::plan::desired::Desired;
 
 pub mod detach;
+mod guard;
 mod handover;
 mod once;
 mod reload;
@@ -83,6 +84,22 @@ struct Daemon {
     mirror_target: Option<crate::mirror::Target>,
     /// The number of open doors systemd's STATUS= last showed.
     told_open: usize,
+}
+
+/// What the plan needs to know about the host, as it is now: served ports, the interfaces'
+/// addresses, and what its stack puts into its answers (the first interface's hop limit).
+fn host_facts(interfaces: &[String]) -> crate::plan::desired::Host {
+    use crate::system::{net, served, stack};
+    let reading = stack::read(interfaces.first().map_or("default", String::as_str));
+    crate::plan::desired::Host {
+        served: served::ports(),
+        local: net::of_interfaces(interfaces),
+        stack: crate::plan::StackFacts {
+            ttl: reading.ttl,
+            hop_limit: reading.hop_limit,
+            ephemeral: reading.ephemeral,
+        },
+    }
 }
 
 /// Runs the daemon until a signal stops it.

@@ -12,8 +12,8 @@ use crate::events::names::Names;
 use crate::journal::Journal;
 use crate::kernel::pins::{Found, StateDir, StateError};
 use crate::kernel::{AttachMode, Attached, Capacities, Knock, link, sweep};
-use crate::plan::desired::{Desired, Host};
-use crate::system::{clock, net, served};
+use crate::plan::desired::Desired;
+use crate::system::{clock, net};
 use knock_common::frame::Link;
 
 impl Daemon {
@@ -46,13 +46,11 @@ impl Daemon {
                  they are judged from their IP header"
             ));
         }
-        let host = Host {
-            served: served::ports(),
-            local: net::of_interfaces(&interfaces),
-        };
+        let host = super::host_facts(&interfaces);
         let capacities = Capacities {
             progress: config.options.progress_capacity,
             gate: config.options.gate_capacity,
+            reserve: config.options.gate_reserve,
         };
         let found = match &options.state_root {
             Some(root) => {
@@ -95,16 +93,12 @@ impl Daemon {
         once::warn_unmarkable(&journal, &config);
         let now_s = clock::unix_s();
         let claimed_periods = crate::plan::spent::used_periods(&config, now_s, &claimed);
-        let (desired, first) = Desired::start(
-            config,
-            &kept,
-            claimed_periods,
-            host,
-            options.switches,
-            now_s,
-        );
+        let mut switches = options.switches;
+        switches.guard = super::guard::attach(&mut knock, &journal);
+        let (desired, first) =
+            Desired::start(config, &kept, claimed_periods, host, switches, now_s);
         if resumed {
-            sweep::forget_doors(&mut knock.gate()?, &first.removed);
+            knock.each_gate(|gate| sweep::forget_doors(gate, &first.removed))?;
         }
         knock
             .push(&first.plan)
@@ -182,6 +176,11 @@ impl Daemon {
                     knock_common::maps::GATE,
                     "Gate_Capacity",
                     self.capacities.gate,
+                ),
+                (
+                    knock_common::maps::GATE_RESERVE,
+                    "Gate_Reserve",
+                    self.capacities.reserve,
                 ),
             ] {
                 let (map, key, wanted) = capacity;

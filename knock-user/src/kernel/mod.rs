@@ -4,6 +4,7 @@
 //! ([`sweep`]). [`rig`] loads it for tests and benchmarks.
 
 mod attach;
+pub mod guard;
 pub mod link;
 pub mod pins;
 pub mod read;
@@ -12,6 +13,7 @@ pub mod sweep;
 mod write;
 
 use aya::maps::{Array, HashMap, MapData, ProgramArray, RingBuf};
+use aya::programs::links::FdLink;
 use aya::programs::xdp::XdpLink;
 use aya::programs::{ProgramError, Xdp};
 use aya::{Ebpf, EbpfLoader};
@@ -21,7 +23,8 @@ use knock_common::gate::Pass;
 use knock_common::progress::Progress;
 use knock_common::status::{self, DaemonInfo};
 use knock_common::{
-    Addr, Door, HANDOFF, HANDOFF_SPA, IP_PROGRAM, PROGRAM, SPA_PROGRAM, maps, program_for,
+    Addr, Door, HANDOFF, HANDOFF_OPEN, HANDOFF_REPLY, HANDOFF_SPA, IP_PROGRAM, OPEN_PROGRAM,
+    PROGRAM, REPLY_PROGRAM, SPA_PROGRAM, maps, program_for,
 };
 
 pub use attach::{AttachError, AttachMode, Attached};
@@ -54,7 +57,10 @@ pub enum LoadError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacities {
     pub progress: u32,
+    /// Sources with doors opened by static sequences.
     pub gate: u32,
+    /// Sources with doors opened by SPA and single-use sequences.
+    pub reserve: u32,
 }
 
 /// The loaded program and its maps.
@@ -66,6 +72,8 @@ pub struct Knock {
     /// Links taken over from pinned ones or pinned by this daemon. Dropping them closes this
     /// process's descriptors; the pins keep the program attached.
     links: Vec<XdpLink>,
+    /// The socket-lookup guard's link, once attached (see [`guard`]).
+    guard: Option<FdLink>,
 }
 
 impl Knock {
@@ -82,6 +90,7 @@ impl Knock {
         loader
             .map_max_entries(maps::PROGRESS, capacities.progress)
             .map_max_entries(maps::GATE, capacities.gate)
+            .map_max_entries(maps::GATE_RESERVE, capacities.reserve)
             .override_global("AYA_LOG_LEVEL", &log_level, false);
         if let Some(dir) = state {
             for name in PINNED {
@@ -90,25 +99,30 @@ impl Knock {
         }
         let mut ebpf = loader.load(PROGRAM_OBJECT)?;
         program_mut(&mut ebpf, Link::Ethernet)?.load()?;
-        let spa: &mut Xdp = ebpf
-            .program_mut(SPA_PROGRAM)
-            .ok_or(LoadError::MissingProgram)?
-            .try_into()?;
-        spa.load()?;
-        let spa_fd = spa.fd()?.try_clone().map_err(ProgramError::from)?;
-        let mut handoff = ProgramArray::try_from(
-            ebpf.map_mut(HANDOFF)
-                .ok_or(LoadError::MissingMap(HANDOFF))?,
-        )
-        .map_err(map_error(HANDOFF))?;
-        handoff
-            .set(HANDOFF_SPA, &spa_fd, 0)
+        for (name, slot) in [
+            (SPA_PROGRAM, HANDOFF_SPA),
+            (REPLY_PROGRAM, HANDOFF_REPLY),
+            (OPEN_PROGRAM, HANDOFF_OPEN),
+        ] {
+            let program: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or(LoadError::MissingProgram)?
+                .try_into()?;
+            program.load()?;
+            let fd = program.fd()?.try_clone().map_err(ProgramError::from)?;
+            let mut handoff = ProgramArray::try_from(
+                ebpf.map_mut(HANDOFF)
+                    .ok_or(LoadError::MissingMap(HANDOFF))?,
+            )
             .map_err(map_error(HANDOFF))?;
+            handoff.set(slot, &fd, 0).map_err(map_error(HANDOFF))?;
+        }
         let mut knock = Self {
             ebpf,
             pushed: None,
             state: state.cloned(),
             links: Vec::new(),
+            guard: None,
         };
         let mut layout: Array<_, u32> = knock.array(maps::LAYOUT)?;
         layout
@@ -152,7 +166,7 @@ impl Knock {
     /// The programs loaded into the kernel: the entry points for the kinds of link in use
     /// (the Ethernet one always), and the SPA program.
     pub(crate) fn loaded_programs(&self) -> Vec<&'static str> {
-        let mut names = vec![PROGRAM, SPA_PROGRAM];
+        let mut names = vec![PROGRAM, SPA_PROGRAM, REPLY_PROGRAM, OPEN_PROGRAM];
         if self.program_on(Link::Ip).is_ok() {
             names.push(IP_PROGRAM);
         }
@@ -201,8 +215,45 @@ impl Knock {
         self.hash(maps::PROGRESS)
     }
 
+    /// The doors opened by static sequences.
     pub fn gate(&mut self) -> Result<HashMap<&mut MapData, Addr, Pass>, LoadError> {
         self.hash(maps::GATE)
+    }
+
+    /// The doors opened by SPA and single-use sequences: the gate's reserve.
+    pub fn reserve(&mut self) -> Result<HashMap<&mut MapData, Addr, Pass>, LoadError> {
+        self.hash(maps::GATE_RESERVE)
+    }
+
+    /// Both maps of the gate, static first, as the sweep and the daemon walk them.
+    pub const GATES: [&'static str; 2] = [maps::GATE, maps::GATE_RESERVE];
+
+    /// Every pass in both maps of the gate, static ones first.
+    pub fn passes(&mut self) -> Result<Vec<(Addr, Pass)>, LoadError> {
+        let mut passes = Vec::new();
+        for name in Self::GATES {
+            passes.extend(self.hash::<Addr, Pass>(name)?.iter().filter_map(Result::ok));
+        }
+        Ok(passes)
+    }
+
+    /// Runs `each` on both maps of the gate.
+    pub fn each_gate(
+        &mut self,
+        mut each: impl FnMut(&mut HashMap<&mut MapData, Addr, Pass>),
+    ) -> Result<(), LoadError> {
+        for name in Self::GATES {
+            each(&mut self.hash(name)?);
+        }
+        Ok(())
+    }
+
+    /// One map of the gate by name (one of [`Self::GATES`]).
+    pub fn gate_map(
+        &mut self,
+        name: &'static str,
+    ) -> Result<HashMap<&mut MapData, Addr, Pass>, LoadError> {
+        self.hash(name)
     }
 
     pub fn bans(&mut self) -> Result<HashMap<&mut MapData, Addr, Strikes>, LoadError> {

@@ -30,12 +30,14 @@ const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 /// fingerprint and daemon record that `status` and the next daemon read, and the program array
 /// that hands SPA datagrams to their program (the kernel empties a program array when the last
 /// descriptor or pin of it goes, and SPA would stop opening doors while no daemon runs).
-pub const PINNED: [&str; 13] = [
+pub const PINNED: [&str; 15] = [
     knock_common::HANDOFF,
     maps::SPENT,
     maps::PROGRESS,
     maps::LAST_KNOCK,
     maps::GATE,
+    maps::GATE_RESERVE,
+    maps::RESERVE_SEEN,
     maps::BANS,
     maps::NONCES,
     maps::COUNTERS,
@@ -48,6 +50,8 @@ pub const PINNED: [&str; 13] = [
 
 /// The prefix of a pinned link's file name; the interface's name follows.
 const LINK_PREFIX: &str = "link-";
+/// The pinned link of the socket-lookup guard (no interface: it guards the namespace).
+const GUARD_LINK: &str = "guard";
 
 /// An interface name as a bpffs file name. bpffs refuses dots in names (it keeps them for
 /// itself), and interface names may hold them (`eth0.100`), so `%` and `.` are escaped.
@@ -123,6 +127,10 @@ impl StateDir {
 
     pub fn link_path(&self, iface: &str) -> PathBuf {
         self.path.join(format!("{LINK_PREFIX}{}", encode(iface)))
+    }
+
+    pub fn guard_path(&self) -> PathBuf {
+        self.path.join(GUARD_LINK)
     }
 
     pub fn exists(&self) -> bool {
@@ -256,6 +264,9 @@ impl StateDir {
         for iface in self.linked_interfaces() {
             // Best effort: a link that cannot be detached here goes with its pin, later.
             let _ = detach_pinned_link(&self.link_path(&iface));
+        }
+        if self.guard_path().exists() {
+            let _ = detach_pinned_link(&self.guard_path());
         }
         match std::fs::remove_dir_all(&self.path) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(StateError::Io {

@@ -133,8 +133,9 @@ impl Plan {
                     .is_none_or(|b| b.get(group) != Some(doors))
             })
             .collect();
-        diff.keys = map_changes(before.map(|b| &b.keys), &self.keys, |key| SpaKey {
+        diff.keys = map_changes(before.map(|b| &b.keys), &self.keys, |(key, doors)| SpaKey {
             key: *key,
+            doors: *doors,
         });
         diff.spa_doors = map_changes(before.map(|b| &b.spa_doors), &self.spa_doors, |id| *id);
         diff.local = set_changes(before.map(|b| &b.local), &self.local);
@@ -197,7 +198,7 @@ mod tests {
         config.spa_keys = vec![crate::config::keys::ClientKey {
             id: 7,
             key: [1; 16],
-            comment: String::new(),
+            ..Default::default()
         }];
         config
     }
@@ -239,7 +240,16 @@ mod tests {
         );
         assert_eq!(diff.guards.put.len(), plan.guards.len());
         assert_eq!(diff.spa_doors.put, [(door_tag("b"), 1)]);
-        assert_eq!(diff.keys.put, [(7, SpaKey { key: [1; 16] })]);
+        assert_eq!(
+            diff.keys.put,
+            [(
+                7,
+                SpaKey {
+                    key: [1; 16],
+                    doors: knock_common::settings::EVERY_DOOR
+                }
+            )]
+        );
         assert_eq!(
             diff.local.put,
             [(Addr::from_ipv4([198, 51, 100, 1]), 1)],

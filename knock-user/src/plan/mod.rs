@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use knock_common::door::ONCE;
 use knock_common::ports::{self, KNOCK, SERVED};
-use knock_common::settings::{ALWAYS_ALLOWING, IPV4_ONLY, Settings};
+use knock_common::settings::{ALWAYS_ALLOWING, EVERY_DOOR, GUARD, IPV4_ONLY, Look, Settings};
 use knock_common::{Addr, Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, ProgressRule, ProtoPort};
 
 use crate::config::{Config, DoorConfig};
@@ -34,8 +34,8 @@ pub struct Plan {
     pub guards: Vec<u64>,
     /// SPA doors by door tag.
     pub spa_doors: BTreeMap<u32, u32>,
-    /// SPA client keys by id.
-    pub keys: BTreeMap<u32, [u8; 16]>,
+    /// SPA client keys by id, with the mask of door ids each opens.
+    pub keys: BTreeMap<u32, ([u8; 16], u64)>,
     /// Networks the gate never blocks, as (prefix length over 128 bits, IPv6-mapped address).
     pub always_allow: BTreeSet<(u32, [u8; 16])>,
     /// Where knocks must be sent: the doors' targets, and the host's own addresses, which the
@@ -44,12 +44,41 @@ pub struct Plan {
     pub settings: Settings,
 }
 
-/// Program-wide switches from the command line.
+/// Program-wide switches from the command line, and what the daemon could set up.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Switches {
     /// knockd's `-4`: IPv6 packets are never knocks.
     pub ipv4_only: bool,
+    /// `--ports-look`, over the configuration's `Ports_Look`.
+    pub look: Option<Look>,
+    /// The socket-lookup guard is attached (see `kernel::guard`).
+    pub guard: bool,
 }
+
+/// What the host's own stack puts into the answers of a closed port, and its ephemeral ports:
+/// read from /proc/sys by the daemon (`system::stack`), so the program's resets look like the
+/// host's own and the stealth look lets answers to the host's queries in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackFacts {
+    pub ttl: u8,
+    pub hop_limit: u8,
+    pub ephemeral: (u16, u16),
+}
+
+impl Default for StackFacts {
+    /// Linux's defaults.
+    fn default() -> Self {
+        Self {
+            ttl: 64,
+            hop_limit: 64,
+            ephemeral: (32768, 60999),
+        }
+    }
+}
+
+/// UDP ports the stealth look always lets in: DHCP's client ports, where the host's leases are
+/// renewed (a client may receive there on a raw socket that /proc/net/udp does not list).
+pub const STEALTH_ALWAYS_SERVED: [ProtoPort; 2] = [ProtoPort::udp(68), ProtoPort::udp(546)];
 
 impl Plan {
     /// The plan for a first configuration: door ids follow the file's order. `served` are the
@@ -146,7 +175,14 @@ impl Plan {
             }
         }
 
+        let look = switches.look.unwrap_or(config.options.look);
         let mut classes: BTreeMap<ProtoPort, u8> = BTreeMap::new();
+        if look == Look::Stealth {
+            // Every served port passes in the stealth look: its class says so.
+            for port in served.iter().chain(&STEALTH_ALWAYS_SERVED) {
+                *classes.entry(*port).or_default() |= SERVED;
+            }
+        }
         let mut guarding: BTreeMap<ProtoPort, u64> = BTreeMap::new();
         let mut first_steps: BTreeMap<ProtoPort, u64> = BTreeMap::new();
         let mut strict_doors = 0u64;
@@ -197,6 +233,23 @@ impl Plan {
             .map(Addr::from)
             .collect();
         let longest_attempt_s = longest_attempt_s(&doors);
+        let longest_open_s = longest_open_s(&doors);
+        let keys = config
+            .spa_keys
+            .iter()
+            .map(|key| {
+                let doors = if key.doors.is_empty() {
+                    EVERY_DOOR
+                } else {
+                    key.doors
+                        .iter()
+                        .filter_map(|name| names.iter().position(|n| n.as_deref() == Some(name)))
+                        .fold(0, |mask, id| mask | 1 << id)
+                };
+                (key.id, (key.key, doors))
+            })
+            .collect();
+        let stack = StackFacts::default();
         Self {
             local,
             doors,
@@ -205,7 +258,7 @@ impl Plan {
             first_steps,
             guards,
             spa_doors,
-            keys: config.spa_keys.iter().map(|k| (k.id, k.key)).collect(),
+            keys,
             always_allow: options
                 .always_allow
                 .iter()
@@ -222,19 +275,36 @@ impl Plan {
                         0
                     } else {
                         ALWAYS_ALLOWING
-                    },
+                    }
+                    | look.flags()
+                    | if switches.guard { GUARD } else { 0 },
                 clock_offset_ns: 0,
                 spa_port: options.spa_port.unwrap_or(0),
-                _pad: 0,
+                ttl: stack.ttl,
+                hop_limit: stack.hop_limit,
                 spa_window_s: options.spa_window_s,
                 ban_limit: options.ban.failures,
                 ban_window_s: options.ban.window_s,
                 ban_time_s: options.ban.time_s,
                 longest_attempt_s,
                 recent_tick: 0,
+                ephemeral_low: stack.ephemeral.0,
+                ephemeral_high: stack.ephemeral.1,
+                label_key: 0,
+                ban_prefix6: options.ban.prefix6,
+                _pad: [0; 3],
+                longest_open_s,
                 _pad2: 0,
             },
         }
+    }
+
+    /// The plan with what the host's stack puts into its answers, and its ephemeral ports.
+    pub fn with_stack(mut self, stack: StackFacts) -> Self {
+        self.settings.ttl = stack.ttl;
+        self.settings.hop_limit = stack.hop_limit;
+        (self.settings.ephemeral_low, self.settings.ephemeral_high) = stack.ephemeral;
+        self
     }
 
     /// The plan with the host's own addresses added to where knocks may be sent.
@@ -281,6 +351,12 @@ impl Plan {
 /// The longest Seq_Timeout of the doors, in whole seconds rounded up.
 fn longest_attempt_s(doors: &[Door]) -> u32 {
     let longest_ns = doors.iter().map(|d| d.seq_timeout_ns).max().unwrap_or(0);
+    u32::try_from(longest_ns.div_ceil(1_000_000_000)).unwrap_or(u32::MAX)
+}
+
+/// The longest Cmd_Timeout of the doors, in whole seconds rounded up.
+fn longest_open_s(doors: &[Door]) -> u32 {
+    let longest_ns = doors.iter().map(|d| d.open_ns).max().unwrap_or(0);
     u32::try_from(longest_ns.div_ceil(1_000_000_000)).unwrap_or(u32::MAX)
 }
 

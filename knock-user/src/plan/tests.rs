@@ -94,7 +94,10 @@ fn the_ipv4_only_switch_reaches_the_settings() {
     let plan = Plan::new(
         &config("[a]\nsequence = 1\n"),
         &BTreeSet::new(),
-        Switches { ipv4_only: true },
+        Switches {
+            ipv4_only: true,
+            ..Switches::default()
+        },
     );
     assert!(plan.settings.ipv4_only());
 }

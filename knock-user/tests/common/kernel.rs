@@ -29,6 +29,7 @@ pub fn load_sized(text: &str, progress: u32, adjust: impl FnOnce(&mut Plan)) -> 
         Capacities {
             progress,
             gate: 256,
+            reserve: 64,
         },
         adjust,
     )

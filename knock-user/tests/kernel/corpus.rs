@@ -132,6 +132,7 @@ fn load(setup: &Setup) -> Knock {
     let served: BTreeSet<ProtoPort> = setup.served.iter().map(|&p| ProtoPort::tcp(p)).collect();
     let switches = Switches {
         ipv4_only: setup.ipv4_only,
+        ..Switches::default()
     };
     let mut knock = kernel::load_with(setup.config, |plan| {
         // Keep the host's addresses the helper put in; only the served ports and switches change.

@@ -91,6 +91,7 @@ impl Rig {
             Capacities {
                 progress,
                 gate: 4096,
+                reserve: 1024,
             },
             |_| {},
         )

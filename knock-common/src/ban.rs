@@ -30,8 +30,8 @@ pub fn key(source: Addr, prefix6: u8) -> Addr {
     let low = (low & mask(low_bits)).to_be_bytes();
     Addr {
         octets: [
-            high[0], high[1], high[2], high[3], high[4], high[5], high[6], high[7], low[0],
-            low[1], low[2], low[3], low[4], low[5], low[6], low[7],
+            high[0], high[1], high[2], high[3], high[4], high[5], high[6], high[7], low[0], low[1],
+            low[2], low[3], low[4], low[5], low[6], low[7],
         ],
     }
 }

@@ -90,11 +90,12 @@ pub const HANDOFF: &str = "HANDOFF";
 /// The slot of [`SPA_PROGRAM`] in [`HANDOFF`]: the loader puts it there, the main program
 /// tail-calls it.
 pub const HANDOFF_SPA: u32 = 0;
-/// The XDP program that answers refused connection attempts as closed ports do, reached by a
-/// tail call.
-pub const REPLY_PROGRAM: &str = "knock_reply";
-/// The slot of [`REPLY_PROGRAM`] in [`HANDOFF`].
-pub const HANDOFF_REPLY: u32 = 1;
+/// The XDP program that judges new connections to protected ports (and, in the stealth look,
+/// to ports the host does not serve), and answers those it refuses as closed ports do,
+/// reached by a tail call.
+pub const GATE_PROGRAM: &str = "knock_gate";
+/// The slot of [`GATE_PROGRAM`] in [`HANDOFF`].
+pub const HANDOFF_GATE: u32 = 1;
 /// The XDP program that opens the doors a packet completed and counts a wrong knock towards a
 /// ban, reached by a tail call: kept apart so the verifier checks the gate's writes once, not
 /// once per path through the state machine.

@@ -145,7 +145,9 @@ fn syn<F: FrameBytes + ?Sized>(frame: &F, l4: usize, len: usize) -> Option<Syn> 
     }
     Some(Syn {
         ports,
-        ack: seq.wrapping_add(1).wrapping_add(u32::from(flags & FIN != 0)),
+        ack: seq
+            .wrapping_add(1)
+            .wrapping_add(u32::from(flags & FIN != 0)),
         sum,
     })
 }
@@ -220,12 +222,7 @@ fn reset_v6<F: FrameBytes + ?Sized>(
     for index in 0..4 {
         let at = 4 * index;
         let src = u32::from_be_bytes([pair[at], pair[at + 1], pair[at + 2], pair[at + 3]]);
-        let dst = u32::from_be_bytes([
-            pair[16 + at],
-            pair[17 + at],
-            pair[18 + at],
-            pair[19 + at],
-        ]);
+        let dst = u32::from_be_bytes([pair[16 + at], pair[17 + at], pair[18 + at], pair[19 + at]]);
         words[2 + index] = dst;
         words[6 + index] = src;
         addresses += halves(src) + halves(dst);
@@ -284,8 +281,8 @@ fn tcp_sum(words: &[u32; 15], at: usize) -> u32 {
 #[inline(always)]
 pub fn flow_label(key: u32, words: &[u32; 15], ports: u32) -> u32 {
     let mut hash = key ^ 0x9e37_79b9;
-    for index in 2..10 {
-        hash = (hash ^ words[index]).wrapping_mul(0x85eb_ca6b).rotate_left(13);
+    for word in &words[2..10] {
+        hash = (hash ^ word).wrapping_mul(0x85eb_ca6b).rotate_left(13);
     }
     hash ^= ports;
     hash = (hash ^ (hash >> 16)).wrapping_mul(0x85eb_ca6b);

@@ -48,7 +48,9 @@ fn admits(ctx: &SkLookupContext) -> bool {
         return true;
     };
     let class = ports::class_in(*word, shift);
-    if class & GUARDED == 0 {
+    // Guard group 0 is the stealth look's unserved ports: the XDP program's alone, so that a
+    // service starting there is not refused by both until user space notices it.
+    if class & GUARDED == 0 || ports::guard_group(class) == 0 {
         return true;
     }
     let Some(settings) = SETTINGS.get(0) else {

@@ -14,6 +14,8 @@ mod frame;
 #[cfg(target_arch = "bpf")]
 mod gate;
 #[cfg(target_arch = "bpf")]
+mod gated;
+#[cfg(target_arch = "bpf")]
 mod guard;
 #[cfg(target_arch = "bpf")]
 mod maps;
@@ -23,8 +25,6 @@ mod open;
 mod program;
 #[cfg(target_arch = "bpf")]
 mod recent;
-#[cfg(target_arch = "bpf")]
-mod reply;
 #[cfg(target_arch = "bpf")]
 mod report;
 #[cfg(target_arch = "bpf")]

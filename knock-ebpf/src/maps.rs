@@ -7,9 +7,9 @@ use knock_common::ban::Strikes;
 use knock_common::gate::Pass;
 use knock_common::ports::{self, FirstSteps};
 use knock_common::progress::Progress;
+use knock_common::reply::{Probe, Reset};
 use knock_common::settings::{Settings, SpaKey};
 use knock_common::status::{DaemonInfo, DoorName};
-use knock_common::reply::{Probe, Reset};
 use knock_common::{Addr, Door, MAX_DOORS, ProtoPort, Segment, counter, recent, spent};
 
 /// Doors by id.
@@ -79,11 +79,14 @@ pub struct Scratch {
     pub to_host: u32,
     /// An SPA datagram's payload, copied out of the packet.
     pub spa: [u8; knock_common::spa::PACKET_LEN],
-    /// Where a refused packet's headers lie, for the reply program.
+    /// Where the headers of a packet for the gate program lie.
     pub probe: Probe,
+    /// The packet is for the gate program, once the open program has done its work.
+    pub to_gate: u32,
+    pub _pad: u32,
     /// When the packet arrived, for the open program.
     pub now_ns: u64,
-    /// The reset the reply program builds: too large for the stack.
+    /// The reset the gate program builds: too large for the stack.
     pub reset: Reset,
 }
 
@@ -125,8 +128,9 @@ pub static SPA_DOORS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_DOORS as
 
 /// Programs the main one hands packets to with a tail call, each with its own 512-byte stack
 /// and verified on its own: slot `knock_common::HANDOFF_SPA` checks single-packet
-/// authorization, slot `knock_common::HANDOFF_REPLY` answers refused connection attempts,
-/// slot `knock_common::HANDOFF_OPEN` opens the doors a packet completed.
+/// authorization, slot `knock_common::HANDOFF_GATE` judges new connections to protected ports
+/// and answers those it refuses, slot `knock_common::HANDOFF_OPEN` opens the doors a packet
+/// completed.
 #[map]
 pub static HANDOFF: ProgramArray = ProgramArray::with_max_entries(3, 0);
 

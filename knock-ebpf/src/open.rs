@@ -1,8 +1,10 @@
 //! The open program: opens the doors a packet completed and counts a wrong knock towards a
-//! ban. The main program hands the packet over with a tail call once its state machine has
-//! run, leaving in the scratch slot the doors to open, whether the packet was a wrong knock,
-//! its segment, its arrival time and its verdict. Apart from the main program, the verifier
-//! checks the gate's writes once instead of once per path through the state machine.
+//! ban, then hands a new connection from a source that knocked lately to the gate program.
+//! The main program hands the packet over with a tail call once its state machine has run,
+//! leaving in the scratch slot the doors to open, whether the packet was a wrong knock or is
+//! for the gate, its segment, its arrival time and its verdict. Apart from the main program,
+//! the verifier checks the gate's writes once instead of once per path through the state
+//! machine.
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use aya_ebpf::bindings::xdp_action::XDP_DROP;
@@ -13,7 +15,7 @@ use knock_common::door::ONCE;
 use knock_common::event::kind;
 use knock_common::settings::Settings;
 use knock_common::spent::refusal;
-use knock_common::{Addr, Door, HANDOFF_OPEN};
+use knock_common::{Addr, Door, HANDOFF_GATE, HANDOFF_OPEN};
 
 use crate::maps::{DOORS, HANDOFF, OPENS_PER_PACKET, SCRATCH, SETTINGS, SPENT, Scratch};
 use crate::report::{count, emit};
@@ -53,8 +55,13 @@ pub fn knock_open(ctx: XdpContext) -> u32 {
             unsafe { HANDOFF.tail_call(&ctx, HANDOFF_OPEN) };
         }
     }
-    // Only knocks open doors or fail, and knock ports are never guarded: the verdict is the
-    // main program's, a pass or a drop.
+    // SAFETY: as above.
+    if unsafe { core::ptr::read_volatile(&raw const (*scratch).to_gate) } != 0 {
+        // A new connection from a source that knocked lately: the gate program's word.
+        // SAFETY: a tail call into our own program array; on failure execution goes on.
+        unsafe { HANDOFF.tail_call(&ctx, HANDOFF_GATE) };
+    }
+    // The main program's verdict: a pass or a drop.
     verdict
 }
 
@@ -72,7 +79,15 @@ fn open_door(source: Addr, id: u8, scratch: *mut Scratch, now_ns: u64, settings:
     if single_use && !claim(source, id, door, now_ns) {
         return;
     }
-    gate::open(source, door.gate_id, door, now_ns, scratch, single_use, settings);
+    gate::open(
+        source,
+        door.gate_id,
+        door,
+        now_ns,
+        scratch,
+        single_use,
+        settings,
+    );
 }
 
 /// Claims a single-use sequence for `source`: true for the one claim that may open the door.

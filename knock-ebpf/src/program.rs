@@ -8,16 +8,14 @@ use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::macros::xdp;
 use aya_ebpf::programs::XdpContext;
-use aya_log_ebpf::debug;
 use knock_common::counter::Counter;
 use knock_common::event::kind;
-use knock_common::frame::{Frame, Headers, Link, headers_on};
 use knock_common::frame::Unaddressed;
+use knock_common::frame::{Frame, Headers, Link, headers_on};
 use knock_common::ports::{self, GUARDED, KNOCK, SERVED};
 use knock_common::progress::{Arrival, Change, DoorBook, Observer, Progress, advance};
 use knock_common::reply::Probe;
-use knock_common::settings::Settings;
-use knock_common::{Addr, Door, HANDOFF_OPEN, HANDOFF_REPLY, HANDOFF_SPA, ProtoPort, Segment};
+use knock_common::{Addr, Door, HANDOFF_GATE, HANDOFF_OPEN, HANDOFF_SPA, ProtoPort, Segment};
 
 use crate::frame::XdpFrame;
 use crate::maps::{
@@ -25,7 +23,7 @@ use crate::maps::{
     SETTINGS, Scratch,
 };
 use crate::report::{count, emit, zero};
-use crate::{ban, gate, recent};
+use crate::{ban, recent};
 
 /// Links with Ethernet headers.
 #[xdp]
@@ -81,9 +79,9 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
         && settings.spa_port != 0
         && unaddressed.segment.dport == settings.spa_port;
     // A new connection or datagram to a port no door knows can only end an attempt, and only
-    // under the strict rule; or, in the stealth look, be dropped...
+    // under the strict rule...
     let elsewhere = class & (KNOCK | GUARDED) == 0 && !spa;
-    if elsewhere && settings.strict_doors == 0 && !settings.stealth() {
+    if elsewhere && settings.strict_doors == 0 {
         return Ok(XDP_PASS);
     }
     let Some(source) = unaddressed.source(&frame) else {
@@ -102,35 +100,24 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
         && packet.unicast
         && !packet.fragment
         && recent::may_be_knocking(&source, settings);
-    // New connections to guarded ports meet the gate; in the stealth look, new connections and
-    // datagrams to ports the host does not serve meet the stealth rule.
-    let gated = class & GUARDED != 0 && contact;
-    let unserved =
-        elsewhere && settings.stealth() && stealthy(&unaddressed.segment, class, settings);
-    if !spa && !at_knock_port && !lately && !gated && !unserved {
+    // New connections and datagrams to guarded ports are the gate program's to judge: the
+    // ports doors protect, and in the stealth look the ports the host does not serve.
+    let gated = class & GUARDED != 0 && contact && !spa;
+    if !spa && !at_knock_port && !lately {
+        if gated {
+            // Nothing but the hand-over on this path: the verifier walks it once per path
+            // through the classifier.
+            note_probe::<IP_FIRST>(&unaddressed, class)?;
+            // SAFETY: a tail call into our own program array; on failure execution goes on.
+            unsafe { HANDOFF.tail_call(ctx, HANDOFF_GATE) };
+            return Ok(XDP_DROP);
+        }
         return Ok(XDP_PASS);
     }
-    // From here on every path through the classifier continues as one for the verifier (see
-    // `Unaddressed::blurred`), so the gate and what follows are checked once per family. Not
-    // earlier: before this point the compiler reads the source with offsets it knows on each
-    // path, which is faster than any blurred read, and most traffic has left.
+    // Past the gate, every path through the classifier continues as one for the verifier
+    // (see `Unaddressed::blurred`). Not earlier: before this point the compiler reads the
+    // source with offsets it knows on each path, which is faster than any blurred read.
     let unaddressed = unaddressed.blurred(&frame);
-    // SPA datagrams never meet the gate: they are judged apart.
-    let verdict = if spa {
-        XDP_PASS
-    } else if unserved {
-        stealth_verdict(&unaddressed, &frame)
-    } else if gated {
-        gate_verdict::<IP_FIRST>(ctx, &source, unaddressed.segment.dport, class, settings)
-    } else {
-        XDP_PASS
-    };
-    if verdict == REFUSED {
-        note_probe::<IP_FIRST>(&unaddressed, class)?;
-    }
-    if !spa && !at_knock_port && !lately {
-        return Ok(finish(ctx, verdict));
-    }
     let segment = match unaddressed.with_source(source, &frame) {
         Frame::Segment(segment) => segment,
         _ => return Ok(malformed()),
@@ -159,7 +146,13 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
             XDP_PASS
         });
     }
-    let mut action = verdict;
+    // A packet for the gate program (from a source that knocked lately) gets its word once
+    // the state machine has run; if it cannot, the packet is dropped.
+    let to_gate = gated;
+    if to_gate {
+        note_probe::<IP_FIRST>(&unaddressed, class)?;
+    }
+    let mut action = if to_gate { XDP_DROP } else { XDP_PASS };
     let port = ProtoPort {
         port: segment.dport,
         proto: segment.proto,
@@ -174,21 +167,21 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
         count(Counter::KnockPortDropped);
         action = XDP_DROP;
     }
-    if segment.fragment {
-        // A fragment is never a knock.
-        return Ok(action);
-    }
     // The verdict and the flags go through memory before the state machine runs: the verifier
     // does not track values in maps, so it walks the state machine once instead of once per
     // combination of them.
     // SAFETY: fields of this CPU's scratch slot, distinct from the segment.
     unsafe {
         core::ptr::write_volatile(&raw mut (*scratch).verdict, action);
+        core::ptr::write_volatile(&raw mut (*scratch).to_gate, u32::from(to_gate));
         core::ptr::write_volatile(&raw mut (*scratch).at_knock_port, u32::from(at_knock_port));
         core::ptr::write_volatile(&raw mut (*scratch).to_host, u32::from(to_host));
+        (*scratch).opens.count = 0;
+        (*scratch).failed = 0;
     }
-    // Every packet still here is at a knock port or from a source that knocked lately.
-    if heard {
+    // Every packet still here is at a knock port or from a source that knocked lately; a
+    // fragment is never a knock.
+    if heard && !segment.fragment {
         if ban::is_banned(segment.src, settings, now_ns) {
             count(Counter::BannedIgnored);
         } else {
@@ -196,46 +189,25 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
                 recent::note(&segment.src, now_ns);
             }
             // `segment` is not used past this point: `track` rewrites part of it.
-            if track(scratch, port, now_ns) {
-                // Doors to open or a wrong knock to count: the open program does it and gives
-                // the verdict.
-                // SAFETY: this CPU's scratch slot; a tail call into our own program array, on
-                // failure execution goes on (and nothing opens).
-                unsafe {
-                    core::ptr::write_volatile(&raw mut (*scratch).now_ns, now_ns);
-                    HANDOFF.tail_call(ctx, HANDOFF_OPEN);
-                }
-            }
+            track(scratch, port, now_ns);
+        }
+    }
+    // Doors to open, a wrong knock to count or a packet for the gate: the open program does
+    // what there is to do and gives the verdict.
+    // SAFETY: this CPU's scratch slot; a tail call into our own program array, on failure
+    // execution goes on (and nothing opens).
+    unsafe {
+        if (*scratch).opens.count != 0 || (*scratch).failed != 0 || (*scratch).to_gate != 0 {
+            core::ptr::write_volatile(&raw mut (*scratch).now_ns, now_ns);
+            HANDOFF.tail_call(ctx, HANDOFF_OPEN);
         }
     }
     // SAFETY: as above.
-    let verdict = unsafe { core::ptr::read_volatile(&raw const (*scratch).verdict) };
-    Ok(finish(ctx, verdict))
+    Ok(unsafe { core::ptr::read_volatile(&raw const (*scratch).verdict) })
 }
 
-/// Not a verdict the kernel knows: a new connection or datagram the gate refused, which the
-/// look decides what becomes of ([`finish`]).
-const REFUSED: u32 = 0x100;
-/// Not a verdict the kernel knows either: in the stealth look, a new connection or datagram to
-/// a port the host does not serve ([`stealth_verdict`] decides).
-const UNSERVED: u32 = 0x101;
-
-/// The verdict for the kernel. A packet no static door admits goes to the reply program,
-/// which admits it through a door in the gate's reserve, or refuses it as the look says:
-/// answering as the host answers for a closed port (see `reply`), or dropping it.
-#[inline(always)]
-fn finish(ctx: &XdpContext, verdict: u32) -> u32 {
-    if verdict != REFUSED {
-        return verdict;
-    }
-    // The reply program finds the packet's headers in the scratch slot (`note_probe`).
-    // SAFETY: a tail call into our own program array; on failure execution goes on.
-    unsafe { HANDOFF.tail_call(ctx, HANDOFF_REPLY) };
-    count(Counter::GateDropped);
-    XDP_DROP
-}
-
-/// Leaves where a refused packet's headers lie in the scratch slot, for the reply program.
+/// Leaves where a packet for the gate program has its headers in the scratch slot, with its
+/// port's class.
 #[inline(always)]
 fn note_probe<const IP_FIRST: bool>(unaddressed: &Unaddressed, class: u8) -> Result<(), Fault> {
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(Fault)?;
@@ -252,65 +224,16 @@ fn note_probe<const IP_FIRST: bool>(unaddressed: &Unaddressed, class: u8) -> Res
     Ok(())
 }
 
-/// Whether, in the stealth look, a packet to a port no door knows is dropped: a new
-/// connection or datagram to a port the host does not serve, except datagrams to the
-/// ephemeral port range, where answers to the host's own queries arrive.
-#[inline(always)]
-fn stealthy(segment: &Segment, class: u8, settings: &Settings) -> bool {
-    segment.is_contact()
-        && segment.unicast
-        && class & SERVED == 0
-        && !(segment.is_udp() && settings.ephemeral(segment.dport))
-}
-
-/// The stealth look's verdict on a packet [`stealthy`] picked: dropped when it is addressed to
-/// the host; what is routed through passes.
-#[inline(always)]
-fn stealth_verdict<F: knock_common::frame::FrameBytes>(
-    unaddressed: &Unaddressed,
-    frame: &F,
-) -> u32 {
-    match unaddressed.destination(frame) {
-        Some(destination) if LOCAL_ADDRS.get_ptr(destination).is_some() => {
-            count(Counter::StealthDropped);
-            XDP_DROP
-        }
-        _ => XDP_PASS,
-    }
-}
-
-/// The gate's verdict on a new connection to a protected port: it needs an open door.
-#[inline(always)]
-fn gate_verdict<const IP_FIRST: bool>(
-    ctx: &XdpContext,
-    source: &Addr,
-    dport: u16,
-    class: u8,
-    settings: &Settings,
-) -> u32 {
-    if gate::admits_static(*source, class) {
-        count(Counter::GateAllowed);
-        XDP_PASS
-    } else if settings.always_allowing() && gate::always_allowed(*source) {
-        count(Counter::AlwaysAllowed);
-        XDP_PASS
-    } else {
-        // The reply program checks the gate's reserve, then refuses as the look says.
-        debug!(ctx, "gate: no static door for a new connection to port {}", dport);
-        REFUSED
-    }
-}
-
 #[inline(always)]
 fn malformed() -> u32 {
     count(Counter::Malformed);
     XDP_DROP
 }
 
-/// Runs the knock state machine for the packet's source. Returns whether the packet completed
-/// a sequence or was a wrong knock: then the open program has work (see `open`).
+/// Runs the knock state machine for the packet's source: what it opens and whether the packet
+/// was a wrong knock go into the scratch slot, for the open program (see `open`).
 #[inline(always)]
-fn track(scratch: *mut Scratch, port: ProtoPort, now_ns: u64) -> bool {
+fn track(scratch: *mut Scratch, port: ProtoPort, now_ns: u64) {
     // SAFETY: fields of this CPU's scratch slot, written by `try_knock` for this packet.
     let at_knock_port =
         unsafe { core::ptr::read_volatile(&raw const (*scratch).at_knock_port) } != 0;
@@ -351,7 +274,7 @@ fn track(scratch: *mut Scratch, port: ProtoPort, now_ns: u64) -> bool {
             zero(&raw mut *fresh);
             (fresh, true)
         }
-        None => return false,
+        None => return,
     };
     // Whether the packet is for this host: known already for knock ports, looked up now for
     // the others. It goes into the segment in memory, where the state machine reads it afresh
@@ -379,8 +302,6 @@ fn track(scratch: *mut Scratch, port: ProtoPort, now_ns: u64) -> bool {
     } else if progress.is_empty() {
         let _ = PROGRESS.remove(source);
     }
-    // SAFETY: as above.
-    unsafe { (*scratch).opens.count != 0 || (*scratch).failed != 0 }
 }
 
 /// Whether the packet is addressed to the host itself (or to a door's target), rather than

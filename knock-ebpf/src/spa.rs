@@ -12,8 +12,8 @@ use knock_common::settings::Settings;
 use knock_common::spa::{self, PACKET_LEN, Rejection};
 
 use crate::frame::XdpFrame;
-use crate::maps::{DOORS, KEYS, NONCES, SCRATCH, SETTINGS, SPA_DOORS};
 use crate::gate;
+use crate::maps::{DOORS, KEYS, NONCES, SCRATCH, SETTINGS, SPA_DOORS};
 use crate::report::{count, emit};
 
 /// The SPA program: the main program hands a datagram to the SPA port over with a tail call,
@@ -120,6 +120,14 @@ fn verify(
     }
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(Rejection::UnknownDoor)?;
     count(Counter::SpaAccepted);
-    gate::open(segment.src, door.gate_id, door, now_ns, scratch, true, settings);
+    gate::open(
+        segment.src,
+        door.gate_id,
+        door,
+        now_ns,
+        scratch,
+        true,
+        settings,
+    );
     Ok(())
 }

@@ -19,7 +19,8 @@ const STACK: Stack = Stack {
 
 /// A SYN with an MSS option and TOS 0x2b (ECN bits set), sent from 198.51.100.2:40000 to
 /// port 80 of a Linux 6.18 host with nothing listening there, and the reset the host sent.
-const SYN4: &str = "452b002c1111000032062326c6336402c63364019c40005012345678000000006002faf0438e0000020405b4";
+const SYN4: &str =
+    "452b002c1111000032062326c6336402c63364019c40005012345678000000006002faf0438e0000020405b4";
 const HOST_RESET4: &str =
     "45280028000040004006e63dc6336401c633640200509c4000000000123456795014000056280000";
 /// The same over IPv6 (traffic class 0x2b, flow label 0x12345), and the host's reset. Its flow
@@ -77,8 +78,16 @@ fn an_ipv6_reset_is_the_one_the_host_sent_but_for_the_flow_label_and_checksum() 
     // Version, traffic class and the label's high bits' byte: the class must match.
     assert_eq!(ours[0], host[0]);
     assert_eq!(ours[1] & 0xf0, host[1] & 0xf0);
-    assert_eq!(ours[4..40], host[4..40], "length, next header, hop limit, addresses");
-    assert_eq!(ours[40..56], host[40..56], "ports, sequence, acknowledgement, flags, window");
+    assert_eq!(
+        ours[4..40],
+        host[4..40],
+        "length, next header, hop limit, addresses"
+    );
+    assert_eq!(
+        ours[40..56],
+        host[40..56],
+        "ports, sequence, acknowledgement, flags, window"
+    );
     assert_eq!(ours[58..], host[58..]);
     let label = u32::from_be_bytes([0, ours[1] & 0x0f, ours[2], ours[3]]);
     assert_ne!(label, 0, "a flow label, as the host's automatic ones");
@@ -129,8 +138,16 @@ fn the_acknowledgement_counts_the_syn_and_a_fin() {
     let src: IpAddr = "198.51.100.2".parse().unwrap();
     let dst: IpAddr = "198.51.100.1".parse().unwrap();
     let plain = answer(&Craft::tcp(src, dst, 22, SYN).build(), probe_eth(false)).unwrap();
-    let with_fin = answer(&Craft::tcp(src, dst, 22, SYN | FIN).build(), probe_eth(false)).unwrap();
-    let urgent = answer(&Craft::tcp(src, dst, 22, SYN | URG).build(), probe_eth(false)).unwrap();
+    let with_fin = answer(
+        &Craft::tcp(src, dst, 22, SYN | FIN).build(),
+        probe_eth(false),
+    )
+    .unwrap();
+    let urgent = answer(
+        &Craft::tcp(src, dst, 22, SYN | URG).build(),
+        probe_eth(false),
+    )
+    .unwrap();
     let ack = |reset: &[u8]| u32::from_be_bytes(reset[34 + 8..34 + 12].try_into().unwrap());
     // Craft's SYNs carry sequence number 0x10000000.
     assert_eq!(ack(&plain), 0x1000_0001);
@@ -166,13 +183,33 @@ fn what_is_not_a_plain_syn_is_left_to_the_host() {
     let multicast6 = Craft::tcp("ff02::1".parse().unwrap(), dst6, 22, SYN).build();
     let cases: [(&str, Vec<u8>, Probe); 12] = [
         ("a bad TCP checksum", bad_tcp_checksum, probe_eth(false)),
-        ("a bad IPv4 header checksum", bad_ip_checksum, probe_eth(false)),
+        (
+            "a bad IPv4 header checksum",
+            bad_ip_checksum,
+            probe_eth(false),
+        ),
         ("IPv4 options", with_options.build(), options_probe),
         ("a fragment", fragment, probe_eth(false)),
-        ("an IPv6 extension header", extension.build(), extension_probe),
-        ("a SYN-ACK", Craft::tcp(src, dst, 22, SYN | ACK).build(), probe_eth(false)),
-        ("a SYN-RST", Craft::tcp(src, dst, 22, SYN | RST).build(), probe_eth(false)),
-        ("a bare ACK", Craft::tcp(src, dst, 22, ACK).build(), probe_eth(false)),
+        (
+            "an IPv6 extension header",
+            extension.build(),
+            extension_probe,
+        ),
+        (
+            "a SYN-ACK",
+            Craft::tcp(src, dst, 22, SYN | ACK).build(),
+            probe_eth(false),
+        ),
+        (
+            "a SYN-RST",
+            Craft::tcp(src, dst, 22, SYN | RST).build(),
+            probe_eth(false),
+        ),
+        (
+            "a bare ACK",
+            Craft::tcp(src, dst, 22, ACK).build(),
+            probe_eth(false),
+        ),
         ("a multicast source", multicast_source, probe_eth(false)),
         ("a loopback source", loopback_source, probe_eth(false)),
         ("an unspecified IPv6 source", unspecified6, probe_eth(true)),
@@ -201,7 +238,11 @@ fn a_reset_is_never_longer_than_the_syn_it_answers() {
     let src: IpAddr = "198.51.100.2".parse().unwrap();
     let dst: IpAddr = "198.51.100.1".parse().unwrap();
     for (frame, probe, ipv6) in [
-        (Craft::tcp(src, dst, 22, SYN).build(), probe_eth(false), false),
+        (
+            Craft::tcp(src, dst, 22, SYN).build(),
+            probe_eth(false),
+            false,
+        ),
         (
             Craft::tcp(
                 "2001:db8::2".parse().unwrap(),

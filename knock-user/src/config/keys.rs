@@ -132,13 +132,19 @@ mod tests {
         let keys = parse(Path::new("k"), text).unwrap();
         assert_eq!(keys[0].doors, ["openSSH", "backup"]);
         assert_eq!(keys[0].comment, "bob's phone");
-        assert!(keys[1].doors.is_empty(), "the old format opens every SPA door");
+        assert!(
+            keys[1].doors.is_empty(),
+            "the old format opens every SPA door"
+        );
         assert_eq!(keys[1].comment, "alice");
         assert_eq!(keys[2].doors, ["web"]);
         assert_eq!(keys[2].comment, "");
         for key in &keys {
             let again = parse(Path::new("k"), &key.line()).unwrap().remove(0);
-            assert_eq!((again.doors, again.comment), (key.doors.clone(), key.comment.clone()));
+            assert_eq!(
+                (again.doors, again.comment),
+                (key.doors.clone(), key.comment.clone())
+            );
         }
     }
 

@@ -286,7 +286,10 @@ fn check_key_doors(config: &Config, file: &Path) -> Result<(), ConfigError> {
         for name in &key.doors {
             let door = config.doors.iter().find(|d| &d.name == name);
             let problem = match door {
-                None => format!("key {} names door `{name}`, which the configuration lacks", key.id),
+                None => format!(
+                    "key {} names door `{name}`, which the configuration lacks",
+                    key.id
+                ),
                 Some(door) if !door.spa => format!(
                     "key {} names door `{name}`, which takes no SPA (add `SPA = yes` to it)",
                     key.id
@@ -296,7 +299,11 @@ fn check_key_doors(config: &Config, file: &Path) -> Result<(), ConfigError> {
             return Err(ConfigError {
                 path: file.to_owned(),
                 line: key.line,
-                key: Some(crate::config::keys::DOORS_FIELD.trim_end_matches('=').to_owned()),
+                key: Some(
+                    crate::config::keys::DOORS_FIELD
+                        .trim_end_matches('=')
+                        .to_owned(),
+                ),
                 kind: ErrorKind::BadValue(problem),
             });
         }

@@ -23,8 +23,8 @@ use knock_common::gate::Pass;
 use knock_common::progress::Progress;
 use knock_common::status::{self, DaemonInfo};
 use knock_common::{
-    Addr, Door, HANDOFF, HANDOFF_OPEN, HANDOFF_REPLY, HANDOFF_SPA, IP_PROGRAM, OPEN_PROGRAM,
-    PROGRAM, REPLY_PROGRAM, SPA_PROGRAM, maps, program_for,
+    Addr, Door, GATE_PROGRAM, HANDOFF, HANDOFF_GATE, HANDOFF_OPEN, HANDOFF_SPA, IP_PROGRAM,
+    OPEN_PROGRAM, PROGRAM, SPA_PROGRAM, maps, program_for,
 };
 
 pub use attach::{AttachError, AttachMode, Attached};
@@ -101,7 +101,7 @@ impl Knock {
         program_mut(&mut ebpf, Link::Ethernet)?.load()?;
         for (name, slot) in [
             (SPA_PROGRAM, HANDOFF_SPA),
-            (REPLY_PROGRAM, HANDOFF_REPLY),
+            (GATE_PROGRAM, HANDOFF_GATE),
             (OPEN_PROGRAM, HANDOFF_OPEN),
         ] {
             let program: &mut Xdp = ebpf
@@ -166,7 +166,7 @@ impl Knock {
     /// The programs loaded into the kernel: the entry points for the kinds of link in use
     /// (the Ethernet one always), and the SPA program.
     pub(crate) fn loaded_programs(&self) -> Vec<&'static str> {
-        let mut names = vec![PROGRAM, SPA_PROGRAM, REPLY_PROGRAM, OPEN_PROGRAM];
+        let mut names = vec![PROGRAM, SPA_PROGRAM, GATE_PROGRAM, OPEN_PROGRAM];
         if self.program_on(Link::Ip).is_ok() {
             names.push(IP_PROGRAM);
         }

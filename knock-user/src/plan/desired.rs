@@ -100,9 +100,8 @@ impl Desired {
         let expanded = expand::expand(config, now_s, &used);
         let plan = self
             .plan
-            .next(&expanded, &self.host.served, self.switches)
-            .with_local(&self.host.local)
-            .with_stack(self.host.stack);
+            .next_on(&expanded, &self.host.served, self.switches, self.host.stack)
+            .with_local(&self.host.local);
         Next {
             removed: self.plan.removed_in(&plan),
             plan,
@@ -336,7 +335,10 @@ mod tests {
         let next = desired.next(desired.config(), NOW);
         assert_eq!(next.plan.class_of(ProtoPort::tcp(2000)) & SERVED, SERVED);
         assert!(next.plan.local.contains(&local));
-        assert_eq!(next.plan.settings.ttl, 99, "the host's TTL, for the program's resets");
+        assert_eq!(
+            next.plan.settings.ttl, 99,
+            "the host's TTL, for the program's resets"
+        );
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl Plan {
     /// ports the host listens on: knocks on them are counted but let through.
     pub fn new(config: &Config, served: &BTreeSet<ProtoPort>, switches: Switches) -> Self {
         let ids: Vec<usize> = (0..config.doors.len()).collect();
-        Self::build(config, &ids, &[], served, switches)
+        Self::build(config, &ids, &[], served, switches, StackFacts::default())
     }
 
     /// What an earlier daemon pushed, as far as the next plan needs it: door records and names
@@ -108,6 +108,17 @@ impl Plan {
     /// The plan for a configuration that replaces `self`: doors keep their ids by name, and a
     /// door whose record changed gets the next revision.
     pub fn next(&self, config: &Config, served: &BTreeSet<ProtoPort>, switches: Switches) -> Self {
+        self.next_on(config, served, switches, StackFacts::default())
+    }
+
+    /// [`Self::next`] on a host whose stack answers with `stack`.
+    pub fn next_on(
+        &self,
+        config: &Config,
+        served: &BTreeSet<ProtoPort>,
+        switches: Switches,
+        stack: StackFacts,
+    ) -> Self {
         let mut taken: BTreeSet<usize> = BTreeSet::new();
         let mut ids: Vec<Option<usize>> = config
             .doors
@@ -137,7 +148,7 @@ impl Plan {
         }
         // The configuration holds at most MAX_DOORS doors, so every door found an id.
         let ids: Vec<usize> = ids.into_iter().flatten().collect();
-        Self::build(config, &ids, &self.doors, served, switches)
+        Self::build(config, &ids, &self.doors, served, switches, stack)
     }
 
     fn build(
@@ -146,6 +157,7 @@ impl Plan {
         previous: &[Door],
         served: &BTreeSet<ProtoPort>,
         switches: Switches,
+        stack: StackFacts,
     ) -> Self {
         let len = ids.iter().map(|id| id + 1).max().unwrap_or(0);
         let mut doors = vec![empty_door(); len];
@@ -177,12 +189,6 @@ impl Plan {
 
         let look = switches.look.unwrap_or(config.options.look);
         let mut classes: BTreeMap<ProtoPort, u8> = BTreeMap::new();
-        if look == Look::Stealth {
-            // Every served port passes in the stealth look: its class says so.
-            for port in served.iter().chain(&STEALTH_ALWAYS_SERVED) {
-                *classes.entry(*port).or_default() |= SERVED;
-            }
-        }
         let mut guarding: BTreeMap<ProtoPort, u64> = BTreeMap::new();
         let mut first_steps: BTreeMap<ProtoPort, u64> = BTreeMap::new();
         let mut strict_doors = 0u64;
@@ -221,11 +227,14 @@ impl Plan {
             *class = ports::guarded_class(group as u8, *class);
         }
         let mut port_words: BTreeMap<u32, u64> = BTreeMap::new();
-        for (port, class) in classes {
+        for (port, class) in &classes {
             let (word, shift) = ports::slot(port.proto, port.port);
-            *port_words.entry(word).or_default() |= u64::from(class) << shift;
+            *port_words.entry(word).or_default() |= u64::from(*class) << shift;
         }
         let options = &config.options;
+        if look == Look::Stealth {
+            stealth_classes(&mut port_words, &classes, served, options, stack.ephemeral);
+        }
         let local = config
             .doors
             .iter()
@@ -249,7 +258,6 @@ impl Plan {
                 (key.id, (key.key, doors))
             })
             .collect();
-        let stack = StackFacts::default();
         Self {
             local,
             doors,
@@ -299,14 +307,6 @@ impl Plan {
         }
     }
 
-    /// The plan with what the host's stack puts into its answers, and its ephemeral ports.
-    pub fn with_stack(mut self, stack: StackFacts) -> Self {
-        self.settings.ttl = stack.ttl;
-        self.settings.hop_limit = stack.hop_limit;
-        (self.settings.ephemeral_low, self.settings.ephemeral_high) = stack.ephemeral;
-        self
-    }
-
     /// The plan with the host's own addresses added to where knocks may be sent.
     pub fn with_local(mut self, addresses: &BTreeSet<Addr>) -> Self {
         self.local.extend(addresses.iter().copied());
@@ -345,6 +345,43 @@ impl Plan {
             })
             .map(|id| id as u8)
             .collect()
+    }
+}
+
+/// In the stealth look, every port that is neither served, nor a knock or protected port, nor
+/// the SPA port, nor (for UDP) in the host's ephemeral range, gets guard group 0, which opens
+/// for no door: new connections and datagrams to it are dropped (see `ports::STEALTHY`).
+fn stealth_classes(
+    port_words: &mut BTreeMap<u32, u64>,
+    classes: &BTreeMap<ProtoPort, u8>,
+    served: &BTreeSet<ProtoPort>,
+    options: &crate::config::Options,
+    ephemeral: (u16, u16),
+) {
+    let spa = options.spa_port.map(ProtoPort::udp);
+    for proto in [
+        knock_common::segment::PROTO_TCP,
+        knock_common::segment::PROTO_UDP,
+    ] {
+        for number in 0..=u16::MAX {
+            let port = ProtoPort {
+                port: number,
+                proto,
+                _pad: 0,
+            };
+            let answers_the_host = proto == knock_common::segment::PROTO_UDP
+                && (ephemeral.0..=ephemeral.1).contains(&number);
+            if classes.contains_key(&port)
+                || served.contains(&port)
+                || STEALTH_ALWAYS_SERVED.contains(&port)
+                || spa == Some(port)
+                || answers_the_host
+            {
+                continue;
+            }
+            let (word, shift) = ports::slot(proto, number);
+            *port_words.entry(word).or_default() |= u64::from(ports::STEALTHY) << shift;
+        }
     }
 }
 

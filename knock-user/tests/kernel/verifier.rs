@@ -11,9 +11,9 @@ use knock_user::kernel::{Capacities, Knock};
 const CEILINGS: [(&str, u32); 5] = [
     (knock_common::PROGRAM, 140_000),
     (knock_common::IP_PROGRAM, 115_000),
-    (knock_common::SPA_PROGRAM, 5_500),
-    (knock_common::REPLY_PROGRAM, 5_000),
-    (knock_common::OPEN_PROGRAM, 5_000),
+    (knock_common::SPA_PROGRAM, 8_000),
+    (knock_common::GATE_PROGRAM, 8_000),
+    (knock_common::OPEN_PROGRAM, 12_000),
 ];
 
 /// Loads every program into this kernel and reads back how far its verifier walked.

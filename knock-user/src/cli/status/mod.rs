@@ -126,7 +126,10 @@ pub fn snapshot(dir: &StateDir) -> Result<Snapshot, StateError> {
 
     let mut open = Vec::new();
     let mut gate_entries = [0; 2];
-    for (entries, map) in gate_entries.iter_mut().zip([maps::GATE, maps::GATE_RESERVE]) {
+    for (entries, map) in gate_entries
+        .iter_mut()
+        .zip([maps::GATE, maps::GATE_RESERVE])
+    {
         let gate: HashMap<MapData, Addr, Pass> = hash(dir, map)?;
         for (source, pass) in gate.iter().filter_map(Result::ok) {
             *entries += 1;

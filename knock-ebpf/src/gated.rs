@@ -1,20 +1,24 @@
-//! The reply program: answers a connection attempt the gate refused as the host answers one
-//! to a closed port (see `knock_common::reply`). The main program hands the packet over with a
-//! tail call, leaving where its headers lie in the scratch slot.
+//! The gate program: judges a new connection or datagram to a guarded port (a protected port,
+//! and in the stealth look a port the host does not serve, of guard group 0), and answers
+//! those it refuses at protected ports as the host answers them at a closed port (see
+//! `knock_common::reply`). The main program hands the
+//! packet over with a tail call, leaving where its headers lie in the scratch slot; so the
+//! gate costs the main program's verifier walk nothing per path through the classifier.
 
 use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX};
 use aya_ebpf::helpers::bpf_xdp_adjust_tail;
 use aya_ebpf::macros::xdp;
 use aya_ebpf::programs::XdpContext;
+use aya_log_ebpf::debug;
 use knock_common::counter::Counter;
 use knock_common::frame::FrameBytes as _;
 use knock_common::reply::{self, Probe, Reset, Stack};
 use knock_common::settings::Settings;
-use knock_common::{Addr, frame};
+use knock_common::{Addr, frame, ports};
 
 use crate::frame::XdpFrame;
-use crate::maps::{LOCAL_ADDRS, SCRATCH, SETTINGS};
 use crate::gate;
+use crate::maps::{LOCAL_ADDRS, SCRATCH, SETTINGS};
 use crate::report::count;
 
 /// Bounds where the IP header can start (behind two VLAN tags at most), as a mask.
@@ -25,7 +29,7 @@ const _: () = assert!(L4_LIMIT >= frame::MAX_TRANSPORT_OFFSET + 22);
 
 #[xdp]
 #[inline(always)]
-pub fn knock_reply(ctx: XdpContext) -> u32 {
+pub fn knock_gate(ctx: XdpContext) -> u32 {
     let (Some(scratch), Some(settings)) = (SCRATCH.get_ptr_mut(0), SETTINGS.get(0)) else {
         return XDP_DROP;
     };
@@ -49,21 +53,34 @@ fn answer(ctx: &XdpContext, probe: Probe, settings: &Settings, reset: &mut Reset
         ..probe
     };
     let frame = XdpFrame::new(ctx);
-    // No static door admitted the packet; a door in the reserve may.
     let Some(source) = source(&frame, probe) else {
         return XDP_DROP;
     };
-    if gate::admits_reserved(source, probe.class, settings) {
+    // Guard group 0: a port the host does not serve, in the stealth look. Dropped when
+    // addressed to the host, as the host's own default-deny firewall would, unless the source
+    // is always allowed; what is routed through passes.
+    if ports::guard_group(probe.class) == 0 {
+        if !to_host(&frame, probe) || settings.always_allowing() && gate::always_allowed(source) {
+            return XDP_PASS;
+        }
+        count(Counter::StealthDropped);
+        return XDP_DROP;
+    }
+    if gate::admits_static(source, probe.class)
+        || gate::admits_reserved(source, probe.class, settings)
+    {
         count(Counter::GateAllowed);
         return XDP_PASS;
     }
-    count(Counter::GateDropped);
-    if settings.filtered() {
-        return XDP_DROP;
+    if settings.always_allowing() && gate::always_allowed(source) {
+        count(Counter::AlwaysAllowed);
+        return XDP_PASS;
     }
+    count(Counter::GateDropped);
+    debug!(ctx, "gate: refused a new connection to a protected port");
     // Only packets for the host itself get an answer, as the host only answers those; what is
     // routed through is dropped, as the gate always did.
-    if !to_host(&frame, probe) {
+    if settings.filtered() || !to_host(&frame, probe) {
         return XDP_DROP;
     }
     let stack = Stack {

@@ -74,6 +74,9 @@ pub struct Knock {
     links: Vec<XdpLink>,
     /// The socket-lookup guard's link, once attached (see [`guard`]).
     guard: Option<FdLink>,
+    /// This load's key for the flow labels of the program's IPv6 resets: random, so nobody can
+    /// predict them (see `knock_common::reply::flow_label`).
+    label_key: u32,
 }
 
 impl Knock {
@@ -123,6 +126,7 @@ impl Knock {
             state: state.cloned(),
             links: Vec::new(),
             guard: None,
+            label_key: random_key(),
         };
         let mut layout: Array<_, u32> = knock.array(maps::LAYOUT)?;
         layout
@@ -193,6 +197,11 @@ impl Knock {
             .try_into()?;
         program.fd()?;
         Ok(program)
+    }
+
+    /// The settings last pushed into the kernel.
+    pub fn settings(&self) -> Option<knock_common::settings::Settings> {
+        self.pushed.as_ref().map(|p| p.settings)
     }
 
     /// The door records last pushed into the kernel.
@@ -279,6 +288,14 @@ impl Knock {
         let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
         HashMap::try_from(map).map_err(map_error(name))
     }
+}
+
+/// A random key; a fixed one when the kernel's random source cannot be read (a flow label
+/// that is predictable, no worse).
+fn random_key() -> u32 {
+    let mut bytes = [0u8; 4];
+    let _ = crate::system::random::fill(&mut bytes);
+    u32::from_ne_bytes(bytes) | 1
 }
 
 fn program_mut(ebpf: &mut Ebpf, link: Link) -> Result<&mut Xdp, LoadError> {

@@ -97,6 +97,7 @@ impl Knock {
         apply(maps::ALWAYS_ALLOW, &mut allow, &diff.always_allow)?;
         let mut pushed = plan.clone();
         pushed.settings.generation = generation;
+        pushed.settings.label_key = self.label_key;
         self.pushed = Some(pushed);
         self.sync_clock()
     }

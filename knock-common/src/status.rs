@@ -50,6 +50,8 @@ pub const MIRROR_NFTABLES: u32 = 2;
 /// Attach modes as `DaemonInfo::mode` records them.
 pub const NATIVE: u32 = 1;
 pub const GENERIC: u32 = 2;
+/// Some interfaces in native XDP, others in generic XDP (`--xdp-mode auto`).
+pub const MIXED: u32 = 3;
 
 /// The longest door name: a name and, for a rotating door's instance, `@` and its period.
 pub const NAME_LEN: usize = 128;

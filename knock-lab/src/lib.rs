@@ -66,6 +66,17 @@ impl Lab {
         Ok(lab)
     }
 
+    /// Deletes the veth pair, as a USB Ethernet reset or `ifdown` takes an interface away.
+    pub fn unwire(&self) -> std::io::Result<()> {
+        self.server.ip(&["link", "del", &self.server_if]).map(drop)
+    }
+
+    /// Makes the veth pair again, under the same names and with the same addresses: a new
+    /// interface (a new index) where the old one was.
+    pub fn rewire(&self) -> std::io::Result<()> {
+        self.wire()
+    }
+
     fn wire(&self) -> std::io::Result<()> {
         netns::ip(&[
             "link",

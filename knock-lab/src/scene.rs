@@ -300,6 +300,9 @@ impl SceneBuilder {
             config.to_string_lossy().into_owned(),
             "--interface".to_owned(),
             lab.server_if.clone(),
+            // Used sequences are recorded in the scene's directory, not the host's.
+            "--record-dir".to_owned(),
+            dir.path("record").to_string_lossy().into_owned(),
         ];
         if self.verbose {
             args.push("-v".to_owned());

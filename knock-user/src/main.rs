@@ -38,10 +38,11 @@ struct KnockdCli {
 enum Command {
     /// Attach to the interface and guard it until SIGINT or SIGTERM; SIGHUP reloads.
     Run(RunArgs),
-    /// Validate a configuration and print the effective doors.
+    /// Validate a configuration, print the effective doors, and judge the interfaces `run`
+    /// would guard; takes `run`'s options, so it checks what `run` will do.
     Check {
-        #[arg(short = 'c', long, value_name = "FILE", default_value = DEFAULT_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
         /// Print only warnings and errors (knock.service checks before each start and reload).
         #[arg(short, long)]
         quiet: bool,
@@ -75,8 +76,9 @@ struct RunArgs {
         value_name = "NAME"
     )]
     interfaces: Vec<String>,
-    /// Where the program runs: in the driver, or in the generic path for drivers without XDP.
-    #[arg(long, value_enum, default_value_t = AttachMode::Native)]
+    /// Where the program runs: in the driver where it can (auto), only in the driver (native),
+    /// or in the generic path that every driver has (skb).
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     xdp_mode: AttachMode,
     /// Detach from the terminal and write a pid file.
     #[arg(short = 'd', long)]
@@ -106,6 +108,10 @@ struct RunArgs {
     /// Pin nothing: the program detaches and all state goes when the daemon exits, as knockd.
     #[arg(long)]
     ephemeral: bool,
+    /// Where used single-use sequences are recorded on disk, so that a reboot cannot revive
+    /// one (a file per daemon, named after its first interface).
+    #[arg(long, value_name = "DIR", default_value = knock_user::daemon::DEFAULT_RECORD_DIR)]
+    record_dir: PathBuf,
     /// Mirror open doors into the host's firewall, so a default-drop INPUT lets the source in
     /// too (overrides Mirror in [options]).
     #[arg(long, value_enum, value_name = "FIREWALL")]
@@ -212,6 +218,10 @@ struct KnockArgs {
         value_name = "PORT[:tcp|:udp]"
     )]
     ports: Vec<String>,
+    /// With --secret-file: the sequence of the period holding this Unix time instead of now
+    /// (tests compare clients built for different CPUs).
+    #[arg(long, hide = true, value_name = "UNIX_S", requires = "secret_file")]
+    at: Option<u64>,
 }
 
 #[derive(Args)]
@@ -241,8 +251,20 @@ struct SpaArgs {
     /// Say what was sent.
     #[arg(short, long)]
     verbose: bool,
+    /// Seal with this Unix time instead of now (tests compare clients built for different CPUs).
+    #[arg(long, hide = true, value_name = "UNIX_S")]
+    at: Option<u64>,
+    /// Seal with this nonce, 32 hex digits, instead of random bytes: the packet is then the same
+    /// every time, which only tests want (the server refuses it as a replay after the first).
+    #[arg(long, hide = true, value_name = "HEX", value_parser = nonce)]
+    nonce: Option<[u8; 16]>,
     host: String,
     door: String,
+}
+
+fn nonce(text: &str) -> Result<[u8; 16], String> {
+    knock_user::config::keys::unhex::<16>(text)
+        .ok_or_else(|| format!("`{text}` is not 32 hex digits"))
 }
 
 #[derive(Args)]
@@ -337,6 +359,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 chain: args.mirror_chain,
                 table: args.mirror_table,
             },
+            record_dir: args.record_dir,
         }),
         Command::Status(args) => knock_user::cli::status::run(
             &args.pinned.state_dir,
@@ -362,8 +385,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Check { config, quiet } => {
-            let config = config::load(&config)?;
+        Command::Check { run, quiet } => {
+            let config = config::load(&run.config)?;
             if !quiet {
                 print!("{}", knock_user::cli::check::describe(&config));
             }
@@ -374,11 +397,22 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             {
                 eprintln!("warning: {warning}");
             }
+            let interfaces = knock_user::cli::interfaces::judge(&run.interfaces, &config);
+            for warning in &interfaces.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if !interfaces.errors.is_empty() {
+                anyhow::bail!("{}", interfaces.errors.join("; "));
+            }
             Ok(())
         }
         Command::Knock(args) => {
             let ports = match &args.secret_file {
-                Some(file) => client::rotating_sequence(file, &args.ports)?,
+                Some(file) => client::rotating_sequence(
+                    file,
+                    &args.ports,
+                    args.at.unwrap_or_else(knock_user::system::clock::unix_s),
+                )?,
                 None => args
                     .ports
                     .iter()
@@ -399,7 +433,12 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("{}: no such key", path.display()))?;
             let ip = client::resolve(&args.host, family(args.ipv4, args.ipv6))?;
             let server = std::net::SocketAddr::new(ip, args.port);
-            let source = knock_user::cli::spa::send(server, key, &args.door, args.source)?;
+            let fresh = knock_user::cli::spa::Stamp::fresh()?;
+            let stamp = knock_user::cli::spa::Stamp {
+                timestamp: args.at.unwrap_or(fresh.timestamp),
+                nonce: args.nonce.unwrap_or(fresh.nonce),
+            };
+            let source = knock_user::cli::spa::send(server, key, &args.door, args.source, &stamp)?;
             if args.verbose {
                 println!(
                     "sent SPA for door {} with key {} to {server}, signed for source {source}",

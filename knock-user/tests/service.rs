@@ -276,7 +276,8 @@ fn the_unit_reports_readiness_checks_the_file_and_retries_a_failed_start() {
     // and fails when the daemon exits first (with Type=exec it returned at exec).
     assert_eq!(values("Type"), ["notify"]);
     assert_eq!(values("NotifyAccess"), ["main"]);
-    let check = "/usr/sbin/knock-user check --quiet --config /etc/knockd.conf";
+    // check takes run's options, so it judges the interfaces the daemon will guard.
+    let check = "/usr/sbin/knock-user check --quiet --config /etc/knockd.conf $KNOCK_OPTS";
     assert_eq!(values("ExecStartPre"), [check]);
     // A broken file fails `systemctl reload` with the checker's message; the daemon is not
     // signalled and keeps its configuration.
@@ -609,10 +610,11 @@ fn sandbox_refusals(calls: &[(String, String)]) -> Vec<String> {
 #[test]
 fn every_system_call_of_the_daemon_and_its_commands_passes_the_units_filter_and_sandbox() {
     for needed in ["strace", "systemd-analyze"] {
-        if !tool(needed) {
-            eprintln!("skipped: {needed} is not installed (cargo xtask bootstrap installs strace)");
-            return;
-        }
+        assert!(
+            tool(needed),
+            "{needed} is not installed: `cargo xtask bootstrap` installs it (Debian's strace and \
+             systemd packages)"
+        );
     }
     let allowed = allowed_system_calls();
     assert!(
@@ -681,10 +683,11 @@ fn run(command: &mut Command) -> Output {
 
 #[test]
 fn systemd_analyze_verifies_the_unit_and_rates_its_exposure_ok() {
-    if !tool("systemd-analyze") {
-        eprintln!("skipped: systemd-analyze is not installed (Debian's systemd package)");
-        return;
-    }
+    assert!(
+        tool("systemd-analyze"),
+        "systemd-analyze is not installed: `cargo xtask bootstrap` installs it (Debian's systemd \
+         package)"
+    );
     // The unit's binary, man pages and /bin/kill must exist for verify: lay the package's files
     // over /usr in a private mount namespace.
     let dir = TempDir::new("service-verify");
@@ -787,8 +790,9 @@ fn ready_is_sent_once_the_gate_is_up_and_a_failed_start_sends_none_and_pins_noth
         )
     );
 
-    // A start that cannot attach exits with its reason, says nothing to systemd, and leaves
-    // no pinned state for `status` to report or the next start to call incompatible.
+    // A start that cannot guard (an interface knock cannot judge) exits with its reason, says
+    // nothing to systemd, and leaves no pinned state for `status` to report or the next start
+    // to call incompatible.
     let Some(bpffs) = &s.bpffs else { return };
     let root = bpffs.0.join("knock");
     let mut failing = s.lab.server.command(BINARY);
@@ -796,7 +800,7 @@ fn ready_is_sent_once_the_gate_is_up_and_a_failed_start_sends_none_and_pins_noth
         .arg("run")
         .arg("--config")
         .arg(s.dir.path("knockd.conf"))
-        .args(["--interface", "knockmissing0", "--state-dir"])
+        .args(["--interface", "lo", "--state-dir"])
         .arg(&root)
         .env("NOTIFY_SOCKET", &path);
     let output = failing.output().unwrap();
@@ -808,13 +812,64 @@ fn ready_is_sent_once_the_gate_is_up_and_a_failed_start_sends_none_and_pins_noth
         String::from_utf8_lossy(&message)
     );
     assert!(
-        !root.join("knockmissing0").exists(),
+        !root.join("lo").exists(),
         "the failed start left its pinned state"
     );
     let status = Command::new(BINARY)
-        .args(["status", "--interface", "knockmissing0", "--state-dir"])
+        .args(["status", "--interface", "lo", "--state-dir"])
         .arg(&root)
         .output()
         .unwrap();
     assert!(!status.status.success(), "status: {status:?}");
+}
+
+#[test]
+fn ready_waits_for_an_interface_that_is_not_there_yet_and_comes_once_it_is_guarded() {
+    let s = Scene::new("wait");
+    let (socket, path) = notify_socket(&s.dir);
+    let iface = format!("{}w", s.lab.server_if);
+    let mut run = s.lab.server.command(BINARY);
+    run.arg("run")
+        .arg("--config")
+        .arg(s.dir.path("knockd.conf"))
+        .args(["--interface", &iface]);
+    std::fs::write(s.dir.path("knockd.conf"), config("true")).unwrap();
+    if let Some(bpffs) = &s.bpffs {
+        run.arg("--state-dir").arg(bpffs.0.join("knock"));
+    }
+    run.env("NOTIFY_SOCKET", &path);
+    let daemon = Daemon::spawn(run).expect("the daemon starts and waits");
+    let mut message = [0u8; 512];
+    let length = socket.recv(&mut message).expect("a status arrives");
+    assert_eq!(
+        String::from_utf8_lossy(&message[..length]),
+        format!("STATUS=waiting for {iface} (not guarded): 1 door(s), 0 open"),
+        "no READY=1 while the interface is missing"
+    );
+    s.lab
+        .server
+        .ip(&[
+            "link",
+            "add",
+            &iface,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{iface}p"),
+        ])
+        .expect("the interface appears");
+    let length = socket.recv(&mut message).expect("READY=1 arrives");
+    assert_eq!(
+        String::from_utf8_lossy(&message[..length]),
+        format!("READY=1\nSTATUS=guarding {iface} (native XDP): 1 door(s), 0 open")
+    );
+    assert!(
+        daemon
+            .log()
+            .iter()
+            .any(|l| l.contains(&format!("{iface} appeared"))),
+        "{:#?}",
+        daemon.log()
+    );
 }

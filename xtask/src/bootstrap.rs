@@ -24,6 +24,9 @@ const PACKAGES: &[&str] = &[
     "knockd",
     // knock-user/tests/service.rs: the unit's system call filter against what the daemon calls.
     "strace",
+    // knock-user/tests/service.rs and the package check: systemd-analyze verify, security and
+    // syscall-filter judge the unit.
+    "systemd",
     // knock-user/tests/host/manuals.rs and the package check read the man pages.
     "man-db",
 ];

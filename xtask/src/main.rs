@@ -2,7 +2,9 @@
 
 mod bench;
 mod bootstrap;
+mod configs;
 mod cross;
+mod debian;
 mod demo;
 mod fuzz;
 mod matrix;
@@ -29,13 +31,14 @@ enum Command {
     /// Run every test: formatting, lints, unit tests, kernel verdicts, end to end.
     Test,
     /// Build static knock-user binaries for Raspberry Pis (aarch64, ARMv7, ARMv6) into
-    /// target/cross/<name>/ and check them under qemu-user.
+    /// target/cross/<name>/ and check them under qemu-user, their clients against the host's.
     Cross(cross::Args),
     /// Build the Debian package (cargo-deb) and print its path; --check installs it into a
     /// scratch root and checks it.
     Package(package::Args),
-    /// Boot Debian's 6.1 and 6.12 kernels (amd64, arm64; armhf 6.1) under qemu-system and check that
-    /// each accepts the XDP program and the gate works.
+    /// Boot Debian's 5.10, 6.1 and 6.12 kernels (amd64, arm64; armhf 5.10 and 6.1) under
+    /// qemu-system and check in each the gate, knocks, SPA and rotating doors, the JIT and the
+    /// verifier's walk.
     Matrix(matrix::Args),
     /// Boot a Debian 12 guest with real systemd under qemu, install the freshly built .deb and
     /// walk README's deployment and operations steps in it (needs root; caches the guest in

@@ -157,10 +157,12 @@ fn tcp_knock(target: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The current sequence of a rotating door; `rest` may name the door, which must match.
+/// The sequence of a rotating door for the period holding `unix_s` (the current one, but for
+/// tests that pin the clock); `rest` may name the door, which must match.
 pub fn rotating_sequence(
     file: &std::path::Path,
     rest: &[String],
+    unix_s: u64,
 ) -> anyhow::Result<Vec<ProtoPort>> {
     let secret = crate::config::rotate::load(file)?;
     match rest {
@@ -173,7 +175,7 @@ pub fn rotating_sequence(
         ),
         _ => anyhow::bail!("with --secret-file, give only the host and the door's name"),
     }
-    Ok(secret.sequence(secret.period_at(crate::system::clock::unix_s())))
+    Ok(secret.sequence(secret.period_at(unix_s)))
 }
 
 #[cfg(test)]

@@ -122,6 +122,12 @@ fn extra(page: &clap::Command) -> String {
             roff.text([bold("/etc/knockd.conf")]);
             roff.text([roman("The default configuration.")]);
             roff.control("TP", []);
+            roff.text([bold("/var/lib/knock/"), italic("INTERFACE"), bold(".used")]);
+            roff.text([roman(
+                "The record of used one-time and rotating sequences (--record-dir), which \
+                 a reboot keeps: they never open again.",
+            )]);
+            roff.control("TP", []);
             roff.text([bold("/usr/lib/systemd/system/knock.service")]);
             roff.text([
                 roman("The systemd unit that runs "),

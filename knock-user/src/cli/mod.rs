@@ -3,6 +3,7 @@
 //! and calls these.
 
 pub mod check;
+pub mod interfaces;
 pub mod keygen;
 pub mod knock;
 pub mod manuals;

@@ -16,7 +16,7 @@ impl Daemon {
             closed_through_ns,
             netns: crate::system::proc::current_netns(),
             pid: std::process::id(),
-            mode: self.options.mode.code(),
+            mode: self.modes_code(),
             mirror,
             _pad: 0,
             mirror_name,
@@ -60,7 +60,7 @@ impl Daemon {
             return;
         };
         for iface in dir.linked_interfaces() {
-            if !self.interfaces.contains(&iface) {
+            if !self.interfaces().contains(&iface) {
                 let _ = crate::kernel::pins::detach_pinned_link(&dir.link_path(&iface));
                 self.journal.line(&format!(
                     "knock: no longer guarding {iface}; its program is detached"

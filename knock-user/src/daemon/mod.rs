@@ -8,6 +8,7 @@
 //! - [`serve`]: the event loop and the way out;
 //! - [`reload`]: new plans for a new configuration, a used sequence, a moving window or a
 //!   changed host;
+//! - [`guards`]: the guarded interfaces, following links as they come and go;
 //! - [`handover`]: what passes between daemons through the pinned state.
 
 use std::path::PathBuf;
@@ -19,18 +20,23 @@ use knock_common::counter::Counter;
 
 use crate::events::keeper::Keeper;
 use crate::journal::Journal;
-use crate::kernel::pins::{Found, StateDir};
+use crate::kernel::pins::{Found, Lifetime, StateDir};
 use crate::kernel::{AttachMode, Capacities, Knock};
 use crate::plan::Switches;
 use crate::plan::desired::Desired;
 
 pub mod detach;
-mod guard;
+mod guards;
 mod handover;
+mod lookup_guard;
 mod once;
+mod record;
 mod reload;
 mod serve;
 mod start;
+
+pub use record::DEFAULT_DIR as DEFAULT_RECORD_DIR;
+pub use start::interfaces_to_guard;
 
 /// Where knockd writes its pid when it runs as a daemon; init scripts look there.
 pub const DEFAULT_PID_FILE: &str = "/var/run/knockd.pid";
@@ -54,6 +60,8 @@ pub struct RunOptions {
     pub state_root: Option<PathBuf>,
     /// The firewall to mirror open doors into (`--mirror`), over the configuration's `Mirror`.
     pub mirror: crate::mirror::Request,
+    /// Where the record of used single-use sequences is kept on disk (`--record-dir`).
+    pub record_dir: PathBuf,
 }
 
 /// How often stale progress and gate entries are cleared.
@@ -69,7 +77,17 @@ struct Daemon {
     desired: Desired,
     /// Counters as last logged, for the verbose summary.
     counters_logged: Vec<(Counter, u64)>,
-    interfaces: Vec<String>,
+    /// The guarded interfaces, attached or not (see `guards`).
+    guards: Vec<guards::Guard>,
+    /// The socket that hears of links coming and going, and of addresses; `None` when it could
+    /// not be opened (said at start).
+    link_watch: Option<crate::system::netlink::Socket>,
+    /// Whether systemd has been told READY=1: once every named interface was attached.
+    ready: bool,
+    /// Whether the pins outlive this daemon.
+    lifetime: Lifetime,
+    /// The record of used single-use sequences on disk.
+    record: record::Record,
     capacities: Capacities,
     knock: Knock,
     journal: Arc<Journal>,

@@ -104,7 +104,7 @@ impl Daemon {
 
     /// Follows services starting and stopping, and addresses coming and going.
     pub(super) fn check_served(&mut self) {
-        let host = super::host_facts(&self.interfaces);
+        let host = super::host_facts(&self.interfaces());
         if !self.desired.observe(host) {
             return;
         }

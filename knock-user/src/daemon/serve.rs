@@ -7,10 +7,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::guards::Received;
 use super::{COUNTERS_EVERY, DEFAULT_PID_FILE, Daemon, SERVED_EVERY, SWEEP_EVERY};
 use crate::events::DoorEvent;
+use crate::kernel::pins::Lifetime;
 use crate::kernel::sweep;
 use crate::system::clock;
+use crate::system::netlink::Socket;
+use crate::system::watch::Watched;
 
 /// Why the daemon stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +42,13 @@ impl Daemon {
         let maps = self.knock.map_memory();
         let mut ring = crate::system::watch::readable(self.knock.take_events()?)
             .context("cannot watch the event ring")?;
+        let mut links = match self.link_watch.take() {
+            Some(socket) => Some(
+                crate::system::watch::readable(socket)
+                    .context("cannot watch the link notifications")?,
+            ),
+            None => None,
+        };
         // Written once the handlers are in place, so a SIGTERM sent as soon as it appears still
         // finds it removed on the way out.
         let _pid_file = self.options.daemon.then(|| {
@@ -57,8 +68,14 @@ impl Daemon {
         self.adopt_open_doors();
         // Mirrored rules no adopted door holds were left by doors that closed unseen.
         self.keeper.prune_mirror();
-        // Attached, configured, and every handler in place: `systemctl start` may return.
-        self.tell_systemd("READY=1");
+        // Attached, configured, and every handler in place: `systemctl start` may return. With
+        // an interface still missing, it returns once that one is attached too.
+        if self.all_attached() {
+            self.tell_systemd("READY=1");
+            self.ready = true;
+        } else {
+            self.tell_systemd("");
+        }
         self.counters_logged = self.knock.counters().unwrap_or_default();
         let mut ticks: u64 = 0;
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
@@ -88,10 +105,23 @@ impl Daemon {
                     self.sweep()?;
                     ticks += 1;
                     self.catch_up(ticks);
+                    self.keep_record();
                     next_close = self.keeper.close_due();
                     self.record_daemon(clock::monotonic_ns());
                     if self.keeper.open_doors() != self.told_open {
                         self.tell_systemd("");
+                    }
+                }
+                received = receive(&mut links) => {
+                    match received {
+                        Ok(received) => self.follow(received),
+                        Err(error) => {
+                            self.journal.line(&format!(
+                                "knock: cannot follow interfaces any more ({error}): one that \
+                                 goes away stays unguarded until the daemon restarts"
+                            ));
+                            links = None;
+                        }
                     }
                 }
                 _ = served_check.tick() => self.check_served(),
@@ -105,18 +135,26 @@ impl Daemon {
         };
         crate::system::notify::notify("STOPPING=1").ok();
         self.drain(&mut ring.get_mut().0);
+        self.keep_record();
         self.log_counters();
         self.journal.line("shutting down");
-        if exit == Exit::Leave && self.knock.keeps_state() {
+        let stays = exit == Exit::Leave
+            && self.knock.keeps_state()
+            && !matches!(self.lifetime, Lifetime::DiesWith { .. });
+        if stays {
             // Doors still open stay open in the kernel; the next daemon adopts them and runs
             // their stop commands when they close.
             self.keeper.close_due();
             self.record_daemon(clock::monotonic_ns());
-            self.journal.line(&format!(
-                "the program stays attached with {} open door(s); `knock-user stop` removes it",
-                self.keeper.open_doors()
-            ));
+            self.journal.line(&self.what_stays());
         } else {
+            if exit == Exit::Leave && self.knock.keeps_state() {
+                self.journal.line(
+                    "the program detaches as this daemon exits: its pins are in a BPF \
+                     filesystem of this daemon's own mount namespace, which goes with it; open \
+                     doors are closed now",
+                );
+            }
             self.keeper.close_all();
             if let Err(error) = self.knock.forget_state() {
                 self.journal
@@ -129,13 +167,45 @@ impl Daemon {
         Ok(())
     }
 
+    /// What the daemon leaves behind when it exits and the pins stay.
+    fn what_stays(&self) -> String {
+        let open = self.keeper.open_doors();
+        let (attached, missing) = self.attached_and_missing();
+        let lasting = match &self.lifetime {
+            Lifetime::Unknown { mount, .. } => format!(
+                ", for as long as the BPF filesystem on {} stays mounted",
+                mount.display()
+            ),
+            _ => String::new(),
+        };
+        match (attached.is_empty(), missing.is_empty()) {
+            (false, true) => format!(
+                "the program stays attached with {open} open door(s){lasting}; `knock-user \
+                 stop` removes it"
+            ),
+            (false, false) => format!(
+                "the program stays attached to {} with {open} open door(s){lasting}; {} stays \
+                 unguarded until a daemon attaches to it; `knock-user stop` removes it",
+                attached.join(", "),
+                missing.join(", ")
+            ),
+            (true, _) => format!(
+                "nothing is attached ({} missing); the pinned state waits for the next daemon, \
+                 `knock-user stop` removes it",
+                missing.join(", ")
+            ),
+        }
+    }
+
     /// Sends `state` to systemd with a STATUS= line saying what is guarded (nothing outside a
     /// Type=notify unit).
     pub(super) fn tell_systemd(&mut self, state: &str) {
         self.told_open = self.keeper.open_doors();
+        let (attached, missing) = self.attached_and_missing();
         let status = crate::system::notify::status_line(
-            &self.interfaces,
-            self.options.mode.name(),
+            &attached,
+            &missing,
+            crate::kernel::modes_name(self.modes_code()),
             self.desired.config().doors.len(),
             self.keeper.open_doors(),
         );
@@ -202,6 +272,33 @@ impl Daemon {
                 .detail(&format!("knock: counters: {}", moved.join(", ")));
         }
         self.counters_logged = now;
+    }
+}
+
+/// The link notifications waiting on the socket, once it is readable; never, without one.
+async fn receive(
+    links: &mut Option<tokio::io::unix::AsyncFd<Watched<Socket>>>,
+) -> std::io::Result<Received> {
+    let Some(fd) = links else {
+        return std::future::pending().await;
+    };
+    let mut guard = fd.readable_mut().await?;
+    let mut received = Received {
+        datagrams: Vec::new(),
+        overflowed: false,
+    };
+    loop {
+        match guard.get_inner().0.receive() {
+            Ok(datagram) => received.datagrams.push(datagram),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                guard.clear_ready();
+                return Ok(received);
+            }
+            Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => {
+                received.overflowed = true;
+            }
+            Err(error) => return Err(error),
+        }
     }
 }
 

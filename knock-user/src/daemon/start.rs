@@ -5,15 +5,19 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
+use super::guards::Guard;
+use super::record::Record;
 use super::{Daemon, RunOptions, once};
 use crate::config::{self, Config};
 use crate::events::keeper::Keeper;
 use crate::events::names::Names;
 use crate::journal::Journal;
-use crate::kernel::pins::{Found, StateDir, StateError};
-use crate::kernel::{AttachMode, Attached, Capacities, Knock, link, sweep};
+use crate::kernel::pins::{self, Found, Lifetime, StateDir, StateError};
+use crate::kernel::{
+    AttachError, AttachMode, Attached, Attachment, Capacities, Knock, XdpMode, link, sweep,
+};
 use crate::plan::desired::Desired;
-use crate::system::{clock, net};
+use crate::system::{clock, net, netlink, proc, routes};
 use knock_common::frame::Link;
 
 impl Daemon {
@@ -32,19 +36,38 @@ impl Daemon {
             )
             .context("cannot open the log")?,
         );
-        let interfaces = interfaces(&options, &config)?;
-        // Every interface judged before anything is loaded or attached: a refusal leaves the
-        // host as it was.
-        let links = link::judge_all(&interfaces)?;
-        for (iface, _) in interfaces
-            .iter()
-            .zip(&links)
-            .filter(|(_, l)| **l == Link::Ip)
-        {
-            journal.detail(&format!(
-                "knock: {iface} carries IP packets without link-layer headers; \
-                 they are judged from their IP header"
-            ));
+        let interfaces = interfaces_to_guard(&options.interfaces, &config)?;
+        warn_unguarded(&journal, &interfaces);
+        // Subscribed before any interface is looked at, so no change falls between.
+        let link_watch = match netlink::Socket::subscribe(link::WATCHED) {
+            Ok(socket) => Some(socket),
+            Err(error) => {
+                journal.line(&format!(
+                    "knock: cannot follow interfaces as they come and go ({error}): one that \
+                     goes away stays unguarded until the daemon restarts"
+                ));
+                None
+            }
+        };
+        // Every interface there judged before anything is loaded or attached: a refusal leaves
+        // the host as it was. One that is not there yet is waited for.
+        let mut present = Vec::new();
+        let mut missing = Vec::new();
+        for iface in &interfaces {
+            match link::query(iface) {
+                Ok(info) => {
+                    let kind = link::judge(iface, &info, link::tunnels_start_at_ip())?;
+                    if kind == Link::Ip {
+                        journal.detail(&format!(
+                            "knock: {iface} carries IP packets without link-layer headers; \
+                             they are judged from their IP header"
+                        ));
+                    }
+                    present.push((iface.clone(), kind, info));
+                }
+                Err(link::LinkError::NoSuchInterface(_)) => missing.push(iface.clone()),
+                Err(error) => return Err(error.into()),
+            }
         }
         let host = super::host_facts(&interfaces);
         let capacities = Capacities {
@@ -52,10 +75,10 @@ impl Daemon {
             gate: config.options.gate_capacity,
             reserve: config.options.gate_reserve,
         };
-        let found = match &options.state_root {
+        let opened = match &options.state_root {
             Some(root) => {
                 let dir = StateDir::for_interfaces(root, &interfaces);
-                let found = dir.open().map_err(|error| {
+                let opened = dir.open().map_err(|error| {
                     let hint = state_hint(&error);
                     anyhow::anyhow!(
                         "cannot keep state in {}: {:#}{hint}",
@@ -63,10 +86,14 @@ impl Daemon {
                         anyhow::Error::from(error)
                     )
                 })?;
-                Some((dir, found))
+                Some((dir, opened))
             }
             None => None,
         };
+        let lifetime = opened.as_ref().map_or(Lifetime::Outlives, |(dir, o)| {
+            pins::lifetime(&o.bpffs, &bpffs_facts(dir.path()))
+        });
+        let found = opened.map(|(dir, o)| (dir, o.found));
         // A start that fails from here on removes the state it made: a pinned directory with
         // no program attached would pass for a guard in `status`, and the next start would
         // call it incompatible. State taken over from an earlier daemon stays: its program
@@ -77,6 +104,15 @@ impl Daemon {
                 .filter(|(_, found)| *found != Found::Compatible)
                 .map(|(dir, _)| dir.clone()),
         );
+        if let Some((dir, _)) = &found {
+            dir.mark_guarded(&interfaces).map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot keep state in {}: {:#}",
+                    dir.path().display(),
+                    anyhow::Error::from(error)
+                )
+            })?;
+        }
         let mut knock = Knock::load(capacities, options.debug, found.as_ref().map(|(d, _)| d))
             .context("cannot load the XDP program")?;
         let resumed = matches!(found, Some((_, Found::Compatible)));
@@ -85,6 +121,9 @@ impl Daemon {
         } else {
             (Vec::new(), None)
         };
+        // What the kernel claimed before a reboot comes back from the record on disk.
+        let mut record = Record::new(&options.record_dir, &interfaces);
+        record.restore(&mut knock, &journal);
         // One-time doors start at their first line the kernel has not claimed; rotating periods
         // it claimed stay empty.
         let claimed = once::claimed(&mut knock, &journal);
@@ -94,7 +133,7 @@ impl Daemon {
         let now_s = clock::unix_s();
         let claimed_periods = crate::plan::spent::used_periods(&config, now_s, &claimed);
         let mut switches = options.switches;
-        switches.guard = super::guard::attach(&mut knock, &journal);
+        switches.guard = super::lookup_guard::attach(&mut knock, &journal);
         let (desired, first) =
             Desired::start(config, &kept, claimed_periods, host, switches, now_s);
         if resumed {
@@ -103,14 +142,24 @@ impl Daemon {
         knock
             .push(&first.plan)
             .context("cannot write the configuration into the kernel")?;
-        let previous_mode = predecessor.and_then(|p| AttachMode::from_code(p.mode));
+        let recorded = predecessor.and_then(|p| XdpMode::from_code(p.mode));
+        let mut guards = Vec::new();
         let mut attached = Vec::new();
-        for (iface, link) in interfaces.iter().zip(&links) {
-            attached.push((
-                iface.clone(),
-                knock.attach(iface, *link, options.mode, previous_mode)?,
-            ));
+        for (iface, kind, info) in &present {
+            let current = info.xdp_mode().or(recorded);
+            match knock.attach(iface, info.index, *kind, options.mode, current) {
+                Ok(attachment) => {
+                    guards.push(Guard::attached(iface, info.index, attachment.mode));
+                    attached.push((iface.clone(), attachment));
+                }
+                // Gone since it was looked at: waited for, as one that was never there.
+                Err(AttachError::NoSuchInterface(_)) => missing.push(iface.clone()),
+                Err(error) => return Err(error.into()),
+            }
         }
+        guards.extend(missing.iter().map(|iface| Guard::missing(iface)));
+        // In the order the operator named them.
+        guards.sort_by_key(|g| interfaces.iter().position(|i| *i == g.name));
         let mirror_target = crate::mirror::choose(&options.mirror, &desired.config().options)
             .map_err(anyhow::Error::msg)?;
         let mirror = match mirror_target.clone() {
@@ -127,7 +176,11 @@ impl Daemon {
             options,
             desired,
             counters_logged: Vec::new(),
-            interfaces,
+            guards,
+            link_watch,
+            ready: false,
+            lifetime,
+            record,
             capacities,
             knock,
             journal,
@@ -140,12 +193,12 @@ impl Daemon {
         };
         made_here.0 = None;
         daemon.release_other_links();
-        daemon.report_attachments(&attached);
+        daemon.report_attachments(&attached, &missing);
         Ok(daemon)
     }
 
     /// Says what became of the pinned state and each interface's attachment.
-    pub(super) fn report_attachments(&self, attached: &[(String, Attached)]) {
+    pub(super) fn report_attachments(&self, attached: &[(String, Attachment)], missing: &[String]) {
         if let Some((dir, found)) = &self.found {
             let place = dir.path().display();
             match found {
@@ -194,35 +247,78 @@ impl Daemon {
                 }
             }
         }
-        for (iface, how) in attached {
-            match how {
+        for (iface, attachment) in attached {
+            let mode =
+                super::guards::mode_words(attachment.mode, attachment.native_refused.as_deref());
+            match &attachment.how {
                 Attached::TookOver => self.journal.detail(&format!(
-                    "knock: {iface}: the pinned link now runs this program"
+                    "knock: {iface}: the pinned link now runs this program, in {mode}"
                 )),
                 Attached::Reattached { why } => self.journal.line(&format!(
-                    "knock: {iface}: the earlier link could not be reused ({why}); attached afresh"
+                    "knock: {iface}: the earlier link could not be reused ({why}); attached \
+                     afresh, in {mode}"
                 )),
-                Attached::Pinned | Attached::Held => {}
+                Attached::Pinned | Attached::Held if self.options.mode == AttachMode::Auto => {
+                    self.journal.line(&format!("knock: {iface}: {mode}"));
+                }
+                Attached::Pinned | Attached::Held => self
+                    .journal
+                    .detail(&format!("knock: {iface}: {mode}, as --xdp-mode asks")),
             }
+        }
+        for iface in missing {
+            self.journal.line(&format!(
+                "knock: {iface} does not exist (yet): waiting for it; it is guarded as soon as \
+                 it appears, and not before"
+            ));
+        }
+        self.report_lifetime();
+    }
+
+    /// Says so when the pins will not outlive this daemon, with what to do about it.
+    fn report_lifetime(&self) {
+        let Some((dir, _)) = &self.found else {
+            return;
+        };
+        match &self.lifetime {
+            Lifetime::Outlives => {}
+            Lifetime::DiesWith { mount } => self.journal.line(&format!(
+                "knock: the pins in {} will not outlive this daemon: it mounted the BPF \
+                 filesystem on {} itself, in a mount namespace that is not the host's (PID \
+                 1's mount table does not hold it), which goes with its last process, and the \
+                 program detaches with it. \
+                 Mount a BPF filesystem on /sys/fs/bpf on the host (mount -t bpf bpf \
+                 /sys/fs/bpf) and bind it into the container or namespace, or give \
+                 --state-dir a directory on a BPF filesystem the host shares",
+                dir.path().display(),
+                mount.display()
+            )),
+            Lifetime::Unknown { mount, why } => self.journal.line(&format!(
+                "knock: the pins in {} last only as long as the BPF filesystem this daemon \
+                 mounted on {}: whether the host holds it too is unknown ({why}); \
+                 mount one on /sys/fs/bpf on the host, or give --state-dir a directory on one \
+                 the host shares",
+                dir.path().display(),
+                mount.display()
+            )),
         }
     }
 
     pub(super) fn announce(&self, maps: &[crate::kernel::MapMemory]) {
         self.journal.line(&format!(
             "starting up, listening on {}",
-            self.interfaces.join(", ")
+            self.interfaces().join(", ")
         ));
         self.journal.detail(&format!(
-            "knock: {} door(s), {} XDP, program of {} instructions, progress for {} sources, gate for {} sources",
+            "knock: {} door(s), {}, progress for {} sources, gate for {} sources",
             self.desired.config().doors.len(),
-            self.options.mode.name(),
-            self.knock.instruction_count().map_or_else(
-                || "an unknown number of".to_owned(),
-                |(loaded, verified)| format!("{loaded} (verifier walked {verified})")
-            ),
+            crate::kernel::modes_phrase(self.modes_code()),
             self.capacities.progress,
             self.capacities.gate,
         ));
+        for program in self.knock.program_sizes() {
+            self.journal.detail(&format!("knock: {program}"));
+        }
         let total: u64 = maps.iter().filter_map(|m| m.bytes).sum();
         let each: Vec<String> = maps
             .iter()
@@ -263,6 +359,16 @@ fn state_hint(error: &StateError) -> &'static str {
     }
 }
 
+/// What tells whether the bpffs under `dir` outlives this daemon (see `pins::lifetime`).
+fn bpffs_facts(dir: &std::path::Path) -> pins::Facts {
+    pins::Facts {
+        initial_pid: proc::in_initial_pid_namespace(),
+        host_holds: pins::device_of(dir).and_then(|device| {
+            std::fs::read_to_string("/proc/1/mountinfo").map(|table| pins::holds(&table, device))
+        }),
+    }
+}
+
 /// Removes the state directory a failed start made (see `Daemon::prepare`).
 struct FailedStart(Option<StateDir>);
 
@@ -275,19 +381,43 @@ impl Drop for FailedStart {
     }
 }
 
-/// The interfaces to attach to: the command line wins, then the configuration, then the
-/// interface of the default route.
-fn interfaces(options: &RunOptions, config: &Config) -> anyhow::Result<Vec<String>> {
-    if !options.interfaces.is_empty() {
-        return Ok(options.interfaces.clone());
+/// The interfaces to guard: the command line's, else the configuration's `Interface` lines,
+/// else those of the default routes, IPv4 and IPv6 (`system::routes`).
+pub fn interfaces_to_guard(cli: &[String], config: &Config) -> anyhow::Result<Vec<String>> {
+    if !cli.is_empty() {
+        return Ok(cli.to_vec());
     }
     if !config.options.interfaces.is_empty() {
         return Ok(config.options.interfaces.clone());
     }
-    match net::default_route_interface().context("cannot read /proc/net/route")? {
-        Some(iface) => Ok(vec![iface]),
-        None => {
-            bail!("no interface given and no default route to pick one from; use --interface NAME")
-        }
+    let found = routes::default_route_interfaces().context("cannot read the routing table")?;
+    if found.is_empty() {
+        bail!(
+            "no interface given and no default route (IPv4 0.0.0.0/0 or IPv6 ::/0) to pick one \
+             from; use --interface NAME"
+        );
     }
+    Ok(found)
+}
+
+/// Says which interfaces are up with addresses others can reach and are not guarded: SSH
+/// answers there without a knock.
+fn warn_unguarded(journal: &Journal, guarded: &[String]) {
+    let left = routes::unguarded(&net::addresses(), guarded);
+    if left.is_empty() {
+        return;
+    }
+    let each: Vec<String> = left
+        .iter()
+        .map(|(name, addresses)| {
+            let addresses: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+            format!("{name} ({})", addresses.join(", "))
+        })
+        .collect();
+    journal.line(&format!(
+        "knock: not guarded, though up with addresses reachable from beyond their link: {}; \
+         protected ports answer there without a knock: guard them too (-i, or Interface lines) \
+         unless only trusted networks reach them",
+        each.join(", ")
+    ));
 }

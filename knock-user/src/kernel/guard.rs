@@ -60,7 +60,7 @@ impl Knock {
         };
         // Pinned aside first: until the new guard is pinned, the earlier one stays, because the
         // earlier program (still attached to the interfaces) may count on a guard.
-        let path = dir.guard_path();
+        let path = dir.lookup_guard_path();
         let aside = path.with_file_name(format!("{GUARD_PROGRAM}-new"));
         let _ = std::fs::remove_file(&aside);
         let pinned = link.pin(&aside).map_err(|source| GuardError::Pin {

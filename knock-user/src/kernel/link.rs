@@ -14,9 +14,9 @@
 //! The type and kind come from rtnetlink (RTM_GETLINK) in the daemon's own network namespace,
 //! not from /sys, which may belong to another one.
 
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-
 use knock_common::frame::Link;
+
+use crate::system::netlink;
 
 // From linux/if_arp.h.
 const ARPHRD_ETHER: u16 = 1;
@@ -36,12 +36,38 @@ const ARPHRD_NONE: u16 = 0xfffe;
 /// What rtnetlink says of an interface.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LinkInfo {
+    /// The interface's index: a re-created interface has a new one.
+    pub index: u32,
+    pub name: String,
     /// The ARPHRD type.
     pub kind_of_link: u16,
     /// The driver's name for the link (`IFLA_INFO_KIND`): "tun", "wireguard", "gre", ...
     pub driver: Option<String>,
     /// The link's broadcast address (`IFLA_BROADCAST`): for IP tunnels, the remote address.
     pub broadcast: Vec<u8>,
+    /// How an XDP program is attached, as `IFLA_XDP_ATTACHED` says: 0 none, 1 in the driver,
+    /// 2 generic, 3 offloaded, 4 several.
+    pub xdp: u8,
+}
+
+impl LinkInfo {
+    /// The mode of the XDP program attached, if one is, in one mode.
+    pub fn xdp_mode(&self) -> Option<XdpMode> {
+        match self.xdp {
+            1 => Some(XdpMode::Native),
+            2 => Some(XdpMode::Generic),
+            _ => None,
+        }
+    }
+}
+
+/// Where an XDP program runs on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum XdpMode {
+    /// In the driver, before the kernel allocates anything for the packet.
+    Native,
+    /// In the generic path, on the kernel's socket buffer: every driver has it.
+    Generic,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +112,7 @@ pub fn judge_all(interfaces: &[String]) -> Result<Vec<Link>, LinkError> {
 
 /// Since Linux 5.14 every IP tunnel resets the MAC header to the inner packet (but GRE
 /// devices that use `ipgre_header_ops`).
-fn tunnels_start_at_ip() -> bool {
+pub fn tunnels_start_at_ip() -> bool {
     aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 14, 0))
 }
 
@@ -159,16 +185,16 @@ fn describe(info: &LinkInfo) -> String {
     }
 }
 
-// rtnetlink, from linux/netlink.h and linux/rtnetlink.h.
-const RTM_NEWLINK: u16 = 16;
+// rtnetlink, from linux/rtnetlink.h and linux/if_link.h.
+pub(crate) const RTM_NEWLINK: u16 = 16;
+pub(crate) const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
-const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 1;
 const IFLA_BROADCAST: u16 = 2;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
-const NLMSG_HEADER: usize = 16;
+const IFLA_XDP: u16 = 43;
+const IFLA_XDP_ATTACHED: u16 = 2;
 const IFINFOMSG: usize = 16;
 
 /// Asks rtnetlink about `iface` in this process's network namespace.
@@ -177,144 +203,94 @@ pub fn query(iface: &str) -> Result<LinkInfo, LinkError> {
         iface: iface.to_owned(),
         source,
     };
-    // SAFETY: socket(2) with constant arguments; the descriptor is owned right away.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(netlink(std::io::Error::last_os_error()));
-    }
-    // SAFETY: a fresh descriptor nothing else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    let request = request(iface);
-    // SAFETY: the request buffer is valid for its length; the kernel is the destination
-    // (netlink sockets send to it without an address).
-    let sent = unsafe {
-        libc::send(
-            socket.as_raw_fd(),
-            request.as_ptr().cast(),
-            request.len(),
-            0,
-        )
-    };
-    if sent < 0 {
-        return Err(netlink(std::io::Error::last_os_error()));
-    }
-    let mut reply = vec![0u8; 32 * 1024];
-    // SAFETY: the buffer is valid for its length.
-    let received = unsafe {
-        libc::recv(
-            socket.as_raw_fd(),
-            reply.as_mut_ptr().cast(),
-            reply.len(),
-            0,
-        )
-    };
-    if received < 0 {
-        return Err(netlink(std::io::Error::last_os_error()));
-    }
-    reply.truncate(received as usize);
-    match parse(&reply) {
-        Ok(info) => Ok(info),
-        Err(Reply::Errno(errno)) if errno == libc::ENODEV => {
-            Err(LinkError::NoSuchInterface(iface.to_owned()))
+    let socket = netlink::Socket::open().map_err(netlink)?;
+    let answer = match socket.ask(&request(iface)) {
+        Ok(answer) => answer,
+        Err(error) if error.raw_os_error() == Some(libc::ENODEV) => {
+            return Err(LinkError::NoSuchInterface(iface.to_owned()));
         }
-        Err(Reply::Errno(errno)) => Err(netlink(std::io::Error::from_raw_os_error(errno))),
-        Err(Reply::Garbled) => Err(netlink(std::io::Error::other(
-            "the kernel's answer could not be read",
-        ))),
-    }
+        Err(error) => return Err(netlink(error)),
+    };
+    answer
+        .iter()
+        .find_map(|message| parse(message))
+        .ok_or_else(|| {
+            netlink(std::io::Error::other(
+                "the kernel's answer could not be read",
+            ))
+        })
 }
 
 /// An RTM_GETLINK request for the link named `iface`.
 fn request(iface: &str) -> Vec<u8> {
-    let name_len = iface.len() + 1;
-    let attribute = 4 + name_len;
-    let total = NLMSG_HEADER + IFINFOMSG + align(attribute);
-    let mut message = Vec::with_capacity(total);
-    message.extend_from_slice(&(total as u32).to_ne_bytes());
-    message.extend_from_slice(&RTM_GETLINK.to_ne_bytes());
-    message.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
-    message.extend_from_slice(&1u32.to_ne_bytes());
-    message.extend_from_slice(&0u32.to_ne_bytes());
+    let mut name = iface.as_bytes().to_vec();
+    name.push(0);
     // ifinfomsg: any family, any type, any index; the name selects.
-    message.extend_from_slice(&[0u8; IFINFOMSG]);
-    message.extend_from_slice(&(attribute as u16).to_ne_bytes());
-    message.extend_from_slice(&IFLA_IFNAME.to_ne_bytes());
-    message.extend_from_slice(iface.as_bytes());
-    message.resize(total, 0);
-    message
+    let body = [vec![0u8; IFINFOMSG], netlink::attribute(IFLA_IFNAME, &name)].concat();
+    netlink::request(RTM_GETLINK, 0, &body)
 }
 
-/// What a reply other than the link's description says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reply {
-    /// An error message with this errno.
-    Errno(i32),
-    Garbled,
+/// A change of this namespace's links or addresses, as rtnetlink announces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A link appeared or changed (a new one, a rename, up or down, an XDP program).
+    Link(LinkInfo),
+    /// A link went away.
+    Gone(LinkInfo),
+    /// An address was added or removed.
+    Addresses,
 }
 
-const fn align(len: usize) -> usize {
-    (len + 3) & !3
+const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
+
+/// The changes a datagram from a socket subscribed to link and address notifications
+/// announces (see `system::netlink::Socket::subscribe`).
+pub fn changes(datagram: &[u8]) -> Vec<Change> {
+    netlink::messages(datagram)
+        .filter_map(|message| match netlink::kind(message)? {
+            RTM_NEWLINK => parse(message).map(Change::Link),
+            RTM_DELLINK => parse(message).map(Change::Gone),
+            RTM_NEWADDR | RTM_DELADDR => Some(Change::Addresses),
+            _ => None,
+        })
+        .collect()
 }
 
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
-}
+/// The groups a daemon subscribes to: links, and IPv4 and IPv6 addresses.
+pub const WATCHED: u32 =
+    netlink::GROUP_LINK | netlink::GROUP_IPV4_ADDRESS | netlink::GROUP_IPV6_ADDRESS;
 
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-}
-
-/// The link described by an RTM_GETLINK reply.
-fn parse(reply: &[u8]) -> Result<LinkInfo, Reply> {
-    let length = u32_at(reply, 0).ok_or(Reply::Garbled)? as usize;
-    let kind = u16_at(reply, 4).ok_or(Reply::Garbled)?;
-    let message = reply.get(..length).ok_or(Reply::Garbled)?;
-    if kind == NLMSG_ERROR {
-        let errno = u32_at(message, NLMSG_HEADER).ok_or(Reply::Garbled)? as i32;
-        return Err(Reply::Errno(-errno));
+/// The link an RTM_NEWLINK or RTM_DELLINK message describes; `None` for any other message.
+pub(crate) fn parse(message: &[u8]) -> Option<LinkInfo> {
+    use netlink::NLMSG_HEADER;
+    if !matches!(netlink::kind(message)?, RTM_NEWLINK | RTM_DELLINK) {
+        return None;
     }
-    if kind != RTM_NEWLINK {
-        return Err(Reply::Garbled);
-    }
-    let kind_of_link = u16_at(message, NLMSG_HEADER + 2).ok_or(Reply::Garbled)?;
     let mut info = LinkInfo {
-        kind_of_link,
+        kind_of_link: netlink::u16_at(message, NLMSG_HEADER + 2)?,
+        index: netlink::u32_at(message, NLMSG_HEADER + 4)?,
         ..LinkInfo::default()
     };
-    for (kind, value) in attributes(message.get(NLMSG_HEADER + IFINFOMSG..).unwrap_or(&[])) {
+    for (kind, value) in netlink::attributes(message.get(NLMSG_HEADER + IFINFOMSG..)?) {
         match kind {
             IFLA_BROADCAST => info.broadcast = value.to_vec(),
+            IFLA_IFNAME => info.name = netlink::string(value),
             IFLA_LINKINFO => {
-                info.driver = attributes(value)
+                info.driver = netlink::attributes(value)
                     .find(|(kind, _)| *kind == IFLA_INFO_KIND)
-                    .map(|(_, name)| {
-                        let name = name.split(|b| *b == 0).next().unwrap_or_default();
-                        String::from_utf8_lossy(name).into_owned()
-                    });
+                    .map(|(_, name)| netlink::string(name));
+            }
+            IFLA_XDP => {
+                info.xdp = netlink::attributes(value)
+                    .find(|(kind, _)| *kind == IFLA_XDP_ATTACHED)
+                    .and_then(|(_, mode)| mode.first().copied())
+                    .unwrap_or(0);
             }
             _ => {}
         }
     }
-    Ok(info)
-}
-
-/// The attributes in `bytes`, as (type, value); a malformed one ends the walk.
-fn attributes(bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let length = usize::from(u16_at(bytes, at)?);
-        // The top bits of the type are flags (nested, byte order).
-        let kind = u16_at(bytes, at + 2)? & 0x3fff;
-        let value = bytes.get(at + 4..at + length.max(4))?;
-        at += align(length.max(4));
-        Some((kind, value))
-    })
+    Some(info)
 }
 
 #[cfg(test)]

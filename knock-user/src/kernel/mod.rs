@@ -14,7 +14,6 @@ mod write;
 
 use aya::maps::{Array, HashMap, MapData, ProgramArray, RingBuf};
 use aya::programs::links::FdLink;
-use aya::programs::xdp::XdpLink;
 use aya::programs::{ProgramError, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use knock_common::ban::Strikes;
@@ -27,10 +26,13 @@ use knock_common::{
     OPEN_PROGRAM, PROGRAM, SPA_PROGRAM, maps, program_for,
 };
 
-pub use attach::{AttachError, AttachMode, Attached};
-pub use read::MapMemory;
+pub use attach::{
+    AttachError, AttachMode, Attached, Attachment, modes_code, modes_name, modes_phrase,
+};
+pub use link::XdpMode;
+pub use read::{MapMemory, ProgramSize};
 
-use crate::plan::Plan;
+use crate::plan::diff::Held;
 use pins::{PINNED, StateDir};
 
 /// The XDP program, built by build.rs and embedded in this binary.
@@ -66,12 +68,18 @@ pub struct Capacities {
 /// The loaded program and its maps.
 pub struct Knock {
     ebpf: Ebpf,
-    pushed: Option<Plan>,
+    /// What the configuration maps may hold (see `plan::diff::Held`).
+    held: Held,
+    /// The generation of the last complete push, and the settings it wrote (the clock is
+    /// written into them every second).
+    generation: u32,
+    settings: Option<knock_common::settings::Settings>,
     /// Where the maps and links are pinned; `None` when state dies with the daemon.
     state: Option<StateDir>,
-    /// Links taken over from pinned ones or pinned by this daemon. Dropping them closes this
-    /// process's descriptors; the pins keep the program attached.
-    links: Vec<XdpLink>,
+    /// This process's hold on each interface's link: taken over from a pin or pinned by this
+    /// daemon (dropping it closes this process's descriptor; the pin keeps the program
+    /// attached), or held for this process's lifetime.
+    links: Vec<(String, attach::Hold)>,
     /// The socket-lookup guard's link, once attached (see [`guard`]).
     guard: Option<FdLink>,
     /// This load's key for the flow labels of the program's IPv6 resets: random, so nobody can
@@ -122,7 +130,9 @@ impl Knock {
         }
         let mut knock = Self {
             ebpf,
-            pushed: None,
+            held: Held::Unknown,
+            generation: 0,
+            settings: None,
             state: state.cloned(),
             links: Vec::new(),
             guard: None,
@@ -201,13 +211,13 @@ impl Knock {
 
     /// The settings last pushed into the kernel.
     pub fn settings(&self) -> Option<knock_common::settings::Settings> {
-        self.pushed.as_ref().map(|p| p.settings)
+        self.settings
     }
 
-    /// The door records last pushed into the kernel.
+    /// The door records last pushed into the kernel, if the last push went through.
     pub fn pushed_doors(&self) -> Vec<Door> {
-        self.pushed
-            .as_ref()
+        self.held
+            .exactly()
             .map_or_else(Vec::new, |p| p.doors.clone())
     }
 

@@ -6,8 +6,6 @@
 //! The maps that describe the configuration are not pinned: every start builds them afresh
 //! from the file, so nothing stale survives a change of configuration or version.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, Map, MapData, MapInfo};
@@ -19,11 +17,11 @@ use crate::system::proc;
 /// Where state directories live unless `--state-dir` says otherwise.
 pub const DEFAULT_ROOT: &str = "/sys/fs/bpf/knock";
 
-/// Where bpffs is conventionally mounted.
-const BPFFS_MOUNT: &str = "/sys/fs/bpf";
+mod bpffs;
+mod links;
 
-/// statfs(2)'s magic number for bpffs.
-const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
+pub use bpffs::{BPFFS_MOUNT, Bpffs, Facts, Lifetime, device_of, holds, is_bpffs, lifetime};
+pub use links::{attached_ifindex, detach_pinned_link};
 
 /// The maps that outlive the daemon: state, counters, the event ring (events that happen while
 /// no daemon runs wait there), the door records and names that tie ids to doors, the
@@ -51,7 +49,10 @@ pub const PINNED: [&str; 15] = [
 /// The prefix of a pinned link's file name; the interface's name follows.
 const LINK_PREFIX: &str = "link-";
 /// The pinned link of the socket-lookup guard (no interface: it guards the namespace).
-const GUARD_LINK: &str = "guard";
+const GUARD_LINK: &str = "socket-lookup";
+/// The prefix of the empty directories that name the interfaces a daemon guards, attached or
+/// not (one that is missing has no link).
+const GUARD_PREFIX: &str = "guard-";
 
 /// An interface name as a bpffs file name. bpffs refuses dots in names (it keeps them for
 /// itself), and interface names may hold them (`eth0.100`), so `%` and `.` are escaped.
@@ -93,6 +94,13 @@ pub struct StateDir {
     path: PathBuf,
 }
 
+/// A state directory made ready for a daemon: what it held, and how its bpffs got there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opened {
+    pub found: Found,
+    pub bpffs: Bpffs,
+}
+
 /// What a state directory held when a daemon opened it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Found {
@@ -129,7 +137,7 @@ impl StateDir {
         self.path.join(format!("{LINK_PREFIX}{}", encode(iface)))
     }
 
-    pub fn guard_path(&self) -> PathBuf {
+    pub fn lookup_guard_path(&self) -> PathBuf {
         self.path.join(GUARD_LINK)
     }
 
@@ -139,17 +147,60 @@ impl StateDir {
 
     /// The interfaces whose links are pinned here.
     pub fn linked_interfaces(&self) -> Vec<String> {
+        self.names_with(LINK_PREFIX)
+    }
+
+    /// The interfaces guarded from here: those a daemon recorded (attached or missing), and
+    /// those with a pinned link (state from before such records).
+    pub fn guarded_interfaces(&self) -> Vec<String> {
+        let mut names = self.names_with(GUARD_PREFIX);
+        names.extend(self.names_with(LINK_PREFIX));
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Whether the program runs on `iface`: its link is pinned here and still attached to an
+    /// interface (a link whose interface went away is attached to none).
+    pub fn is_attached(&self, iface: &str) -> bool {
+        attached_ifindex(&self.link_path(iface)).is_ok_and(|index| index != 0)
+    }
+
+    /// Records that this state guards exactly `interfaces`, attached or not.
+    pub fn mark_guarded(&self, interfaces: &[String]) -> Result<(), StateError> {
+        let io = |source| StateError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        for stale in self
+            .names_with(GUARD_PREFIX)
+            .into_iter()
+            .filter(|name| !interfaces.contains(name))
+        {
+            let _ = std::fs::remove_dir(self.guard_path(&stale));
+        }
+        for iface in interfaces {
+            match std::fs::create_dir(self.guard_path(iface)) {
+                Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(io(error));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn guard_path(&self, iface: &str) -> PathBuf {
+        self.path.join(format!("{GUARD_PREFIX}{}", encode(iface)))
+    }
+
+    fn names_with(&self, prefix: &str) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(&self.path) else {
             return Vec::new();
         };
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_prefix(LINK_PREFIX)
-                    .map(decode)
-            })
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix(prefix).map(decode))
             .collect();
         names.sort();
         names
@@ -158,9 +209,15 @@ impl StateDir {
     /// Makes the directory ready for a daemon: on a bpffs (mounting one on /sys/fs/bpf when
     /// the root lies there and nothing is mounted), not in use by a live daemon, and holding
     /// maps of this version's layout or none.
-    pub fn open(&self) -> Result<Found, StateError> {
+    pub fn open(&self) -> Result<Opened, StateError> {
         let root = self.path.parent().unwrap_or(&self.path);
-        ensure_bpffs(root)?;
+        let bpffs = bpffs::ensure_bpffs(root)?;
+        let found = self.settle()?;
+        Ok(Opened { found, bpffs })
+    }
+
+    /// What the directory holds, made usable: this version's maps, or none.
+    fn settle(&self) -> Result<Found, StateError> {
         std::fs::create_dir_all(&self.path).map_err(|source| StateError::Io {
             path: self.path.clone(),
             source,
@@ -265,8 +322,8 @@ impl StateDir {
             // Best effort: a link that cannot be detached here goes with its pin, later.
             let _ = detach_pinned_link(&self.link_path(&iface));
         }
-        if self.guard_path().exists() {
-            let _ = detach_pinned_link(&self.guard_path());
+        if self.lookup_guard_path().exists() {
+            let _ = detach_pinned_link(&self.lookup_guard_path());
         }
         match std::fs::remove_dir_all(&self.path) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(StateError::Io {
@@ -276,70 +333,6 @@ impl StateDir {
             _ => Ok(()),
         }
     }
-}
-
-/// Detaches the link pinned at `path` now, and removes the pin. Removing the pin alone would
-/// let the kernel release the link a moment later, from a work queue, and an attach in another
-/// mode right after could still find the old program in place.
-pub fn detach_pinned_link(path: &Path) -> std::io::Result<()> {
-    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-
-    const BPF_OBJ_GET: libc::c_long = 7;
-    const BPF_LINK_DETACH: libc::c_long = 34;
-    #[repr(C)]
-    struct ObjGet {
-        pathname: u64,
-        bpf_fd: u32,
-        file_flags: u32,
-        path_fd: u32,
-        _pad: u32,
-    }
-    #[repr(C)]
-    struct LinkDetach {
-        link_fd: u32,
-    }
-    let c_path = CString::new(path.as_os_str().as_bytes())?;
-    let get = ObjGet {
-        pathname: c_path.as_ptr() as u64,
-        bpf_fd: 0,
-        file_flags: 0,
-        path_fd: 0,
-        _pad: 0,
-    };
-    // SAFETY: BPF_OBJ_GET reads the attribute struct we own, which points to a NUL-terminated
-    // path that outlives the call, and returns a new descriptor or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            &get as *const ObjGet,
-            size_of::<ObjGet>(),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor to us, and nothing else owns it.
-    let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let detach = LinkDetach {
-        link_fd: link.as_raw_fd() as u32,
-    };
-    // SAFETY: BPF_LINK_DETACH reads the attribute struct we own.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_LINK_DETACH,
-            &detach as *const LinkDetach,
-            size_of::<LinkDetach>(),
-        )
-    };
-    let detached = if result < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
-    };
-    std::fs::remove_file(path)?;
-    detached
 }
 
 /// Every state directory under `root`.
@@ -363,63 +356,11 @@ pub fn select(root: &Path, iface: Option<&str>) -> Vec<StateDir> {
         .filter(|dir| match iface {
             Some(name) => {
                 dir.path.file_name().is_some_and(|n| *n == *encode(name))
-                    || dir.linked_interfaces().iter().any(|i| i == name)
+                    || dir.guarded_interfaces().iter().any(|i| i == name)
             }
             None => true,
         })
         .collect()
-}
-
-/// Makes sure `dir` lies on a bpffs. When it is under /sys/fs/bpf and nothing is mounted there
-/// (no systemd, or a fresh mount namespace from `ip netns exec`), a bpffs is mounted.
-fn ensure_bpffs(dir: &Path) -> Result<(), StateError> {
-    let mut probe = dir.to_path_buf();
-    while !probe.exists() {
-        if !probe.pop() {
-            break;
-        }
-    }
-    if is_bpffs(&probe) {
-        return Ok(());
-    }
-    if dir.starts_with(BPFFS_MOUNT) && !is_bpffs(Path::new(BPFFS_MOUNT)) {
-        mount_bpffs()?;
-        return Ok(());
-    }
-    Err(StateError::NotBpffs {
-        path: dir.to_path_buf(),
-    })
-}
-
-pub fn is_bpffs(path: &Path) -> bool {
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs fills the zeroed struct we own; the path is NUL-terminated.
-    unsafe {
-        let mut stat: libc::statfs = std::mem::zeroed();
-        // f_type's width and sign differ between C libraries; the magic is 32 bits.
-        libc::statfs(c_path.as_ptr(), &mut stat) == 0 && stat.f_type as u32 == BPF_FS_MAGIC
-    }
-}
-
-fn mount_bpffs() -> Result<(), StateError> {
-    let target = CString::new(BPFFS_MOUNT).map_err(|e| StateError::Mount(e.into()))?;
-    let kind = c"bpf";
-    // SAFETY: mount(2) with NUL-terminated strings we own and no data.
-    let result = unsafe {
-        libc::mount(
-            kind.as_ptr(),
-            target.as_ptr(),
-            kind.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if result != 0 {
-        return Err(StateError::Mount(std::io::Error::last_os_error()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -97,6 +97,29 @@ impl Knock {
             .is_ok_and(|map| map.get(&tag, 0).is_ok())
     }
 
+    /// Puts claims recorded elsewhere (tag, monotonic ns of the claim) back into the
+    /// program's record, where it has none yet; returns how many were missing.
+    pub fn restore_spent(&mut self, claims: &[(Tag, u64)]) -> Result<usize, LoadError> {
+        const BPF_NOEXIST: u64 = 1;
+        let mut map: HashMap<_, Tag, u64> = self.hash(maps::SPENT)?;
+        let mut restored = 0;
+        for (tag, at) in claims {
+            match map.insert(tag, at, BPF_NOEXIST) {
+                Ok(()) => restored += 1,
+                // Claimed already: the kernel's own record stands.
+                Err(aya::maps::MapError::SyscallError(error))
+                    if error.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(source) => {
+                    return Err(LoadError::Map {
+                        map: maps::SPENT,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(restored)
+    }
+
     /// Forgets claimed tags (stale rotating ones); a tag already gone is no error.
     pub fn forget_spent(&mut self, tags: &[Tag]) -> Result<(), LoadError> {
         let mut map: HashMap<_, Tag, u64> = self.hash(maps::SPENT)?;
@@ -106,16 +129,23 @@ impl Knock {
         Ok(())
     }
 
-    /// Instructions of the program as loaded, and how many the verifier walked to accept it.
-    /// Summed over the programs loaded: the entry points in use and the SPA program.
-    pub fn instruction_count(&self) -> Option<(u32, u32)> {
-        let mut total = (0, 0);
-        for name in self.loaded_programs() {
-            let info = self.ebpf.program(name)?.info().ok()?;
-            total.0 += info.size_translated()? / 8;
-            total.1 += info.verified_instruction_count()?;
-        }
-        Some(total)
+    /// What the kernel made of each loaded program: the entry points in use and the SPA one.
+    pub fn program_sizes(&self) -> Vec<ProgramSize> {
+        self.loaded_programs()
+            .into_iter()
+            .map(|name| {
+                let info = self.ebpf.program(name).and_then(|p| p.info().ok());
+                ProgramSize {
+                    name,
+                    instructions: info
+                        .as_ref()
+                        .and_then(|i| i.size_translated())
+                        .map(|bytes| bytes / 8),
+                    verified: info.as_ref().and_then(|i| i.verified_instruction_count()),
+                    jited_bytes: info.as_ref().map_or(0, |i| i.size_jitted()),
+                }
+            })
+            .collect()
     }
 
     /// What each of the program's maps holds at most, and the memory the kernel charges for it.
@@ -159,6 +189,38 @@ fn map_data(map: &aya::maps::Map) -> Option<&MapData> {
     }
 }
 
+/// One program as the kernel took it, for the daemon's `-v` lines and the kernel matrix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramSize {
+    pub name: &'static str,
+    /// Instructions after the verifier's rewrites; `None` when the kernel does not say.
+    pub instructions: Option<u32>,
+    /// Instructions the verifier walked to accept it; kernels report it from 5.16 on.
+    pub verified: Option<u32>,
+    /// Bytes of machine code the JIT made; 0 when the kernel interprets the program.
+    pub jited_bytes: u32,
+}
+
+impl std::fmt::Display for ProgramSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unknown = |n: Option<u32>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
+        write!(
+            f,
+            "program {}: {} instructions, verifier walked {}",
+            self.name,
+            unknown(self.instructions),
+            unknown(self.verified),
+        )?;
+        if self.verified.is_none() {
+            f.write_str(" (kernels before 5.16 do not say)")?;
+        }
+        match self.jited_bytes {
+            0 => f.write_str(", not JIT-compiled (the kernel interprets it)"),
+            bytes => write!(f, ", JIT image {bytes} bytes"),
+        }
+    }
+}
+
 /// One map's capacity and memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapMemory {
@@ -176,4 +238,34 @@ fn memlock(fd: &impl std::os::fd::AsFd) -> Option<u64> {
     info.lines()
         .find_map(|line| line.strip_prefix("memlock:"))
         .and_then(|value| value.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_sizes_read_as_the_kernel_matrix_expects() {
+        let jited = ProgramSize {
+            name: "knock",
+            instructions: Some(2345),
+            verified: Some(241_875),
+            jited_bytes: 12_345,
+        };
+        assert_eq!(
+            jited.to_string(),
+            "program knock: 2345 instructions, verifier walked 241875, JIT image 12345 bytes"
+        );
+        let old_kernel = ProgramSize {
+            name: "knock_spa",
+            instructions: Some(800),
+            verified: None,
+            jited_bytes: 0,
+        };
+        assert_eq!(
+            old_kernel.to_string(),
+            "program knock_spa: 800 instructions, verifier walked ? (kernels before 5.16 do not \
+             say), not JIT-compiled (the kernel interprets it)"
+        );
+    }
 }

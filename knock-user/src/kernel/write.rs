@@ -1,5 +1,7 @@
 //! Writing a plan into the maps: the plan-to-map diff (`plan::diff`) applied by one generic
-//! writer, then the settings.
+//! writer, then the settings. What the maps may hold is tracked across failures
+//! (`plan::diff::Held`), so a push that breaks off halfway never leaves a revoked key or a
+//! removed network behind the next one.
 
 use std::borrow::BorrowMut;
 
@@ -10,7 +12,7 @@ use knock_common::settings::Settings;
 
 use super::{Knock, LoadError, map_error};
 use crate::plan::Plan;
-use crate::plan::diff::Changes;
+use crate::plan::diff::{Changes, Held, MapDiff};
 use crate::system::clock;
 
 /// A map the writer puts entries into and removes them from.
@@ -67,12 +69,13 @@ fn apply<K, V>(
 }
 
 impl Knock {
-    /// Writes a plan into the maps: what differs from the plan pushed last (everything, the
-    /// first time), then the settings with the next generation.
+    /// Writes a plan into the maps: what differs from what they may hold (everything, the first
+    /// time), then the settings with the next generation. A push that fails halfway is
+    /// remembered as such (`Held::after_failed_push`), so the next one removes whatever this
+    /// one may have left.
     pub fn push(&mut self, plan: &Plan) -> Result<(), LoadError> {
-        let previous = self.pushed.take();
-        let diff = plan.diff_from(previous.as_ref());
-        let generation = previous.as_ref().map_or(1, |p| p.settings.generation + 1);
+        let diff = plan.diff_from_held(&self.held);
+        let generation = self.generation + 1;
         log::debug!(
             "push {generation}: {} map entries change ({} doors, {} names, {} ports)",
             diff.len(),
@@ -80,6 +83,22 @@ impl Knock {
             diff.names.len(),
             diff.ports.len()
         );
+        let mut pushed = plan.clone();
+        pushed.settings.generation = generation;
+        pushed.settings.label_key = self.label_key;
+        if let Err(error) = self.write(&diff) {
+            let held = std::mem::take(&mut self.held);
+            self.held = held.after_failed_push(&pushed);
+            return Err(error);
+        }
+        self.generation = generation;
+        self.settings = Some(pushed.settings);
+        self.held = Held::Exactly(pushed);
+        self.sync_clock()
+    }
+
+    /// Applies a diff, map by map in the order of `MapDiff`; the first failure ends it.
+    fn write(&mut self, diff: &MapDiff) -> Result<(), LoadError> {
         self.write_array(maps::DOORS, &diff.doors)?;
         self.write_array(maps::NAMES, &diff.names)?;
         self.write_hash(maps::FIRST_STEPS, &diff.first_steps)?;
@@ -94,12 +113,7 @@ impl Knock {
             .ok_or(LoadError::MissingMap(maps::ALWAYS_ALLOW))?;
         let mut allow: LpmTrie<_, [u8; 16], u8> =
             LpmTrie::try_from(map).map_err(map_error(maps::ALWAYS_ALLOW))?;
-        apply(maps::ALWAYS_ALLOW, &mut allow, &diff.always_allow)?;
-        let mut pushed = plan.clone();
-        pushed.settings.generation = generation;
-        pushed.settings.label_key = self.label_key;
-        self.pushed = Some(pushed);
-        self.sync_clock()
+        apply(maps::ALWAYS_ALLOW, &mut allow, &diff.always_allow)
     }
 
     fn write_array<V: aya::Pod>(
@@ -124,12 +138,12 @@ impl Knock {
     /// which the program needs to judge SPA timestamps, and the coarse time of recent knocks.
     /// The daemon calls this every second.
     pub fn sync_clock(&mut self) -> Result<(), LoadError> {
-        let Some(pushed) = self.pushed.as_mut() else {
+        let Some(value) = self.settings.as_mut() else {
             return Ok(());
         };
-        pushed.settings.clock_offset_ns = clock::wall_offset_ns();
-        pushed.settings.recent_tick = knock_common::recent::tick(clock::monotonic_ns());
-        let value = pushed.settings;
+        value.clock_offset_ns = clock::wall_offset_ns();
+        value.recent_tick = knock_common::recent::tick(clock::monotonic_ns());
+        let value = *value;
         let mut settings: Array<_, Settings> = self.array(maps::SETTINGS)?;
         settings.set(0, value, 0).map_err(map_error(maps::SETTINGS))
     }

@@ -1,6 +1,12 @@
 //! The plan-to-map diff, as data: what pushing a plan writes into the kernel's maps and what it
 //! removes from them, map by map. Computed here, without a kernel, and tested as data;
 //! `kernel::Knock::push` applies it with one generic writer.
+//!
+//! The diff is taken against what the maps may hold ([`Held`]): exactly the last plan pushed,
+//! nothing known (a fresh load), or, after a push that failed halfway, any mix of the plans
+//! pushed or tried since the last complete one. Then every entry the next plan wants is written
+//! and every entry any of those plans had, and the next one has not, is removed: a revoked SPA
+//! key or a removed network never stays in the kernel because a push broke off before it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -78,7 +84,99 @@ impl MapDiff {
     }
 }
 
+/// What the configuration maps may hold, as far as the pusher knows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Held {
+    /// Nothing known: maps just created (the configuration maps are never pinned), door
+    /// records and names pinned by an earlier daemon.
+    #[default]
+    Unknown,
+    /// Exactly what this plan wrote: the last push went through.
+    Exactly(Plan),
+    /// A push failed halfway: each map may hold entries of any plan pushed or tried since the
+    /// last complete push. The plan holds every such key (their values do not matter: all of
+    /// the next plan's entries are written).
+    Uncertain(Plan),
+}
+
+impl Held {
+    /// What the maps may hold after a push of `tried` failed halfway through.
+    #[must_use]
+    pub fn after_failed_push(self, tried: &Plan) -> Self {
+        match self {
+            Self::Unknown => Self::Uncertain(tried.clone()),
+            Self::Exactly(before) | Self::Uncertain(before) => {
+                Self::Uncertain(before.with_keys_of(tried))
+            }
+        }
+    }
+
+    /// The plan that was pushed completely last, if the maps hold exactly it.
+    pub fn exactly(&self) -> Option<&Plan> {
+        match self {
+            Self::Exactly(plan) => Some(plan),
+            _ => None,
+        }
+    }
+}
+
 impl Plan {
+    /// What pushing `self` changes in maps that may hold `held`.
+    pub fn diff_from_held(&self, held: &Held) -> MapDiff {
+        match held {
+            Held::Unknown => self.diff_from(None),
+            Held::Exactly(before) => self.diff_from(Some(before)),
+            Held::Uncertain(maybe) => {
+                // Everything of this plan is written, as into maps of unknown contents; and
+                // whatever the maps may still hold that this plan has not goes.
+                let mut diff = self.diff_from(None);
+                let stale = self.diff_from(Some(maybe));
+                diff.first_steps.remove = stale.first_steps.remove;
+                diff.keys.remove = stale.keys.remove;
+                diff.spa_doors.remove = stale.spa_doors.remove;
+                diff.local.remove = stale.local.remove;
+                diff.always_allow.remove = stale.always_allow.remove;
+                // Words of the port array this plan leaves empty are written empty.
+                diff.ports.put.extend(
+                    stale
+                        .ports
+                        .put
+                        .into_iter()
+                        .filter(|(word, _)| !self.port_words.contains_key(word)),
+                );
+                // Guard groups past this plan's are emptied.
+                let groups = self.guards.len() as u32;
+                diff.guards
+                    .put
+                    .extend((groups..maybe.guards.len() as u32).map(|group| (group, 0)));
+                diff
+            }
+        }
+    }
+
+    /// This plan with every key of `other`'s maps added (values from `self` where both have
+    /// one): the keys either of them may have left in the kernel.
+    fn with_keys_of(mut self, other: &Plan) -> Self {
+        for (word, value) in &other.port_words {
+            self.port_words.entry(*word).or_insert(*value);
+        }
+        for (step, doors) in &other.first_steps {
+            self.first_steps.entry(*step).or_insert(*doors);
+        }
+        for (tag, id) in &other.spa_doors {
+            self.spa_doors.entry(*tag).or_insert(*id);
+        }
+        for (id, key) in &other.keys {
+            self.keys.entry(*id).or_insert(*key);
+        }
+        self.always_allow.extend(other.always_allow.iter().copied());
+        self.local.extend(other.local.iter().copied());
+        if other.guards.len() > self.guards.len() {
+            self.guards.resize(other.guards.len(), 0);
+        }
+        self
+    }
+
     /// What pushing `self` changes in maps that hold `before`. `None` means their contents are
     /// unknown (a fresh load, or maps an earlier daemon pinned): every door and name slot is
     /// written, and every entry of this plan.
@@ -341,6 +439,112 @@ mod tests {
         assert_eq!(diff.local.remove, [old]);
         assert_eq!(diff.local.put, [(new, 1)]);
         assert_eq!(diff.len(), 2);
+    }
+
+    /// The two-door plan with a second client key, 8, besides the file's 7.
+    fn with_two_keys() -> Plan {
+        let mut plan = plan_of(TWO_DOORS);
+        plan.keys
+            .insert(8, ([2; 16], knock_common::settings::EVERY_DOOR));
+        plan
+    }
+
+    /// TWO_DOORS without its Always_Allow network (and so, pushed, without key 8).
+    const REVOKED: &str = "[options]\nSPA_Keys = keys\n\
+        [a]\nsequence = 1000,2000\n[b]\nsequence = 3000\nprotect = 2222\nSPA = yes\n";
+
+    #[test]
+    fn after_a_push_that_failed_halfway_the_next_one_removes_a_revoked_key_and_a_removed_network() {
+        let before = with_two_keys();
+        let tried = next_of(&before, REVOKED);
+        // The push of `tried` broke off: the maps may hold key 8 and the network, or not.
+        let held = Held::Exactly(before.clone()).after_failed_push(&tried);
+        let diff = tried.diff_from_held(&held);
+        assert_eq!(diff.keys.remove, [8], "the revoked key goes");
+        assert_eq!(
+            diff.always_allow.remove.len(),
+            1,
+            "the removed network goes"
+        );
+        assert_eq!(
+            diff.keys.put,
+            [(
+                7,
+                SpaKey {
+                    key: [1; 16],
+                    doors: knock_common::settings::EVERY_DOOR
+                }
+            )],
+            "what stays is written again, whatever the maps hold now"
+        );
+        assert_eq!(
+            diff.doors.put.len(),
+            MAX_DOORS,
+            "every door slot is written"
+        );
+        assert_eq!(diff.names.put.len(), MAX_DOORS);
+        assert_eq!(diff.first_steps.put.len(), tried.first_steps.len());
+        // Once that push goes through, the maps hold exactly `tried` again.
+        assert!(
+            tried
+                .diff_from_held(&Held::Exactly(tried.clone()))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn failed_pushes_add_up_until_one_goes_through() {
+        let first = with_two_keys();
+        let mut second = next_of(&first, TWO_DOORS);
+        second
+            .keys
+            .insert(9, ([3; 16], knock_common::settings::EVERY_DOOR));
+        second.local.insert(Addr::from_ipv4([198, 51, 100, 9]));
+        let third = next_of(&second, REVOKED);
+        let held = Held::Exactly(first)
+            .after_failed_push(&second)
+            .after_failed_push(&third);
+        let diff = third.diff_from_held(&held);
+        assert_eq!(
+            diff.keys.remove,
+            [8, 9],
+            "keys of every plan since the last complete push"
+        );
+        assert_eq!(diff.local.remove, [Addr::from_ipv4([198, 51, 100, 9])]);
+        assert_eq!(diff.always_allow.remove.len(), 1);
+    }
+
+    #[test]
+    fn a_first_push_that_failed_leaves_its_own_entries_to_remove() {
+        let tried = with_two_keys();
+        let held = Held::Unknown.after_failed_push(&tried);
+        let next = next_of(&tried, REVOKED);
+        let diff = next.diff_from_held(&held);
+        assert_eq!(diff.keys.remove, [8]);
+        assert_eq!(diff.always_allow.remove.len(), 1);
+        assert_eq!(held.exactly(), None, "nothing is known exactly");
+    }
+
+    #[test]
+    fn port_words_and_guard_groups_a_failed_push_may_have_left_are_emptied() {
+        let big = plan_of(TWO_DOORS);
+        let small = next_of(&big, "[b]\nsequence = 3000\nprotect = 2222\n");
+        let held = Held::Exactly(small.clone()).after_failed_push(&big);
+        let diff = small.diff_from_held(&held);
+        for (word, _) in big
+            .port_words
+            .iter()
+            .filter(|(w, _)| !small.port_words.contains_key(w))
+        {
+            assert!(
+                diff.ports.put.contains(&(*word, 0)),
+                "word {word}: {:?}",
+                diff.ports.put
+            );
+        }
+        for (word, value) in &small.port_words {
+            assert!(diff.ports.put.contains(&(*word, *value)));
+        }
     }
 
     fn door_tag(name: &str) -> u32 {

@@ -17,6 +17,7 @@ use crate::config::{Config, DoorConfig};
 pub mod desired;
 pub mod diff;
 pub mod expand;
+pub mod record;
 pub mod spent;
 
 /// Everything the XDP program needs to know about a configuration.

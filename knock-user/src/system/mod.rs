@@ -4,10 +4,12 @@
 
 pub mod clock;
 pub mod net;
+pub mod netlink;
 pub mod notify;
 pub mod proc;
 pub mod process;
 pub mod random;
+pub mod routes;
 pub mod served;
 pub mod stack;
 pub mod watch;

@@ -1,17 +1,29 @@
 //! The host's network: the addresses of the guarded interfaces (knocks count only when sent to
 //! one of them, or to a door's Target, as knockd only sees its own addresses; read with
-//! getifaddrs(3) and looked up again every few seconds, so a DHCP renewal is followed), and the
-//! interface of the default route.
+//! getifaddrs(3) and looked up again whenever an address changes, so a DHCP renewal is
+//! followed), and every interface's addresses (`system::routes` tells which face the world).
 
 use std::collections::BTreeSet;
 use std::ffi::CStr;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use knock_common::Addr;
 
+pub use super::routes::InterfaceAddress;
+
 /// Every IPv4 and IPv6 address of the named interfaces.
 pub fn of_interfaces(names: &[String]) -> BTreeSet<Addr> {
-    let mut found = BTreeSet::new();
+    addresses()
+        .into_iter()
+        .filter(|entry| names.contains(&entry.interface))
+        .map(|entry| Addr::from(entry.address))
+        .collect()
+}
+
+/// Every IPv4 and IPv6 address of every interface of this network namespace, with whether its
+/// interface is up and whether it is a loopback.
+pub fn addresses() -> Vec<InterfaceAddress> {
+    let mut found = Vec::new();
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list`, which is freed below.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
@@ -27,37 +39,30 @@ pub fn of_interfaces(names: &[String]) -> BTreeSet<Addr> {
         }
         // SAFETY: a NUL-terminated interface name from the kernel.
         let name = unsafe { CStr::from_ptr(node.ifa_name) }.to_string_lossy();
-        if !names.iter().any(|n| *n == name) {
-            continue;
-        }
         // SAFETY: ifa_addr points to a sockaddr whose family says which one.
         let family = i32::from(unsafe { (*node.ifa_addr).sa_family });
-        if family == libc::AF_INET {
+        let address = if family == libc::AF_INET {
             // SAFETY: an AF_INET address is a sockaddr_in.
             let sin = unsafe { &*node.ifa_addr.cast::<libc::sockaddr_in>() };
-            found.insert(Addr::from(Ipv4Addr::from(u32::from_be(
-                sin.sin_addr.s_addr,
-            ))));
+            IpAddr::from(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
         } else if family == libc::AF_INET6 {
             // SAFETY: an AF_INET6 address is a sockaddr_in6.
             let sin6 = unsafe { &*node.ifa_addr.cast::<libc::sockaddr_in6>() };
-            found.insert(Addr::from(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
-        }
+            IpAddr::from(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
+        } else {
+            continue;
+        };
+        let flags = node.ifa_flags;
+        found.push(InterfaceAddress {
+            interface: name.into_owned(),
+            up: flags & libc::IFF_UP as u32 != 0,
+            loopback: flags & libc::IFF_LOOPBACK as u32 != 0,
+            address,
+        });
     }
     // SAFETY: the list from getifaddrs, freed once.
     unsafe { libc::freeifaddrs(list) };
     found
-}
-
-/// The interface of the IPv4 default route, from /proc/net/route.
-pub fn default_route_interface() -> std::io::Result<Option<String>> {
-    let table = std::fs::read_to_string("/proc/net/route")?;
-    Ok(table.lines().skip(1).find_map(|line| {
-        let mut fields = line.split_whitespace();
-        let iface = fields.next()?;
-        let destination = fields.next()?;
-        (destination == "00000000").then(|| iface.to_owned())
-    }))
 }
 
 /// A socket address in the C form the system calls take.

@@ -40,12 +40,24 @@ fn address(name: &[u8]) -> std::io::Result<SocketAddr> {
     }
 }
 
-/// One line of STATUS=: what the daemon guards, for `systemctl status`.
-pub fn status_line(interfaces: &[String], mode: &str, doors: usize, open: usize) -> String {
-    format!(
-        "STATUS=guarding {} ({mode} XDP): {doors} door(s), {open} open",
-        interfaces.join(", ")
-    )
+/// One line of STATUS=: what the daemon guards and what it waits for, for `systemctl status`.
+pub fn status_line(
+    attached: &[String],
+    missing: &[String],
+    mode: &str,
+    doors: usize,
+    open: usize,
+) -> String {
+    let guarding = match (attached.is_empty(), missing.is_empty()) {
+        (false, true) => format!("guarding {} ({mode} XDP)", attached.join(", ")),
+        (false, false) => format!(
+            "guarding {} ({mode} XDP), waiting for {} (not guarded)",
+            attached.join(", "),
+            missing.join(", ")
+        ),
+        (true, _) => format!("waiting for {} (not guarded)", missing.join(", ")),
+    };
+    format!("STATUS={guarding}: {doors} door(s), {open} open")
 }
 
 #[cfg(test)]
@@ -79,6 +91,23 @@ mod tests {
         let mut buffer = [0u8; 64];
         let length = listener.recv(&mut buffer).unwrap();
         assert_eq!(&buffer[..length], b"READY=1\nSTATUS=guarding kv0");
+    }
+
+    #[test]
+    fn the_status_line_says_what_is_guarded_and_what_is_waited_for() {
+        let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            status_line(&names(&["eth0"]), &[], "native", 1, 0),
+            "STATUS=guarding eth0 (native XDP): 1 door(s), 0 open"
+        );
+        assert_eq!(
+            status_line(&names(&["eth0"]), &names(&["ppp0"]), "generic", 2, 1),
+            "STATUS=guarding eth0 (generic XDP), waiting for ppp0 (not guarded): 2 door(s), 1 open"
+        );
+        assert_eq!(
+            status_line(&[], &names(&["ppp0"]), "no", 1, 0),
+            "STATUS=waiting for ppp0 (not guarded): 1 door(s), 0 open"
+        );
     }
 
     #[test]

@@ -22,3 +22,11 @@ pub fn current_netns() -> u64 {
     use std::os::unix::fs::MetadataExt as _;
     std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino())
 }
+
+/// Whether this process lives in the initial PID namespace, where PID 1 is the host's init
+/// and not a container's. The kernel gives that namespace a fixed inode number.
+pub fn in_initial_pid_namespace() -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt as _;
+    const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+    std::fs::metadata("/proc/self/ns/pid").map(|m| m.ino() == PROC_PID_INIT_INO)
+}

@@ -153,7 +153,7 @@ fn bash_completes_subcommands_their_options_and_their_values() {
     );
     assert_eq!(
         bash_completes(&script, &["knock-user", "run", "--xdp-mode", ""]),
-        ["native", "skb"]
+        ["auto", "native", "skb"]
     );
 }
 

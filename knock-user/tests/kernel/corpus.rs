@@ -26,8 +26,8 @@ use knock_common::counter::Counter;
 use knock_common::craft::Craft;
 use knock_common::frame::{Frame, Headers, Link, classify_on, headers_on};
 use knock_common::reply::{self, Probe, Reset, Stack};
-use knock_common::settings::Look;
 use knock_common::segment::tcp_flags::SYN;
+use knock_common::settings::Look;
 use knock_common::{Addr, ProtoPort};
 use knock_user::config;
 use knock_user::kernel::Knock;
@@ -124,7 +124,11 @@ fn run(category: &str) {
                 .or_insert_with(|| load(case.setup, Look::Closed));
             let expected = Expected::Closed(closed_look(closed, case, &moved));
             let (closed_problems, _) = check(closed, case, &expected);
-            problems.extend(closed_problems.into_iter().map(|p| format!("closed look: {p}")));
+            problems.extend(
+                closed_problems
+                    .into_iter()
+                    .map(|p| format!("closed look: {p}")),
+            );
             problems
         }));
         let problems = outcome.unwrap_or_else(|panic| {

@@ -7,5 +7,6 @@
 mod kernel;
 
 mod corpus;
+mod push;
 mod verdicts;
 mod verifier;

@@ -215,43 +215,6 @@ fn mixed_udp_and_tcp_knocks_from_both_clients_open_the_door() {
 }
 
 #[test]
-fn a_failed_native_attach_names_the_interface_and_suggests_skb_mode() {
-    let ns = knock_lab::Netns::create(&format!("knock-{}-bridge", std::process::id())).unwrap();
-    // A bridge has no native XDP support.
-    ns.ip(&["link", "add", "knbr0", "type", "bridge"]).unwrap();
-    ns.ip(&["link", "set", "knbr0", "up"]).unwrap();
-    let dir = std::env::temp_dir().join(format!("knock-bridge-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("knockd.conf");
-    std::fs::write(&config, GUIDE).unwrap();
-    let output = ns
-        .command(BINARY)
-        .args([
-            "run",
-            "--config",
-            &config.to_string_lossy(),
-            "--interface",
-            "knbr0",
-        ])
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
-    assert!(stderr.contains("native XDP mode to knbr0"), "{stderr}");
-    assert!(stderr.contains("--xdp-mode skb"), "{stderr}");
-    let skb = ns
-        .command(BINARY)
-        .args(["run", "--xdp-mode", "skb", "--config", "/nonexistent"])
-        .output()
-        .unwrap();
-    assert!(
-        !skb.status.success(),
-        "a missing file fails before attaching"
-    );
-}
-
-#[test]
 fn debians_default_configuration_runs_unchanged() {
     let debian = std::fs::read_to_string("/etc/knockd.conf")
         .expect("Debian's knockd package installs /etc/knockd.conf");

@@ -12,6 +12,7 @@ mod kernel;
 mod conformance;
 mod end_to_end;
 mod hostile;
+mod interfaces;
 mod knockd_dropin;
 mod l3_links;
 mod mirror;

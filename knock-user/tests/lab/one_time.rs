@@ -22,7 +22,7 @@ struct Site {
     lab: Lab,
     config: PathBuf,
     file: PathBuf,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Site {
@@ -54,7 +54,7 @@ impl Site {
             lab,
             config,
             file,
-            _dir: dir,
+            dir,
         };
         (site, protection)
     }
@@ -62,6 +62,7 @@ impl Site {
     fn start(&mut self) {
         let config = self.config.to_string_lossy().into_owned();
         let state = self.pins.to_string_lossy().into_owned();
+        let record = self.record().to_string_lossy().into_owned();
         let args = [
             "--config",
             &config,
@@ -70,6 +71,8 @@ impl Site {
             "-v",
             "--state-dir",
             &state,
+            "--record-dir",
+            &record,
         ];
         let daemon =
             Daemon::start(&self.lab.server, Path::new(BINARY), &args).expect("the daemon starts");
@@ -79,6 +82,25 @@ impl Site {
     fn restart(&mut self) {
         let (log, clean) = self.daemon.take().expect("a daemon runs").stop();
         assert!(clean, "the daemon stops cleanly: {log:#?}");
+        self.start();
+    }
+
+    /// Where the daemon records used sequences on disk.
+    fn record(&self) -> PathBuf {
+        self.dir.path("record")
+    }
+
+    /// What a reboot does: the daemon stops, bpffs comes back empty (`knock-user stop`
+    /// removes every pin, the kernel's record of used sequences with them), the daemon starts.
+    fn reboot(&mut self) {
+        let (log, clean) = self.daemon.take().expect("a daemon runs").stop();
+        assert!(clean, "the daemon stops cleanly: {log:#?}");
+        let output = Command::new(BINARY)
+            .args(["stop", "--state-dir"])
+            .arg(&self.pins)
+            .output()
+            .expect("knock-user runs");
+        assert!(output.status.success(), "{output:?}");
         self.start();
     }
 
@@ -261,4 +283,37 @@ fn a_used_line_of_an_immutable_one_time_file_is_refused_also_after_a_restart() {
 #[test]
 fn a_used_line_of_a_one_time_file_on_a_read_only_mount_is_refused_also_after_a_restart() {
     used_lines_stay_used("readonly", read_only_mount, "Read-only file system");
+}
+
+#[test]
+fn a_used_line_that_could_not_be_marked_stays_used_after_a_reboot_empties_the_kernels_record() {
+    let (mut site, _protection) = Site::new("reboot", immutable);
+    site.start();
+    site.opens(false, &["5001", "5002"], "198.51.100.2: once: OPEN SESAME");
+    let record = site.record().join(format!("{}.used", site.lab.server_if));
+    let deadline = std::time::Instant::now() + WAIT;
+    while !std::fs::read_to_string(&record)
+        .is_ok_and(|text| text.lines().any(|l| !l.starts_with('#')))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record in {}",
+            record.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    site.reboot();
+    site.expect_line("1 used single-use sequence(s) restored from");
+    site.refused(true, &["5001", "5002"]);
+    site.opens(
+        true,
+        &["6001", "6002"],
+        &format!("{CLIENT_V6}: once: OPEN SESAME"),
+    );
+    assert_eq!(
+        std::fs::read_to_string(&site.file).unwrap(),
+        LINES,
+        "the file was never written"
+    );
 }

@@ -225,20 +225,38 @@ EOF
     cp "$STATE/good.conf" /etc/knockd.conf
     ok "systemctl reload knock (broken file)" "reload fails, the daemon keeps its configuration; journal: ${why:0:120}"
 
-    # ---- A start that fails: an interface that is not there yet ----
+    # ---- An interface that is not there yet, then one that goes and comes back ----
+    # The start waits for kv9 (READY=1 once it is attached), saying so in the status line;
+    # the daemon attaches as soon as kv9 appears, and again when it is made anew.
     sed -i 's/^KNOCK_OPTS=.*/KNOCK_OPTS="-v -i kv9"/' /etc/default/knock
     t=$(date +%s)
-    run systemctl restart knock && fail "missing interface" "systemctl restart succeeded without kv9"
-    state="$(prop ActiveState)/$(prop SubState) ($(prop Result))"
-    knock-user status -i kv9 >/dev/null 2>&1 && fail "missing interface" "knock-user status -i kv9 exits 0 after the failed start"
-    [ ! -e /sys/fs/bpf/knock/kv9 ] || fail "missing interface" "the failed start left /sys/fs/bpf/knock/kv9"
-    why=$(journal_since "$t" | grep -m1 'knock-user: ' | sed 's/.*knock-user: //')
+    run systemctl restart --no-block knock
+    within 20 sh -c 'systemctl show -P StatusText knock | grep -q "waiting for kv9"' ||
+        fail "missing interface" "no waiting status: $(prop ActiveState)/$(prop SubState), $(prop StatusText)"
+    state="$(prop ActiveState)/$(prop SubState)"
+    [ "$state" = activating/start ] || fail "missing interface" "knock.service is $state while kv9 is missing"
+    waiting=$(journal_since "$t" | grep -m1 'kv9 does not exist') || fail "missing interface" "no journal line says it waits"
+    shown=$(knock-user status -i kv9 2>&1) && fail "missing interface" "knock-user status -i kv9 exits 0 while kv9 is missing"
+    grep -q "missing: kv9" <<<"$shown" || fail "missing interface" "status does not show kv9 missing: $shown"
     run ip link add kv9 type veth peer name kw9
     run ip link set kv9 up
     run ip link set kw9 up
-    within 40 sh -c '[ "$(systemctl show -P SubState knock)" = running ]' ||
+    within 5 sh -c '[ "$(systemctl show -P SubState knock)" = running ]' ||
         fail "missing interface" "knock.service did not start once kv9 appeared: $(prop ActiveState)/$(prop SubState)"
-    ok "retry" "systemctl restart fails while kv9 is missing (${why:0:80}); then $state, no pinned state left; started by itself once kv9 appeared (NRestarts=$(prop NRestarts))"
+    appeared=$(journal_since "$t" | grep -m1 'kv9 appeared') || fail "missing interface" "no journal line says kv9 appeared"
+    ip -d link show kv9 | grep -q 'prog/xdp' || fail "missing interface" "no XDP program on kv9"
+    ok "missing interface" "$state, status: ${shown%%(*}...; journal: ${waiting#*knock: }; then ${appeared#*knock: }; running, status: $(prop StatusText)"
+
+    t=$(date +%s)
+    run ip link del kv9
+    within 5 has_line "$t" 'kv9 went away' || fail "interface re-created" "no journal line says kv9 went away"
+    knock-user status -i kv9 2>/dev/null | grep -q "missing: kv9" || fail "interface re-created" "status does not show kv9 missing"
+    run ip link add kv9 type veth peer name kw9
+    within 3 has_line "$t" 'kv9 is back' || fail "interface re-created" "kv9 was not attached again"
+    ip -d link show kv9 | grep -q 'prog/xdp' || fail "interface re-created" "no XDP program on the new kv9"
+    knock-user status -i kv9 >/dev/null 2>&1 || fail "interface re-created" "status still shows kv9 missing"
+    [ "$(prop ActiveState)" = active ] || fail "interface re-created" "knock.service is $(prop ActiveState)"
+    ok "interface re-created" "$(journal_since "$t" | grep -m1 'kv9 went away' | sed 's/.*knock: //'); $(journal_since "$t" | grep -m1 'kv9 is back' | sed 's/.*knock: //')"
     run knock-user stop -i kv9
     run ip link del kv9
     sed -i 's/^KNOCK_OPTS=.*/KNOCK_OPTS="-v"/' /etc/default/knock

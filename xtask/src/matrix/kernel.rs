@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-use super::debian;
+use crate::debian;
 
 pub struct Kernel {
     /// As `uname -r` prints it, e.g. 6.1.0-56-amd64.

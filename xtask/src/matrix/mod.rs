@@ -1,17 +1,22 @@
-//! `cargo xtask matrix`: the XDP program on Debian's own kernels. Each row boots one kernel
+//! `cargo xtask matrix`: the XDP programs on Debian's own kernels. Each row boots one kernel
 //! under qemu-system with a small initramfs: busybox, a static knock-user, the kernel's veth
 //! module and a test driver (assets/matrix-init.sh). The driver builds two network namespaces
-//! joined by a veth pair, runs `knock-user run` with the guide's knockd.conf on the server side,
-//! and checks the gate over IPv4 and IPv6: port 22 connects without knock-user, is dropped
-//! with it until the client knocks with `knock-user knock`, and connects after.
+//! joined by a veth pair, runs `knock-user run` on the server side with the guide's knockd.conf
+//! followed by an SPA door and a rotating door (assets/matrix-doors.conf), and checks over IPv4
+//! and IPv6: port 22 connects without knock-user, is dropped with it until the client knocks
+//! with `knock-user knock`, and connects after; SPA packets from the guest's client open their
+//! door, and a replay and a forged MAC are refused with the counters saying why; a rotating
+//! door opens with its current sequence and not with the same one again. The host then checks
+//! that the JIT compiled both programs and that the verifier's walk stays under a ceiling.
 //!
 //! Kernel packages are downloaded with apt and unpacked by hand, never installed; foreign
-//! architectures use a private apt state under target/matrix, leaving dpkg's configuration alone.
+//! architectures and other releases use a private apt state under target/matrix, leaving dpkg's
+//! configuration alone.
 
-pub mod debian;
-pub mod emulate;
 mod initramfs;
 mod kernel;
+mod rows;
+mod verdict;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -19,13 +24,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::cross::{self, Target};
-use crate::shell;
-use debian::Apt;
+use crate::cross;
+use crate::debian::{self, Apt};
+use crate::{configs, shell};
 use initramfs::Cpio;
-use vm::{Accel, Board, Boot, Outcome};
+use rows::{Name, ROWS, Row};
+use verdict::Verdict;
+use vm::{Accel, Boot, Outcome};
 
 const INIT: &str = include_str!("../../assets/matrix-init.sh");
+/// The doors the driver checks beyond the guide's: SPA and rotating.
+const DOORS: &str = include_str!("../../assets/matrix-doors.conf");
 /// Stands in for iptables: the guide's start command appends to a log the driver reads back.
 const IPTABLES_STUB: &str = "#!/bin/sh\necho \"$@\" >> /tmp/iptables.log\n";
 
@@ -34,126 +43,6 @@ pub struct Args {
     /// A kernel to boot (repeatable); default: all of them.
     #[arg(long = "kernel", value_enum)]
     kernels: Vec<Name>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Name {
-    #[value(name = "6.1-amd64")]
-    Amd64V61,
-    #[value(name = "6.12-amd64")]
-    Amd64V612,
-    #[value(name = "6.1-arm64")]
-    Arm64V61,
-    #[value(name = "6.12-arm64")]
-    Arm64V612,
-    #[value(name = "6.1-armhf")]
-    ArmhfV61,
-}
-
-struct Row {
-    id: Name,
-    name: &'static str,
-    /// Debian's architecture name.
-    arch: &'static str,
-    /// The metapackage that names the current kernel of this series.
-    meta: &'static str,
-    series: &'static str,
-    binary: Target,
-    board: &'static Board,
-    /// arm32's JIT declines some programs, which then run in the interpreter: reported, not
-    /// required. Elsewhere an interpreted program would be a regression.
-    jit_required: bool,
-}
-
-const PC: Board = Board {
-    qemu: "qemu-system-x86_64",
-    machine: &[],
-    console: "ttyS0",
-    cpu: "max",
-};
-const VIRT64: Board = Board {
-    qemu: "qemu-system-aarch64",
-    machine: &["-machine", "virt"],
-    console: "ttyAMA0",
-    // A Pi 3's core.
-    cpu: "cortex-a53",
-};
-const VIRT32: Board = Board {
-    qemu: "qemu-system-arm",
-    machine: &["-machine", "virt"],
-    console: "ttyAMA0",
-    // A Pi 2's core; Debian's armmp-lpae kernel needs LPAE, which it has.
-    cpu: "cortex-a7",
-};
-
-const ROWS: [Row; 5] = [
-    Row {
-        id: Name::Amd64V61,
-        name: "6.1-amd64",
-        arch: "amd64",
-        meta: "linux-image-amd64",
-        series: "6.1.",
-        binary: Target::X86_64,
-        board: &PC,
-        jit_required: true,
-    },
-    Row {
-        id: Name::Amd64V612,
-        name: "6.12-amd64",
-        arch: "amd64",
-        meta: "linux-image-6.12-amd64",
-        series: "6.12.",
-        binary: Target::X86_64,
-        board: &PC,
-        jit_required: true,
-    },
-    Row {
-        id: Name::Arm64V61,
-        name: "6.1-arm64",
-        arch: "arm64",
-        meta: "linux-image-arm64",
-        series: "6.1.",
-        binary: Target::Aarch64,
-        board: &VIRT64,
-        jit_required: true,
-    },
-    Row {
-        id: Name::Arm64V612,
-        name: "6.12-arm64",
-        arch: "arm64",
-        meta: "linux-image-6.12-arm64",
-        series: "6.12.",
-        binary: Target::Aarch64,
-        board: &VIRT64,
-        jit_required: true,
-    },
-    Row {
-        id: Name::ArmhfV61,
-        name: "6.1-armhf",
-        arch: "armhf",
-        meta: "linux-image-armmp-lpae",
-        series: "6.1.",
-        // The ARMv6 binary: it is the one for every 32-bit Pi, and it runs on this v7 core.
-        binary: Target::Armv6,
-        board: &VIRT32,
-        jit_required: false,
-    },
-];
-
-/// What one boot showed.
-struct Verdict {
-    row: &'static str,
-    release: String,
-    accel: Accel,
-    passed: Vec<String>,
-    failed: Vec<String>,
-    jit: Option<bool>,
-    walked: Option<String>,
-    rss_kb: Option<u64>,
-    peak_kb: Option<u64>,
-    log: Vec<String>,
-    notes: Vec<String>,
-    seconds: f64,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -167,10 +56,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut verdicts = Vec::new();
     for row in rows {
         let verdict = run_row(row, &mut kvm).with_context(|| format!("kernel {}", row.name))?;
-        show(&verdict);
+        verdict::show(&verdict);
         verdicts.push(verdict);
     }
-    println!("\n{}", table(&verdicts));
+    eprintln!("\nmatrix: SPA and rotating doors");
+    for verdict in &verdicts {
+        for line in verdict::evidence(verdict) {
+            eprintln!("  {}: {line}", verdict.row);
+        }
+    }
+    println!("\n{}", verdict::table(&verdicts));
     eprintln!("matrix: done in {:.0} s", started.elapsed().as_secs_f64());
     let failed: Vec<&str> = verdicts
         .iter()
@@ -190,10 +85,19 @@ fn run_row(row: &Row, kvm: &mut KvmState) -> anyhow::Result<Verdict> {
     );
     let started = Instant::now();
     let base = shell::target_dir().join("matrix");
-    let apt = Apt::foreign(row.arch, &base.join(format!("apt-{}", row.arch)))?;
+    // busybox comes from the host's release whatever the kernel's, so that every row runs the
+    // driver with the same tools.
+    let host_apt = Apt::foreign(row.arch, &base.join(format!("apt-{}", row.arch)))?;
+    let apt = match row.release.sources() {
+        None => Apt::foreign(row.arch, &base.join(format!("apt-{}", row.arch)))?,
+        Some(sources) => Apt::private(
+            row.arch,
+            &base.join(format!("apt-{}-{}", row.arch, row.release.name())),
+            &sources,
+        )?,
+    };
     let debs = base.join("debs");
-    let package = apt.with_lists(|apt| apt.resolve(row.meta))?;
-    let deb = apt.with_lists(|apt| apt.download(&package, &debs))?;
+    let (package, deb, fallback) = kernel_package(&apt, row.meta, &debs)?;
     let kernel = kernel::unpack(&deb, &base.join(&package), &["veth"])?;
     if !kernel.release.starts_with(row.series) {
         bail!(
@@ -203,7 +107,11 @@ fn run_row(row: &Row, kvm: &mut KvmState) -> anyhow::Result<Verdict> {
             row.series
         );
     }
-    let busybox = busybox(&apt, &debs, &base.join(format!("busybox-{}", row.arch)))?;
+    let busybox = busybox(
+        &host_apt,
+        &debs,
+        &base.join(format!("busybox-{}", row.arch)),
+    )?;
     let binary = cross::build(row.binary)?;
 
     let dir = base.join(row.name);
@@ -236,7 +144,8 @@ fn run_row(row: &Row, kvm: &mut KvmState) -> anyhow::Result<Verdict> {
         );
         match vm::boot(&boot)? {
             Outcome::Finished(lines) => {
-                let mut verdict = parse(row, accel, &lines);
+                let mut verdict = verdict::parse(row.name, accel, &lines);
+                verdict.notes.extend(fallback);
                 verdict.seconds = started.elapsed().as_secs_f64();
                 return Ok(verdict);
             }
@@ -253,6 +162,39 @@ fn run_row(row: &Row, kvm: &mut KvmState) -> anyhow::Result<Verdict> {
             ),
         }
     }
+}
+
+/// The newest kernel package of `meta` that can be downloaded here, and a note when a newer one
+/// could not be (a mirror without the latest security update).
+fn kernel_package(
+    apt: &Apt,
+    meta: &str,
+    debs: &Path,
+) -> anyhow::Result<(String, PathBuf, Option<String>)> {
+    apt.with_lists(|apt| {
+        let mut refused = Vec::new();
+        for package in apt.images(meta)? {
+            match apt.download(&package, debs) {
+                Ok(deb) => {
+                    let note = (!refused.is_empty()).then(|| {
+                        format!(
+                            "took {package}: the newer {} cannot be downloaded here",
+                            refused.join(", ")
+                        )
+                    });
+                    if let Some(note) = &note {
+                        eprintln!("{note}");
+                    }
+                    return Ok((package, deb, note));
+                }
+                Err(_) => refused.push(package),
+            }
+        }
+        bail!(
+            "no version of {meta} can be downloaded: {}",
+            refused.join(", ")
+        )
+    })
 }
 
 /// KVM is tried once; on hosts whose KVM cannot run an unmodified kernel (nested setups that
@@ -296,127 +238,12 @@ fn pack(busybox: &Path, binary: &Path, kernel: &kernel::Kernel) -> anyhow::Resul
     cpio.symlink("/bin/sh", "busybox");
     cpio.file("/sbin/iptables", 0o755, IPTABLES_STUB.as_bytes());
     cpio.file("/knock-user", 0o755, &std::fs::read(binary)?);
-    cpio.file("/knockd.conf", 0o644, emulate::GUIDE.as_bytes());
+    let config = format!("{}{DOORS}", configs::GUIDE);
+    cpio.file("/knockd.conf", 0o644, config.as_bytes());
     for (index, (name, path)) in kernel.modules.iter().enumerate() {
         // The driver loads them in name order: dependencies first.
         let module = std::fs::read(path)?;
         cpio.file(&format!("/modules/{index:02}-{name}.ko"), 0o644, &module);
     }
     Ok(cpio.finish())
-}
-
-fn parse(row: &Row, accel: Accel, lines: &[String]) -> Verdict {
-    let mut verdict = Verdict {
-        row: row.name,
-        release: String::new(),
-        accel,
-        passed: Vec::new(),
-        failed: Vec::new(),
-        jit: None,
-        walked: None,
-        rss_kb: None,
-        peak_kb: None,
-        log: Vec::new(),
-        notes: Vec::new(),
-        seconds: 0.0,
-    };
-    for line in lines {
-        let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
-        match kind {
-            "INFO" => {
-                if let Some(kernel) = rest.strip_prefix("kernel ") {
-                    verdict.release = kernel.to_owned();
-                } else {
-                    verdict.notes.push(rest.to_owned());
-                }
-            }
-            "PASS" => {
-                if let Some((_, walked)) = rest.split_once("verifier walked ") {
-                    verdict.walked = Some(walked.trim_end_matches(')').to_owned());
-                }
-                verdict.passed.push(rest.to_owned());
-            }
-            "FAIL" => verdict.failed.push(rest.to_owned()),
-            "JIT" => verdict.jit = Some(rest == "yes"),
-            // The last reading, after the knocks, is the daemon at work.
-            "RSS" => verdict.rss_kb = rest.trim_end_matches(" kB").parse().ok(),
-            // The high-water mark: loading (parsing the kernel's BTF) peaks above the steady state.
-            "PEAK" => verdict.peak_kb = rest.trim_end_matches(" kB").parse().ok(),
-            "LOG" => verdict.log.push(rest.trim_start_matches("| ").to_owned()),
-            _ => {}
-        }
-    }
-    if verdict.jit == Some(false) && row.jit_required {
-        verdict
-            .failed
-            .push("the kernel runs the program in the interpreter, not JIT-compiled".into());
-    }
-    if !lines.iter().any(|l| l == "DONE ok" || l == "DONE failed") {
-        verdict.failed.push("the driver did not finish".into());
-    }
-    verdict
-}
-
-fn show(verdict: &Verdict) {
-    for pass in &verdict.passed {
-        eprintln!("  ok   {pass}");
-    }
-    if let Some(jit) = verdict.jit {
-        eprintln!(
-            "  {}   JIT: {}",
-            if jit { "ok" } else { "note" },
-            if jit {
-                "compiled"
-            } else {
-                "declined; the interpreter runs it"
-            }
-        );
-    }
-    for note in &verdict.notes {
-        eprintln!("  note {note}");
-    }
-    for fail in &verdict.failed {
-        eprintln!("  FAIL {fail}");
-    }
-    if !verdict.failed.is_empty() {
-        eprintln!("  knock-user's output (on a load failure, the verifier's last lines):");
-        for line in &verdict.log {
-            eprintln!("    | {line}");
-        }
-    }
-}
-
-fn table(verdicts: &[Verdict]) -> String {
-    let mut out = String::from(
-        "| kernel | release | accel | verifier walked | JIT | daemon VmRSS (peak) | checks | result | time |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
-    );
-    for v in verdicts {
-        let memory = format!("{} ({})", mib(v.rss_kb), mib(v.peak_kb));
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {}/{} | {} | {:.0} s |\n",
-            v.row,
-            v.release,
-            v.accel.name(),
-            v.walked.as_deref().unwrap_or("-"),
-            match v.jit {
-                Some(true) => "yes",
-                Some(false) => "no (interpreter)",
-                None => "-",
-            },
-            memory,
-            v.passed.len(),
-            v.passed.len() + v.failed.len(),
-            if v.failed.is_empty() { "pass" } else { "FAIL" },
-            v.seconds,
-        ));
-    }
-    out
-}
-
-fn mib(kb: Option<u64>) -> String {
-    kb.map_or_else(
-        || "-".to_owned(),
-        |kb| format!("{:.1} MiB", kb as f64 / 1024.0),
-    )
 }

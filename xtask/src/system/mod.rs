@@ -3,7 +3,8 @@
 //! walks README's "Run it on your own box" and "Operations" with the freshly built .deb: apt
 //! install, enable --now, the gate and a knock over IPv4 and IPv6, the start command, restart
 //! and a package upgrade while a stranger probes port 22, reload (good and broken), a start
-//! that fails and retries, reboot, `systemctl stop` keeping the gate, `knock-user stop`, apt
+//! that waits for a missing interface and an interface deleted and made again under the daemon,
+//! reboot, `systemctl stop` keeping the gate, `knock-user stop`, apt
 //! remove and purge (assets/system/walk.sh). Each step prints one line of evidence; a failing
 //! step fails the command with the guest's journal tail.
 //!

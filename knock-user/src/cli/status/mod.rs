@@ -17,7 +17,7 @@ mod report;
 pub use report::{prometheus, text};
 
 use crate::kernel::pins::{self, StateDir, StateError};
-use crate::kernel::{AttachMode, read};
+use crate::kernel::{modes_name, read};
 use crate::system::clock;
 use crate::system::proc::is_knock_daemon;
 
@@ -25,7 +25,11 @@ use crate::system::proc::is_knock_daemon;
 #[derive(Clone, Debug, Serialize)]
 pub struct Snapshot {
     pub state_dir: String,
+    /// Every guarded interface, attached or not.
     pub interfaces: Vec<String>,
+    /// The guarded interfaces the program is not attached to: gone, or not there yet (a
+    /// daemon attaches to them as soon as they appear).
+    pub missing: Vec<String>,
     pub daemon: Option<DaemonView>,
     pub doors: Vec<DoorView>,
     pub in_progress: Vec<AttemptView>,
@@ -95,9 +99,7 @@ pub fn snapshot(dir: &StateDir) -> Result<Snapshot, StateError> {
     let daemon = dir.daemon().map(|info| DaemonView {
         pid: info.pid,
         running: is_knock_daemon(info.pid),
-        mode: AttachMode::from_code(info.mode)
-            .map_or("?", AttachMode::name)
-            .to_owned(),
+        mode: modes_name(info.mode).to_owned(),
         started_unix_s: info.started_unix_s,
     });
 
@@ -165,9 +167,15 @@ pub fn snapshot(dir: &StateDir) -> Result<Snapshot, StateError> {
         entries: u32::try_from(entries).unwrap_or(u32::MAX),
         capacity: dir.capacity(map).unwrap_or(0),
     };
+    let interfaces = dir.guarded_interfaces();
     Ok(Snapshot {
         state_dir: dir.path().display().to_string(),
-        interfaces: dir.linked_interfaces(),
+        missing: interfaces
+            .iter()
+            .filter(|iface| !dir.is_attached(iface))
+            .cloned()
+            .collect(),
+        interfaces,
         daemon,
         doors: doors
             .iter()
@@ -238,7 +246,7 @@ pub enum Format {
 
 /// The report of the state directories under `root` (those guarding `iface`, or all), written
 /// to `output` (atomically) or stdout. Fails, after writing the report, when nothing is
-/// attached.
+/// attached or a guarded interface is missing.
 pub fn run(
     root: &Path,
     iface: Option<&str>,
@@ -260,6 +268,19 @@ pub fn run(
     }
     if snapshots.is_empty() {
         anyhow::bail!("{}", nothing_attached(root, iface));
+    }
+    let missing: Vec<&str> = snapshots
+        .iter()
+        .flat_map(|s| &s.missing)
+        .filter(|m| iface.is_none_or(|i| i == m.as_str()))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "{} missing: the program is not attached there (a running daemon attaches as soon \
+             as an interface of that name appears)",
+            missing.join(", ")
+        );
     }
     Ok(())
 }

@@ -20,23 +20,32 @@ pub fn text(snapshot: &Snapshot) -> String {
         },
         s.state_dir
     );
+    if !s.missing.is_empty() {
+        let _ = writeln!(
+            out,
+            "  missing: {} (not guarded: the interface went away or has not appeared; a running \
+             daemon attaches to it as soon as it is there)",
+            s.missing.join(", ")
+        );
+    }
     match &s.daemon {
         Some(d) if d.running => {
             let up = clock::unix_s().saturating_sub(d.started_unix_s);
             let _ = writeln!(
                 out,
-                "  daemon: pid {}, {} XDP, up {}",
+                "  daemon: pid {}, {}, up {}",
                 d.pid,
-                d.mode,
+                phrase(&d.mode),
                 duration(up)
             );
         }
         Some(d) => {
             let _ = writeln!(
                 out,
-                "  daemon: not running (last pid {}); the kernel guards alone, in {} XDP: \
-                 log lines and commands wait for the next daemon",
-                d.pid, d.mode
+                "  daemon: not running (last pid {}); the kernel guards alone ({}): log \
+                 lines and commands wait for the next daemon",
+                d.pid,
+                phrase(&d.mode)
             );
         }
         None => {
@@ -97,6 +106,14 @@ pub fn text(snapshot: &Snapshot) -> String {
     out
 }
 
+/// The record's modes as a phrase: "native XDP", or "not attached".
+fn phrase(mode: &str) -> String {
+    match mode {
+        "none" => "not attached".to_owned(),
+        mode => format!("{mode} XDP"),
+    }
+}
+
 fn duration(seconds: u64) -> String {
     match seconds {
         s if s < 120 => format!("{s} s"),
@@ -109,7 +126,7 @@ fn duration(seconds: u64) -> String {
 /// node_exporter's textfile format: counters and gauges labelled by the guarded interface(s).
 pub fn prometheus(snapshots: &[Snapshot]) -> String {
     let mut out = String::new();
-    let series: [(&str, &str, &str); 6] = [
+    let series: [(&str, &str, &str); 7] = [
         (
             "knock_packets_total",
             "counter",
@@ -119,6 +136,11 @@ pub fn prometheus(snapshots: &[Snapshot]) -> String {
             "knock_daemon_running",
             "gauge",
             "1 if the daemon behind the program runs.",
+        ),
+        (
+            "knock_interface_attached",
+            "gauge",
+            "1 if the program is attached to the guarded interface, 0 if it is missing.",
         ),
         ("knock_doors_open", "gauge", "Open (source, door) pairs."),
         (
@@ -153,6 +175,17 @@ pub fn prometheus(snapshots: &[Snapshot]) -> String {
                 "knock_daemon_running" => {
                     let up = s.daemon.as_ref().is_some_and(|d| d.running);
                     let _ = writeln!(out, "{name}{{guard=\"{guard}\"}} {}", u8::from(up));
+                }
+                "knock_interface_attached" => {
+                    for interface in &s.interfaces {
+                        let up = !s.missing.contains(interface);
+                        let _ = writeln!(
+                            out,
+                            "{name}{{guard=\"{guard}\",interface=\"{}\"}} {}",
+                            escape(interface),
+                            u8::from(up)
+                        );
+                    }
                 }
                 "knock_doors_open" => {
                     let _ = writeln!(out, "{name}{{guard=\"{guard}\"}} {}", s.open.len());
@@ -208,7 +241,8 @@ mod tests {
     fn snapshot() -> Snapshot {
         Snapshot {
             state_dir: "/sys/fs/bpf/knock/eth0".into(),
-            interfaces: vec!["eth0".into()],
+            interfaces: vec!["eth0".into(), "ppp0".into()],
+            missing: vec!["ppp0".into()],
             daemon: Some(DaemonView {
                 pid: 42,
                 running: false,
@@ -253,6 +287,8 @@ mod tests {
     fn the_text_report_names_sources_doors_stages_and_time_left() {
         let text = text(&snapshot());
         assert!(text.contains("daemon: not running (last pid 42)"), "{text}");
+        assert!(text.starts_with("eth0, ppp0 (state in"), "{text}");
+        assert!(text.contains("  missing: ppp0 (not guarded"), "{text}");
         assert!(text.contains("198.51.100.2"), "{text}");
         assert!(text.contains("stage 2/3, 1.5 s ago"), "{text}");
         assert!(text.contains("7.2 s left"), "{text}");
@@ -268,19 +304,27 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("knock_packets_total{guard=\"eth0\",outcome=\"doors_opened\"} 4"),
+            text.contains("knock_packets_total{guard=\"eth0,ppp0\",outcome=\"doors_opened\"} 4"),
             "{text}"
         );
         assert!(
-            text.contains("knock_daemon_running{guard=\"eth0\"} 0"),
+            text.contains("knock_daemon_running{guard=\"eth0,ppp0\"} 0"),
             "{text}"
         );
         assert!(
-            text.contains("knock_doors_open{guard=\"eth0\"} 1"),
+            text.contains("knock_interface_attached{guard=\"eth0,ppp0\",interface=\"eth0\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("knock_map_capacity{guard=\"eth0\",map=\"GATE\"} 4096"),
+            text.contains("knock_interface_attached{guard=\"eth0,ppp0\",interface=\"ppp0\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("knock_doors_open{guard=\"eth0,ppp0\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("knock_map_capacity{guard=\"eth0,ppp0\",map=\"GATE\"} 4096"),
             "{text}"
         );
         for line in text.lines().filter(|l| !l.starts_with('#')) {
@@ -296,5 +340,6 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&json).expect("parses");
         assert_eq!(value[0]["open"][0]["source"], "2001:db8::2");
         assert_eq!(value[0]["daemon"]["running"], false);
+        assert_eq!(value[0]["missing"][0], "ppp0");
     }
 }

@@ -1,5 +1,5 @@
 //! Debian packages fetched with apt and unpacked by hand, never installed: kernels, busybox for
-//! other architectures, Debian's default knockd.conf.
+//! other architectures and releases, Debian's default knockd.conf.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -32,6 +32,16 @@ impl Apt {
         if arch == host_arch()? {
             return Self::host();
         }
+        Self::private(arch, dir, &host_sources()?)
+    }
+
+    /// apt for `arch` with its own lists under `dir`, reading `sources` (URI, suite, component):
+    /// another Debian release than the host's, for instance.
+    pub fn private(
+        arch: &str,
+        dir: &Path,
+        sources: &[(String, String, String)],
+    ) -> anyhow::Result<Self> {
         for sub in ["lists/partial", "cache/archives/partial", "parts"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
@@ -39,7 +49,6 @@ impl Apt {
         if !status.exists() {
             std::fs::write(&status, "")?;
         }
-        let sources = host_sources()?;
         let signed = if Path::new(KEYRING).exists() {
             format!(" signed-by={KEYRING}")
         } else {
@@ -98,16 +107,28 @@ impl Apt {
         Ok(())
     }
 
-    /// The package that `meta` depends on, e.g. linux-image-amd64 -> linux-image-6.1.0-56-amd64.
-    pub fn resolve(&self, meta: &str) -> anyhow::Result<String> {
-        let depends = output(self.command("apt-cache").args(["depends", meta]))
-            .with_context(|| format!("apt-cache depends {meta} ({})", self.arch))?;
-        depends
+    /// The kernel packages that the versions of `meta` depend on, newest first, e.g.
+    /// linux-image-arm64 -> [linux-image-5.10.0-46-arm64, linux-image-5.10.0-32-arm64] when a
+    /// release and its security updates both carry one. A mirror may lack the newest.
+    pub fn images(&self, meta: &str) -> anyhow::Result<Vec<String>> {
+        let shown = output(self.command("apt-cache").args(["show", meta]))
+            .with_context(|| format!("apt-cache show {meta} ({})", self.arch))?;
+        let mut images: Vec<String> = Vec::new();
+        let depends = shown
             .lines()
-            .filter_map(|l| l.trim().strip_prefix("Depends: "))
-            .find(|p| p.starts_with("linux-image-"))
-            .map(|p| p.trim_end_matches(&format!(":{}", self.arch)).to_owned())
-            .with_context(|| format!("{meta} ({}) depends on no linux-image package", self.arch))
+            .filter_map(|l| l.strip_prefix("Depends: "))
+            .flat_map(|d| d.split(','));
+        for dependency in depends {
+            let name = dependency.split_whitespace().next().unwrap_or_default();
+            let name = name.trim_end_matches(&format!(":{}", self.arch));
+            if name.starts_with("linux-image-") && !images.iter().any(|i| i == name) {
+                images.push(name.to_owned());
+            }
+        }
+        if images.is_empty() {
+            bail!("{meta} ({}) depends on no linux-image package", self.arch);
+        }
+        Ok(images)
     }
 
     /// `package`'s .deb in `cache`, downloaded unless a version of it is already there.

@@ -6,14 +6,17 @@
 //! Types shared through maps are checked too: knock-common is compiled for each target and
 //! asserts every map type's size and alignment at compile time.
 
-use std::path::{Path, PathBuf};
+mod clients;
+mod elf;
+mod emulate;
+
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 
-use crate::matrix::debian::{self, Apt};
-use crate::matrix::emulate;
+use crate::configs::Configs;
 use crate::shell::{self, output, run as sh};
 
 const ZIGBUILD_VERSION: &str = "0.24.1";
@@ -88,6 +91,23 @@ impl Target {
         }
     }
 
+    /// The build for the machine running xtask: the reference the Pi clients must match.
+    pub fn host() -> anyhow::Result<Self> {
+        match std::env::consts::ARCH {
+            "x86_64" => Ok(Self::X86_64),
+            "aarch64" => Ok(Self::Aarch64),
+            other => anyhow::bail!(
+                "no static build of knock-user for this machine's CPU ({other}) to compare the \
+                 Pi clients with"
+            ),
+        }
+    }
+
+    /// Whether this machine runs the binary natively.
+    pub fn is_host(self) -> bool {
+        Self::host().is_ok_and(|host| host == self)
+    }
+
     /// Where `cargo xtask cross` leaves the binary.
     pub fn binary(self) -> PathBuf {
         shell::target_dir()
@@ -111,12 +131,24 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     for &target in &targets {
         built.push((target, build(target)?));
     }
+    let mut evidence = Vec::new();
     if !args.no_check {
-        let configs = emulate::Configs::prepare()?;
+        let configs = Configs::prepare()?;
+        // The host's own build: the bytes every Pi client must send.
+        let host = Target::host()?;
+        let reference = match built.iter().find(|(target, _)| *target == host) {
+            Some((_, binary)) => binary.clone(),
+            None => build(host)?,
+        };
+        let host = emulate::Runner::new(host, &reference);
         for (target, binary) in &built {
             eprintln!("\n== checks of the {} binary", target.name());
-            check_elf(*target, binary)?;
-            emulate::check(*target, binary, &configs)?;
+            elf::header(*target, binary)?;
+            evidence.extend(emulate::check(
+                &emulate::Runner::new(*target, binary),
+                &host,
+                &configs,
+            )?);
         }
     }
     eprintln!("\ncross: binaries");
@@ -134,6 +166,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 size < 8 << 20,
                 "the ARMv6 binary is {size} bytes, over 8 MiB"
             );
+        }
+    }
+    if !evidence.is_empty() {
+        eprintln!("\ncross: the clients against the host's build");
+        for line in &evidence {
+            eprintln!("  {line}");
         }
     }
     eprintln!("cross: done in {:.0} s", started.elapsed().as_secs_f64());
@@ -180,7 +218,7 @@ pub fn build(target: Target) -> anyhow::Result<PathBuf> {
     std::fs::copy(&built, &fresh)
         .with_context(|| format!("cannot copy {} to {}", built.display(), fresh.display()))?;
     std::fs::rename(&fresh, &binary)?;
-    check_bpf_object(&binary)?;
+    elf::bpf_object(&binary)?;
     Ok(binary)
 }
 
@@ -272,109 +310,4 @@ fn zig_dir() -> PathBuf {
 
 fn zig() -> PathBuf {
     zig_dir().join("ziglang").join("zig")
-}
-
-/// The embedded XDP object must be a 64-bit little-endian BPF ELF whatever the loader's CPU:
-/// that is what aya-build makes from an arm or aarch64 target, and what every Pi's kernel runs.
-fn check_bpf_object(binary: &Path) -> anyhow::Result<()> {
-    let bytes = std::fs::read(binary)?;
-    let bpfel = bytes
-        .windows(20)
-        .skip(1)
-        .any(|w| w.starts_with(b"\x7fELF\x02\x01") && w[18..20] == [247, 0]);
-    ensure!(
-        bpfel,
-        "{} embeds no bpfel ELF object (ELF64, little endian, EM_BPF)",
-        binary.display()
-    );
-    Ok(())
-}
-
-/// ELF class and machine, static linking, and for ARM the float ABI and architecture level.
-fn check_elf(target: Target, binary: &Path) -> anyhow::Result<()> {
-    let readelf = |flag: &str| {
-        output(Command::new("readelf").arg(flag).arg(binary))
-            .with_context(|| format!("readelf {flag} {}", binary.display()))
-    };
-    let header = readelf("-h")?;
-    let field = |name: &str| {
-        header
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(name))
-            .map(|v| v.trim_start_matches(':').trim().to_owned())
-            .unwrap_or_default()
-    };
-    let (class, machine) = match target {
-        Target::Aarch64 => ("ELF64", "AArch64"),
-        Target::Armv7 | Target::Armv6 => ("ELF32", "ARM"),
-        Target::X86_64 => ("ELF64", "Advanced Micro Devices X86-64"),
-    };
-    ensure!(
-        field("Class") == class,
-        "class {} is not {class}",
-        field("Class")
-    );
-    ensure!(
-        field("Machine") == machine,
-        "machine {} is not {machine}",
-        field("Machine")
-    );
-    let segments = readelf("-l")?;
-    ensure!(
-        !segments.contains("INTERP"),
-        "{} asks for a dynamic loader: not static",
-        binary.display()
-    );
-    let mut facts = vec![
-        format!("{class} {machine}"),
-        "static".to_owned(),
-        "embeds bpfel".to_owned(),
-    ];
-    if matches!(target, Target::Armv7 | Target::Armv6) {
-        let flags = field("Flags");
-        ensure!(
-            flags.contains("Version5 EABI") && flags.contains("hard-float ABI"),
-            "ELF flags {flags:?}: not EABI5 hard-float"
-        );
-        let attributes = readelf("-A")?;
-        let tag = |name: &str| {
-            attributes
-                .lines()
-                .find_map(|l| l.trim().strip_prefix(name))
-                .map(|v| v.trim_start_matches(':').trim().to_owned())
-                .unwrap_or_default()
-        };
-        let arch = if target == Target::Armv6 { "v6" } else { "v7" };
-        ensure!(
-            tag("Tag_CPU_arch") == arch,
-            "Tag_CPU_arch is {:?}, not {arch}",
-            tag("Tag_CPU_arch")
-        );
-        ensure!(
-            tag("Tag_ABI_VFP_args") == "VFP registers",
-            "Tag_ABI_VFP_args is {:?}: not hard float",
-            tag("Tag_ABI_VFP_args")
-        );
-        facts.push(format!("EABI5 hard-float, Tag_CPU_arch: {arch}"));
-        facts.push(format!("FP {}", tag("Tag_FP_arch")));
-    }
-    eprintln!("  ok   ELF: {}", facts.join(", "));
-    Ok(())
-}
-
-/// Debian's default /etc/knockd.conf, from the knockd package itself (the host's copy may have
-/// been edited).
-pub fn debian_knockd_conf(dir: &Path) -> anyhow::Result<PathBuf> {
-    let conf = dir.join("etc").join("knockd.conf");
-    if conf.exists() {
-        return Ok(conf);
-    }
-    let apt = Apt::host()?;
-    let cache = dir.join("cache");
-    let deb = apt.with_lists(|apt| apt.download("knockd", &cache))?;
-    debian::extract(&deb, dir, &["./etc/knockd.conf".to_owned()])?;
-    if !conf.exists() {
-        bail!("{} has no etc/knockd.conf", deb.display());
-    }
-    Ok(conf)
 }

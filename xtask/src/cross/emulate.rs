@@ -1,6 +1,7 @@
 //! Checks of a cross-compiled knock-user under qemu-user, on the oldest CPU each binary targets.
 //! qemu-user does not pass bpf() through, so only what needs no BPF runs here: the command line,
-//! the configuration reader, and the client's knocks to listeners on loopback.
+//! the configuration reader, and the clients (knocks, rotating knocks and SPA packets) against
+//! listeners on loopback; the kernel's side runs in `cargo xtask matrix`.
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
@@ -10,65 +11,70 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 
-use crate::cross::{self, Target};
-use crate::shell;
+use super::Target;
+use super::clients;
+use crate::configs::Configs;
 
-/// The Raspberry Pi guide's knockd.conf, verbatim.
-pub const GUIDE: &str = include_str!("../../assets/guide-knockd.conf");
-
-/// The configurations every binary must read as the host's does.
-pub struct Configs {
-    guide: PathBuf,
-    debian: PathBuf,
+/// One knock-user binary and how to run it: under qemu-user on its oldest CPU, or natively.
+pub struct Runner {
+    pub target: Target,
+    binary: PathBuf,
+    emulator: Option<(&'static str, &'static str)>,
 }
 
-impl Configs {
-    pub fn prepare() -> anyhow::Result<Self> {
-        let dir = shell::target_dir().join("cross").join("configs");
-        std::fs::create_dir_all(&dir)?;
-        let guide = dir.join("guide-knockd.conf");
-        std::fs::write(&guide, GUIDE)?;
-        let debian = cross::debian_knockd_conf(&dir)?;
-        Ok(Self { guide, debian })
+impl Runner {
+    pub fn new(target: Target, binary: &Path) -> Self {
+        let native = target.is_host();
+        Self {
+            target,
+            binary: binary.to_owned(),
+            emulator: if native { None } else { target.emulator() },
+        }
     }
-}
 
-pub fn check(target: Target, binary: &Path, configs: &Configs) -> anyhow::Result<()> {
-    let emulator = target.emulator();
-    let shown = emulator.map_or_else(
-        || "natively".to_owned(),
-        |(qemu, cpu)| format!("under {qemu} -cpu {cpu}"),
-    );
-    eprintln!("  (runs {shown})");
-    let command = |args: &[&str]| {
+    /// "under qemu-arm-static -cpu arm1176", or "natively".
+    pub fn shown(&self) -> String {
+        self.emulator.map_or_else(
+            || "natively".to_owned(),
+            |(qemu, cpu)| format!("under {qemu} -cpu {cpu}"),
+        )
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
         // A binary that hangs under emulation must fail the check, not stall it.
         let mut command = Command::new("timeout");
         command.arg("60");
-        if let Some((qemu, cpu)) = emulator {
+        if let Some((qemu, cpu)) = self.emulator {
             command.args([qemu, "-cpu", cpu]);
         }
-        command.arg(binary).args(args);
+        command.arg(&self.binary).args(args);
         command
-    };
-    let run = |args: &[&str]| -> anyhow::Result<String> {
-        let out = command(args)
+    }
+
+    /// Runs knock-user with `args`; its stdout, or an error with everything it printed.
+    pub fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self
+            .command(args)
             .output()
-            .with_context(|| format!("cannot run {shown}"))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .with_context(|| format!("cannot run {} {}", self.binary.display(), self.shown()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         ensure!(
             out.status.success(),
-            "knock-user {} failed {shown} ({}):\n{text}",
+            "knock-user {} failed {} ({}):\n{stdout}{}",
             args.join(" "),
-            out.status
+            self.shown(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
         );
-        Ok(text)
-    };
+        Ok(stdout)
+    }
+}
 
-    let version = run(&["--version"])?;
+/// Every check of one binary; `host` is the host's own build, the reference the clients must
+/// match. Returns the evidence lines of the SPA and rotating checks, for the summary.
+pub fn check(binary: &Runner, host: &Runner, configs: &Configs) -> anyhow::Result<Vec<String>> {
+    eprintln!("  (runs {})", binary.shown());
+    let version = binary.run(&["--version"])?;
     let expected = format!("knock-user {}", env!("CARGO_PKG_VERSION"));
     ensure!(
         version.trim() == expected,
@@ -85,7 +91,7 @@ pub fn check(target: Target, binary: &Path, configs: &Configs) -> anyhow::Result
         ),
     ] {
         let shown_path = path.to_string_lossy();
-        let described = run(&["check", "-c", &shown_path])?;
+        let described = binary.run(&["check", "-c", &shown_path])?;
         for door in doors {
             ensure!(
                 described.contains(&format!("[{door}]")),
@@ -96,29 +102,27 @@ pub fn check(target: Target, binary: &Path, configs: &Configs) -> anyhow::Result
         ok(&format!("check -c {what}: {}", summary.trim()));
     }
 
-    knocks(&command)?;
-    spa_client(&command)
+    knocks(binary)?;
+    let dir = crate::shell::target_dir()
+        .join("cross")
+        .join("clients")
+        .join(binary.target.name());
+    std::fs::create_dir_all(&dir)?;
+    let mut evidence = vec![clients::spa(binary, host, &dir)?];
+    evidence.push(clients::rotating(binary, host, &dir)?);
+    Ok(evidence)
 }
 
 /// `knock-user knock` against a TCP and a UDP listener on loopback: the TCP knock must reach the
 /// listener as a connection attempt, the UDP knock as a one-byte datagram.
-fn knocks(command: &dyn Fn(&[&str]) -> Command) -> anyhow::Result<()> {
+fn knocks(binary: &Runner) -> anyhow::Result<()> {
     let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     tcp.set_nonblocking(true)?;
     let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
     udp.set_read_timeout(Some(Duration::from_secs(5)))?;
     let tcp_port = tcp.local_addr()?.port().to_string();
     let udp_port = format!("{}:udp", udp.local_addr()?.port());
-    let args = ["knock", "-v", "127.0.0.1", &tcp_port, &udp_port];
-    let out = command(&args).output().context("cannot run the client")?;
-    let printed =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    ensure!(
-        out.status.success(),
-        "knock-user {} failed ({}):\n{printed}",
-        args.join(" "),
-        out.status
-    );
+    let printed = binary.run(&["knock", "-v", "127.0.0.1", &tcp_port, &udp_port])?;
 
     let mut datagram = [0u8; 64];
     let (length, from) = udp
@@ -137,7 +141,7 @@ fn knocks(command: &dyn Fn(&[&str]) -> Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn accept_within(listener: &TcpListener, timeout: Duration) -> anyhow::Result<SocketAddr> {
+pub fn accept_within(listener: &TcpListener, timeout: Duration) -> anyhow::Result<SocketAddr> {
     let deadline = Instant::now() + timeout;
     loop {
         match listener.accept() {
@@ -153,18 +157,6 @@ fn accept_within(listener: &TcpListener, timeout: Duration) -> anyhow::Result<So
     }
 }
 
-/// HOOK for the SPA client, which does not exist yet. When knock-user can send an SPA packet,
-/// send one here under emulation to a UDP listener on loopback and compare it with what the
-/// host's binary sends for the same key and clock: a 32-bit ARM client must compute the same
-/// bytes as x86_64 (endianness, struct layout, 64-bit time on 32-bit musl).
-fn spa_client(_command: &dyn Fn(&[&str]) -> Command) -> anyhow::Result<()> {
-    eprintln!(
-        "  skip SPA client: knock-user has no SPA client yet (hook: spa_client in {})",
-        file!()
-    );
-    Ok(())
-}
-
-fn ok(what: &str) {
+pub fn ok(what: &str) {
     eprintln!("  ok   {what}");
 }

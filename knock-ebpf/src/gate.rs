@@ -58,8 +58,9 @@ pub fn always_allowed(source: Addr) -> bool {
 
 /// Opens `door` for `source` until `now + open time`, or moves the deadline of a door that is
 /// already open (in either map), so that a repeated sequence never runs the start command
-/// twice. `authenticated` openings (SPA, single-use sequences) go into the reserve, static
-/// ones into `GATE`.
+/// twice. `authenticated` openings (SPA, single-use sequences) go into the reserve, or into
+/// `GATE` when the reserve is full; static ones only into `GATE`, so however many doors a
+/// flood of spoofed sources opens through a static sequence, the reserve stays free of them.
 #[inline(always)]
 pub fn open(
     source: Addr,
@@ -105,10 +106,14 @@ pub fn open(
                 let opening = pass.open(id, expires_ns, now_ns);
                 // A reference into the scratch map, not a copy: the stack has no room for it.
                 let pass: &Pass = pass;
-                if here.insert(source, pass, 0).is_err() {
-                    Opening::Full
-                } else {
+                // An authenticated opening takes room in the static part when the reserve is
+                // full: the reserve is the least it has, not the most.
+                if here.insert(source, pass, 0).is_ok()
+                    || (authenticated && GATE.insert(source, pass, 0).is_ok())
+                {
                     opening
+                } else {
+                    Opening::Full
                 }
             }
         },

@@ -60,6 +60,10 @@ pub const STEALTH: u32 = 8;
 /// (or a connection attempt the program cannot answer itself) may go up the host's stack,
 /// where the guard refuses it a socket and the host answers as for a closed port.
 pub const GUARD: u32 = 16;
+/// Refused connection attempts go on to the host's stack (and its socket-lookup guard) instead
+/// of being answered with a reset built in XDP: set while a guarded interface is a veth in
+/// native mode, which delivers XDP_TX frames only to a peer that runs XDP itself.
+pub const HOST_RESETS: u32 = 32;
 
 /// How the host looks to a scanner.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -113,6 +117,11 @@ impl Settings {
 
     pub const fn guarded(&self) -> bool {
         self.flags & GUARD != 0
+    }
+
+    /// Whether refused connection attempts are left to the host's stack (see `HOST_RESETS`).
+    pub const fn host_resets(&self) -> bool {
+        self.flags & (GUARD | HOST_RESETS) == GUARD | HOST_RESETS
     }
 
     /// Whether `port` lies in the host's ephemeral port range.

@@ -83,6 +83,10 @@ fn answer(ctx: &XdpContext, probe: Probe, settings: &Settings, reset: &mut Reset
     if settings.filtered() || !to_host(&frame, probe) {
         return XDP_DROP;
     }
+    if settings.host_resets() {
+        count(Counter::HandedToGuard);
+        return XDP_PASS;
+    }
     let stack = Stack {
         ttl: settings.ttl,
         hop_limit: settings.hop_limit,

@@ -29,13 +29,22 @@ pub fn knock_guard(ctx: SkLookupContext) -> u32 {
 #[inline(always)]
 fn admits(ctx: &SkLookupContext) -> bool {
     let lookup = ctx.lookup;
-    // SAFETY: the context the kernel hands the program; each field read with a load of its
-    // own size, as the verifier requires of context accesses.
-    let (family, protocol, local_port) = unsafe {
+    // Every field read up front, each with a load of its own size at a constant offset from
+    // the context pointer: the verifier refuses a load through a context pointer the compiler
+    // moved, as it may when the reads are spread over branches.
+    // SAFETY: the context the kernel hands the program.
+    let (family, protocol, local_port, remote4, remote6) = unsafe {
         (
             core::ptr::read_volatile(&raw const (*lookup).family),
             core::ptr::read_volatile(&raw const (*lookup).protocol),
             core::ptr::read_volatile(&raw const (*lookup).local_port),
+            core::ptr::read_volatile(&raw const (*lookup).remote_ip4),
+            [
+                core::ptr::read_volatile(&raw const (*lookup).remote_ip6[0]),
+                core::ptr::read_volatile(&raw const (*lookup).remote_ip6[1]),
+                core::ptr::read_volatile(&raw const (*lookup).remote_ip6[2]),
+                core::ptr::read_volatile(&raw const (*lookup).remote_ip6[3]),
+            ],
         )
     };
     let proto = match protocol {
@@ -57,16 +66,10 @@ fn admits(ctx: &SkLookupContext) -> bool {
         return false;
     };
     let source = match family {
-        // SAFETY: as above.
-        AF_INET => Addr::from_ipv4(unsafe {
-            core::ptr::read_volatile(&raw const (*lookup).remote_ip4).to_ne_bytes()
-        }),
+        AF_INET => Addr::from_ipv4(remote4.to_ne_bytes()),
         AF_INET6 => {
             let mut octets = [0u8; 16];
-            for word in 0..4 {
-                // SAFETY: as above.
-                let value =
-                    unsafe { core::ptr::read_volatile(&raw const (*lookup).remote_ip6[word]) };
+            for (word, value) in remote6.iter().enumerate() {
                 octets[word * 4..word * 4 + 4].copy_from_slice(&value.to_ne_bytes());
             }
             Addr::from_ipv6(octets)

@@ -350,6 +350,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 ipv4_only: args.only_ipv4,
                 look: args.ports_look.map(Into::into),
                 guard: false,
+                host_resets: false,
             },
             pid_file: args.pid_file,
             log_file: args.log_file,

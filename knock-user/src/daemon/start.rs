@@ -134,6 +134,22 @@ impl Daemon {
         let claimed_periods = crate::plan::spent::used_periods(&config, now_s, &claimed);
         let mut switches = options.switches;
         switches.guard = super::lookup_guard::attach(&mut knock, &journal);
+        // A veth delivers XDP_TX frames only to a peer that runs XDP itself: in native mode the
+        // program's resets would vanish there, so the host's stack answers instead.
+        let veths: Vec<&str> = present
+            .iter()
+            .filter(|(_, _, info)| info.driver.as_deref() == Some("veth"))
+            .map(|(name, _, _)| name.as_str())
+            .collect();
+        switches.host_resets = options.mode != AttachMode::Skb && !veths.is_empty();
+        if switches.host_resets && switches.guard {
+            journal.detail(&format!(
+                "knock: {} is a veth: refused connection attempts are answered by the host's \
+                 stack (through the socket-lookup guard), since a veth in native mode delivers \
+                 the program's own resets only to a peer that runs XDP",
+                veths.join(", ")
+            ));
+        }
         let (desired, first) =
             Desired::start(config, &kept, claimed_periods, host, switches, now_s);
         if resumed {

@@ -40,8 +40,8 @@ pub enum GuardAttached {
 }
 
 impl Knock {
-    /// Attaches the guard to this process's network namespace.
-    pub fn attach_guard(&mut self) -> Result<GuardAttached, GuardError> {
+    /// Loads the guard into the kernel, without attaching it (once; again does nothing).
+    pub fn load_guard(&mut self) -> Result<&mut SkLookup, GuardError> {
         let program: &mut SkLookup = self
             .ebpf
             .program_mut(GUARD_PROGRAM)
@@ -51,6 +51,12 @@ impl Knock {
         if program.fd().is_err() {
             program.load().map_err(GuardError::Load)?;
         }
+        Ok(program)
+    }
+
+    /// Attaches the guard to this process's network namespace.
+    pub fn attach_guard(&mut self) -> Result<GuardAttached, GuardError> {
+        let program = self.load_guard()?;
         let namespace = File::open("/proc/self/ns/net").map_err(GuardError::Namespace)?;
         let id = program.attach(&namespace).map_err(GuardError::Attach)?;
         let link = FdLink::from(program.take_link(id).map_err(GuardError::Attach)?);

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use knock_common::door::ONCE;
 use knock_common::ports::{self, KNOCK, SERVED};
-use knock_common::settings::{ALWAYS_ALLOWING, EVERY_DOOR, GUARD, IPV4_ONLY, Look, Settings};
+use knock_common::settings::{
+    ALWAYS_ALLOWING, EVERY_DOOR, GUARD, HOST_RESETS, IPV4_ONLY, Look, Settings,
+};
 use knock_common::{Addr, Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, ProgressRule, ProtoPort};
 
 use crate::config::{Config, DoorConfig};
@@ -54,6 +56,9 @@ pub struct Switches {
     pub look: Option<Look>,
     /// The socket-lookup guard is attached (see `kernel::guard`).
     pub guard: bool,
+    /// Refused connection attempts are left to the host's stack and the guard: a guarded
+    /// interface is a veth in native mode (see `settings::HOST_RESETS`).
+    pub host_resets: bool,
 }
 
 /// What the host's own stack puts into the answers of a closed port, and its ephemeral ports:
@@ -286,7 +291,8 @@ impl Plan {
                         ALWAYS_ALLOWING
                     }
                     | look.flags()
-                    | if switches.guard { GUARD } else { 0 },
+                    | if switches.guard { GUARD } else { 0 }
+                    | if switches.host_resets { HOST_RESETS } else { 0 },
                 clock_offset_ns: 0,
                 spa_port: options.spa_port.unwrap_or(0),
                 ttl: stack.ttl,

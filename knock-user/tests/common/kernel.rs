@@ -14,7 +14,9 @@ use knock_user::config;
 use knock_user::kernel::{Capacities, Knock, rig};
 use knock_user::plan::{Plan, Switches};
 
-pub use rig::{DROP, PASS, TX};
+pub use rig::{DROP, PASS};
+/// XDP_TX: the program answered the frame itself.
+pub const TX: u32 = rig::TX;
 
 /// The program loaded with a configuration, after `adjust` has changed the plan.
 pub fn load_with(text: &str, adjust: impl FnOnce(&mut Plan)) -> Knock {

@@ -19,3 +19,4 @@ mod mirror;
 mod one_time;
 mod operations;
 mod replay;
+mod scanner;

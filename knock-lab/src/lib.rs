@@ -101,10 +101,6 @@ impl Lab {
             ns.ip(&["link", "set", iface, "up"])?;
             ns.ip(&["link", "set", "lo", "up"])?;
         }
-        // A veth delivers what its peer's XDP program sends back (XDP_TX) only when NAPI runs
-        // on it, as it does with GRO on; a real NIC sends such frames itself.
-        let client_if = self.client_if.clone();
-        self.client.enter(move || gro_on(&client_if))??;
         self.client.ip(&[
             "addr",
             "add",
@@ -184,45 +180,4 @@ impl Lab {
         self.client
             .enter(move || raw::burst(&iface, &frame, count, shape))?
     }
-}
-
-/// Turns GRO on for an interface of the calling thread's namespace (ethtool's `-K IFACE gro
-/// on`, through the SIOCETHTOOL ioctl: ethtool itself may not be installed).
-fn gro_on(iface: &str) -> std::io::Result<()> {
-    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-    /// ETHTOOL_SGRO.
-    const SET_GRO: u32 = 0x0000_002c;
-    #[repr(C)]
-    struct EthtoolValue {
-        cmd: u32,
-        data: u32,
-    }
-    let mut value = EthtoolValue {
-        cmd: SET_GRO,
-        data: 1,
-    };
-    // SAFETY: an all-zero ifreq is valid; the name and the data pointer are set below.
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    if iface.len() >= request.ifr_name.len() {
-        return Err(std::io::Error::other(format!(
-            "interface name too long: {iface}"
-        )));
-    }
-    for (slot, byte) in request.ifr_name.iter_mut().zip(iface.bytes()) {
-        *slot = byte as libc::c_char;
-    }
-    request.ifr_ifru.ifru_data = (&raw mut value).cast();
-    // SAFETY: plain socket(2); owned right below.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: raw is a fresh descriptor.
-    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: SIOCETHTOOL with an ifreq whose data points at a live ethtool_value.
-    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCETHTOOL, &raw mut request) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }

@@ -282,7 +282,7 @@ struct KeygenArgs {
     #[arg(long, default_value_t = knock_user::config::rotate::DEFAULT_PERIOD_S)]
     period: u64,
     /// Rotating: the port range, LOW-HIGH.
-    #[arg(long, default_value = "10000-60000")]
+    #[arg(long, default_value = "10000-32767")]
     ports: String,
     /// Rotating: knocks per sequence.
     #[arg(long, default_value_t = knock_user::config::rotate::DEFAULT_LENGTH)]

@@ -277,7 +277,43 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         check_key_doors(&config, &file)?;
         config.options.spa_keys = Some(file);
     }
+    check_one_time_ports(&config)?;
     Ok(config)
+}
+
+/// A one-time sequence never knocks on a protected port or the SPA port: a knock there would be
+/// a connection to the gate itself. (Ports the host serves, which change while it runs, are
+/// left to the plan: such a door stays shut, see `plan::expand`.)
+fn check_one_time_ports(config: &Config) -> Result<(), ConfigError> {
+    for door in &config.doors {
+        let (Some(file), Some(line)) = (&door.one_time_sequences, door.one_time_line) else {
+            continue;
+        };
+        for step in &door.sequence {
+            let problem = if config
+                .options
+                .spa_port
+                .is_some_and(|p| ProtoPort::udp(p) == *step)
+            {
+                "the SPA port".to_owned()
+            } else if let Some(other) = config.doors.iter().find(|d| d.protect.contains(step)) {
+                format!("a port door `{}` protects", other.name)
+            } else {
+                continue;
+            };
+            return Err(ConfigError {
+                path: file.clone(),
+                line,
+                key: None,
+                kind: ErrorKind::BadValue(format!(
+                    "the sequence knocks on {}:{}, {problem}; use another line",
+                    step.port,
+                    step.proto_name()
+                )),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Every door a key line names is a door that takes SPA.

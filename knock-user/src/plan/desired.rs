@@ -97,7 +97,7 @@ impl Desired {
             })
             .cloned()
             .collect();
-        let expanded = expand::expand(config, now_s, &used);
+        let expanded = expand::expand(config, now_s, &used, &self.host.served);
         let plan = self
             .plan
             .next_on(&expanded, &self.host.served, self.switches, self.host.stack)

@@ -89,8 +89,9 @@ impl Names {
         }
     }
 
-    /// How many addresses the cache holds (for tests and status).
-    pub fn cached(&self) -> usize {
+    /// How many addresses the cache holds.
+    #[cfg(test)]
+    fn cached(&self) -> usize {
         self.pool.as_ref().map_or(0, |pool| {
             pool.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
         })

@@ -224,7 +224,34 @@ fn a_million_spoofed_first_knocks_do_not_stop_a_real_client() {
 
 #[test]
 fn a_burst_of_spoofed_first_knocks_over_veth_does_not_stop_a_real_client() {
-    let s = scene(GUIDE);
+    burst_of_spoofed_first_knocks(&scene(GUIDE));
+}
+
+/// With `-l`, every spoofed source is a name to look up: the daemon still runs the real
+/// client's start command, on a bounded pool of lookup threads.
+#[test]
+fn with_name_lookups_a_burst_of_spoofed_first_knocks_still_lets_the_start_command_run() {
+    let s = common::scene_with(GUIDE, &["-l"]);
+    burst_of_spoofed_first_knocks(&s);
+    s.daemon()
+        .wait_for("openSSH: running command", WAIT)
+        .expect("the start command runs");
+    let threads = std::fs::read_to_string(format!("/proc/{}/status", s.daemon().pid()))
+        .expect("the daemon's status")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Threads:")
+                .map(|n| n.trim().parse::<usize>())
+        })
+        .expect("a thread count")
+        .expect("a number");
+    assert!(
+        threads <= 16,
+        "{threads} threads: lookups run on a bounded pool"
+    );
+}
+
+fn burst_of_spoofed_first_knocks(s: &Scene) {
     let flood = Craft::tcp(
         "2001:db8:ffff::".parse().unwrap(),
         SERVER_V6.into(),

@@ -142,7 +142,11 @@ impl Rig {
             let _ = gate.remove(&addr);
         }
         if let Ok(mut bans) = self.knock.bans() {
-            let _ = bans.remove(&addr);
+            // Bans key IPv6 sources by their prefix.
+            let _ = bans.remove(&knock_common::ban::key(
+                addr,
+                knock_common::ban::DEFAULT_PREFIX6,
+            ));
         }
     }
 

@@ -66,6 +66,16 @@ fn in_the_filtered_look_knocks_and_unknocked_syns_vanish() {
     assert_eq!(counter(&knock, Counter::KnockAccepted), 1);
     assert_eq!(verdict(&knock, &syn(22)), DROP);
     assert_eq!(counter(&knock, Counter::ResetSent), 0);
+    // The SYN to 22 reset the attempt (the strict rule): the whole sequence again.
+    for port in [4438, 1813, 8235] {
+        assert_eq!(verdict(&knock, &syn(port)), DROP);
+    }
+    assert_eq!(
+        counter(&knock, Counter::DoorOpened),
+        1,
+        "the sequence opens"
+    );
+    assert_eq!(verdict(&knock, &syn(22)), PASS);
 }
 
 #[test]

@@ -14,7 +14,9 @@ use knock_user::config;
 use knock_user::kernel::{Capacities, Knock, rig};
 use knock_user::plan::{Plan, Switches};
 
-pub use rig::{DROP, PASS};
+pub use rig::PASS;
+/// XDP_DROP.
+pub const DROP: u32 = rig::DROP;
 /// XDP_TX: the program answered the frame itself.
 pub const TX: u32 = rig::TX;
 

@@ -46,7 +46,7 @@ const fn mask(bits: u32) -> u64 {
     }
 }
 
-/// One source's failures, the value of the `BANS` LRU map.
+/// One source's failures, the value of the `BANS` LRU map, keyed by [`key`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Strikes {

@@ -92,8 +92,11 @@ counters! {
     GateStaticFull = 29, "gate_static_full";
     /// An authentic SPA datagram asked for a door its key does not open.
     SpaDoorRefused = 30, "spa_door_not_allowed";
+    /// Under `--observe`: a frame the program would have dropped, passed (the other counters
+    /// say why it would have: `gate_dropped`, `knock_port_dropped`, `malformed_dropped`, SPA).
+    ObservePassed = 31, "observe_passed";
 }
 
 /// Number of counters, the size of the `COUNTERS` map.
-pub const COUNT: u32 = 31;
+pub const COUNT: u32 = 32;
 const _: () = assert!(Counter::ALL.len() == COUNT as usize);

@@ -34,15 +34,19 @@ pub enum DoorEvent {
         door: u8,
         stage: u8,
     },
+    /// `steps` is the length of the sequence that opened the door (knockd logs `Stage N` for
+    /// its last knock too); zero when an SPA packet opened it.
     Opened {
         source: Addr,
         door: u8,
         expires_ns: u64,
+        steps: u8,
     },
     Refreshed {
         source: Addr,
         door: u8,
         expires_ns: u64,
+        steps: u8,
     },
     Reset {
         source: Addr,
@@ -82,6 +86,11 @@ pub enum DoorEvent {
         source: Addr,
         door: u8,
         no_room: bool,
+    },
+    /// Under `--observe`: a new connection to `port` the gate would have dropped, and passed.
+    WouldDrop {
+        source: Addr,
+        port: crate::ProtoPort,
     },
 }
 
@@ -147,11 +156,13 @@ impl DoorEvent {
                 source,
                 door,
                 expires_ns: event.expires_ns,
+                steps: stage,
             },
             kind::REFRESHED => Self::Refreshed {
                 source,
                 door,
                 expires_ns: event.expires_ns,
+                steps: stage,
             },
             kind::RESET => Self::Reset {
                 source,
@@ -183,6 +194,14 @@ impl DoorEvent {
                 door,
                 no_room: stage == crate::spent::refusal::NO_ROOM,
             },
+            kind::WOULD_DROP => Self::WouldDrop {
+                source,
+                port: crate::ProtoPort {
+                    port: event.expires_ns as u16,
+                    proto: stage,
+                    _pad: 0,
+                },
+            },
             other => return Err(DecodeError::Kind(other)),
         })
     }
@@ -199,12 +218,14 @@ impl DoorEvent {
                 source,
                 door,
                 expires_ns,
-            } => (kind::OPENED, source, door, 0, expires_ns),
+                steps,
+            } => (kind::OPENED, source, door, steps, expires_ns),
             Self::Refreshed {
                 source,
                 door,
                 expires_ns,
-            } => (kind::REFRESHED, source, door, 0, expires_ns),
+                steps,
+            } => (kind::REFRESHED, source, door, steps, expires_ns),
             Self::Reset {
                 source,
                 door,
@@ -248,6 +269,9 @@ impl DoorEvent {
                 };
                 (kind::SPENT, source, door, why, 0)
             }
+            Self::WouldDrop { source, port } => {
+                (kind::WOULD_DROP, source, 0, port.proto, port.port as u64)
+            }
         };
         Event {
             time_ns,
@@ -286,6 +310,9 @@ pub mod kind {
     /// A single-use sequence was completed but opened nothing; `stage` holds the
     /// `spent::refusal`, `door` the instance's id.
     pub const SPENT: u8 = 10;
+    /// Under `--observe`: the gate would have dropped a new connection; `stage` holds its
+    /// protocol, `expires_ns` its port.
+    pub const WOULD_DROP: u8 = 11;
 
     /// Whether an event of `kind` wakes the daemon. Waking costs the packet an interrupt
     /// (several microseconds, far more than the program itself), which a flood of first knocks,
@@ -343,11 +370,23 @@ mod tests {
                 source,
                 door: 3,
                 expires_ns: 99,
+                steps: 3,
+            },
+            DoorEvent::Opened {
+                source,
+                door: 4,
+                expires_ns: 99,
+                steps: 0,
             },
             DoorEvent::Refreshed {
                 source,
                 door: 63,
                 expires_ns: u64::MAX,
+                steps: 32,
+            },
+            DoorEvent::WouldDrop {
+                source,
+                port: crate::ProtoPort::udp(51820),
             },
             DoorEvent::Reset {
                 source,
@@ -418,7 +457,8 @@ mod tests {
             Ok(DoorEvent::Opened {
                 source,
                 door: 3,
-                expires_ns: 99
+                expires_ns: 99,
+                steps: 0,
             })
         );
     }
@@ -473,6 +513,7 @@ mod tests {
             BANNED,
             SPA_REJECTED,
             SPENT,
+            WOULD_DROP,
         ] {
             assert!(!wakes_daemon(lazy), "kind {lazy}");
         }

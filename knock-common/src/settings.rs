@@ -64,6 +64,8 @@ pub const GUARD: u32 = 16;
 /// of being answered with a reset built in XDP: set while a guarded interface is a veth in
 /// native mode, which delivers XDP_TX frames only to a peer that runs XDP itself.
 pub const HOST_RESETS: u32 = 32;
+/// `--observe`: judge every frame, drop none, report what the gate would have dropped.
+pub const OBSERVING: u32 = 64;
 
 /// How the host looks to a scanner.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -128,6 +130,10 @@ impl Settings {
     #[inline(always)]
     pub const fn ephemeral(&self, port: u16) -> bool {
         port >= self.ephemeral_low && port <= self.ephemeral_high
+    }
+
+    pub const fn observing(&self) -> bool {
+        self.flags & OBSERVING != 0
     }
 }
 crate::assert_layout!(Settings, size = 72, align = 8);

@@ -21,7 +21,10 @@ pub struct DaemonInfo {
     pub mode: u32,
     /// [`MIRROR_NONE`], [`MIRROR_IPTABLES`] or [`MIRROR_NFTABLES`].
     pub mirror: u32,
-    pub _pad: u32,
+    /// While the daemon runs a trial (`run --trial`): when it undoes itself unless `knock-user
+    /// confirm` arrives (Unix time, s); zero otherwise. (Padding before, so older records read
+    /// as no trial.)
+    pub trial_until_unix_s: u32,
     /// The mirror's iptables chain or nftables table, NUL-padded, so that `knock-user stop`
     /// can empty it when no daemon runs.
     pub mirror_name: [u8; 64],
@@ -37,7 +40,7 @@ impl Default for DaemonInfo {
             pid: 0,
             mode: 0,
             mirror: MIRROR_NONE,
-            _pad: 0,
+            trial_until_unix_s: 0,
             mirror_name: [0; 64],
         }
     }

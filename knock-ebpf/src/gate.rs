@@ -58,19 +58,22 @@ pub fn always_allowed(source: Addr) -> bool {
 
 /// Opens `door` for `source` until `now + open time`, or moves the deadline of a door that is
 /// already open (in either map), so that a repeated sequence never runs the start command
-/// twice. `authenticated` openings (SPA, single-use sequences) go into the reserve, or into
-/// `GATE` when the reserve is full; static ones only into `GATE`, so however many doors a
-/// flood of spoofed sources opens through a static sequence, the reserve stays free of them.
+/// twice. `steps`, the length of the sequence that opened it (zero for SPA), goes into the
+/// event: knockd logs `Stage N` for the last knock too. `authenticated` openings (SPA,
+/// single-use sequences) go into the reserve, or into `GATE` when the reserve is full; static
+/// ones only into `GATE`, so however many doors a flood of spoofed sources opens through a
+/// static sequence, the reserve stays free of them.
 #[inline(always)]
 pub fn open(
     source: Addr,
-    id: u8,
     door: &Door,
+    steps: u8,
     now_ns: u64,
     scratch: *mut Scratch,
     authenticated: bool,
     settings: &Settings,
 ) {
+    let id = door.gate_id;
     let expires_ns = now_ns.saturating_add(door.open_ns);
     if authenticated {
         // Marked before the pass exists, so that no pass in the reserve is ever unmarked.
@@ -119,8 +122,8 @@ pub fn open(
         },
     };
     let (counter, kind, stage) = match opening {
-        Opening::Opened => (Counter::DoorOpened, kind::OPENED, 0),
-        Opening::Refreshed => (Counter::DoorRefreshed, kind::REFRESHED, 0),
+        Opening::Opened => (Counter::DoorOpened, kind::OPENED, steps),
+        Opening::Refreshed => (Counter::DoorRefreshed, kind::REFRESHED, steps),
         Opening::Full if authenticated => (Counter::GateFull, kind::GATE_FULL, gate_full::ALL),
         Opening::Full => (
             Counter::GateStaticFull,

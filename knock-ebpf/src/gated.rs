@@ -13,13 +13,14 @@ use aya_log_ebpf::debug;
 use knock_common::counter::Counter;
 use knock_common::frame::FrameBytes as _;
 use knock_common::reply::{self, Probe, Reset, Stack};
+use knock_common::segment::{PROTO_TCP, PROTO_UDP};
 use knock_common::settings::Settings;
 use knock_common::{Addr, frame, ports};
 
 use crate::frame::XdpFrame;
-use crate::gate;
 use crate::maps::{LOCAL_ADDRS, SCRATCH, SETTINGS};
 use crate::report::count;
+use crate::{gate, observe};
 
 /// Bounds where the IP header can start (behind two VLAN tags at most), as a mask.
 const L3_LIMIT: usize = 0x1f;
@@ -64,7 +65,7 @@ fn answer(ctx: &XdpContext, probe: Probe, settings: &Settings, reset: &mut Reset
             return XDP_PASS;
         }
         count(Counter::StealthDropped);
-        return XDP_DROP;
+        return observe::spare(XDP_DROP, settings);
     }
     if gate::admits_static(source, probe.class)
         || gate::admits_reserved(source, probe.class, settings)
@@ -78,6 +79,14 @@ fn answer(ctx: &XdpContext, probe: Probe, settings: &Settings, reset: &mut Reset
     }
     count(Counter::GateDropped);
     debug!(ctx, "gate: refused a new connection to a protected port");
+    if settings.observing() {
+        // Judged, reported, and passed: nothing is answered or dropped under `--observe`.
+        let l4 = usize::from(probe.l4);
+        let port = frame.bytes::<2>(l4 + 2).map_or(0, u16::from_be_bytes);
+        let proto = if probe.tcp != 0 { PROTO_TCP } else { PROTO_UDP };
+        observe::note(source, port, proto);
+        return observe::spare_judged();
+    }
     // Only packets for the host itself get an answer, as the host only answers those; what is
     // routed through is dropped, as the gate always did.
     if settings.filtered() || !to_host(&frame, probe) {

@@ -82,5 +82,6 @@ fn admits(ctx: &SkLookupContext) -> bool {
         return true;
     }
     count(Counter::GuardRefused);
-    false
+    // Under `--observe` nothing is refused: the XDP gate has reported what it would have done.
+    !settings.observing()
 }

@@ -20,6 +20,8 @@ mod guard;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
+mod observe;
+#[cfg(target_arch = "bpf")]
 mod open;
 #[cfg(target_arch = "bpf")]
 mod program;

@@ -151,6 +151,21 @@ pub static ALWAYS_ALLOW: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(1024,
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
+/// Under `--observe`: how many would-be drops this CPU has reported in the current second, and
+/// the one the gate noted for the packet at hand.
+#[repr(C)]
+pub struct ObserveBudget {
+    pub window_start_ns: u64,
+    pub source: Addr,
+    pub reported: u32,
+    pub port: u16,
+    pub proto: u8,
+    pub pending: u8,
+}
+
+#[map]
+pub static OBSERVED: PerCpuArray<ObserveBudget> = PerCpuArray::with_max_entries(1, 0);
+
 /// Events for user space: stages, openings, resets, timeouts.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);

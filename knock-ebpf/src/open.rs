@@ -19,7 +19,7 @@ use knock_common::{Addr, Door, HANDOFF_GATE, HANDOFF_OPEN};
 
 use crate::maps::{DOORS, HANDOFF, OPENS_PER_PACKET, SCRATCH, SETTINGS, SPENT, Scratch};
 use crate::report::{count, emit};
-use crate::{ban, gate};
+use crate::{ban, gate, observe};
 
 #[xdp]
 #[inline(always)]
@@ -61,8 +61,8 @@ pub fn knock_open(ctx: XdpContext) -> u32 {
         // SAFETY: a tail call into our own program array; on failure execution goes on.
         unsafe { HANDOFF.tail_call(&ctx, HANDOFF_GATE) };
     }
-    // The main program's verdict: a pass or a drop.
-    verdict
+    // The main program's verdict: a pass or a drop (passed under `--observe`).
+    observe::spare(verdict, settings)
 }
 
 /// Opens door `id` for `source`: a single-use sequence only if this is its one claim.
@@ -76,18 +76,12 @@ fn open_door(source: Addr, id: u8, scratch: *mut Scratch, now_ns: u64, settings:
     // A single-use sequence opens once, so no sniffer can open it again: its doors go into the
     // gate's reserve, which static sequences cannot fill.
     let single_use = door.flags & ONCE != 0;
+    // Before `claim` empties a single-use sequence: the event's `Stage N`.
+    let steps = door.step_count;
     if single_use && !claim(source, id, door, now_ns) {
         return;
     }
-    gate::open(
-        source,
-        door.gate_id,
-        door,
-        now_ns,
-        scratch,
-        single_use,
-        settings,
-    );
+    gate::open(source, door, steps, now_ns, scratch, single_use, settings);
 }
 
 /// Claims a single-use sequence for `source`: true for the one claim that may open the door.

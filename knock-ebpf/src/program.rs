@@ -23,7 +23,7 @@ use crate::maps::{
     SETTINGS, Scratch,
 };
 use crate::report::{count, emit, zero};
-use crate::{ban, recent};
+use crate::{ban, observe, recent};
 
 /// Links with Ethernet headers.
 #[xdp]
@@ -46,6 +46,7 @@ pub fn knock_ip(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn decide<const IP_FIRST: bool>(ctx: &XdpContext) -> u32 {
     match try_knock::<IP_FIRST>(ctx) {
+        Ok(XDP_DROP) => observe::spare_judged(),
         Ok(action) => action,
         Err(Fault) => XDP_PASS,
     }

@@ -14,13 +14,14 @@ use knock_common::spa::{self, PACKET_LEN, Rejection};
 use crate::frame::XdpFrame;
 use crate::gate;
 use crate::maps::{DOORS, KEYS, NONCES, SCRATCH, SETTINGS, SPA_DOORS};
+use crate::observe;
 use crate::report::{count, emit};
 
 /// The SPA program: the main program hands a datagram to the SPA port over with a tail call,
 /// leaving the classified segment in the scratch slot. Whatever happens, the datagram then
 /// goes where every datagram to a closed port goes: on to the host, which answers it as
-/// such (the closed look), or nowhere (the filtered and stealth looks). So the answer tells
-/// nobody whether a packet opened a door.
+/// such (the closed look), or nowhere (the filtered and stealth looks; passed under
+/// `--observe`). So the answer tells nobody whether a packet opened a door.
 #[xdp]
 #[inline(always)]
 pub fn knock_spa(ctx: XdpContext) -> u32 {
@@ -31,11 +32,14 @@ pub fn knock_spa(ctx: XdpContext) -> u32 {
     // segment and the SPA copy are distinct fields.
     let (segment, copy) = unsafe { (&(*scratch).segment, &mut (*scratch).spa) };
     handle(&ctx, segment, settings, copy);
-    if settings.filtered() {
-        XDP_DROP
-    } else {
-        XDP_PASS
-    }
+    observe::spare(
+        if settings.filtered() {
+            XDP_DROP
+        } else {
+            XDP_PASS
+        },
+        settings,
+    )
 }
 
 /// Verifies a datagram and opens its door. Bans do not apply: a packet whose MAC verifies
@@ -120,14 +124,6 @@ fn verify(
     }
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(Rejection::UnknownDoor)?;
     count(Counter::SpaAccepted);
-    gate::open(
-        segment.src,
-        door.gate_id,
-        door,
-        now_ns,
-        scratch,
-        true,
-        settings,
-    );
+    gate::open(segment.src, door, 0, now_ns, scratch, true, settings);
     Ok(())
 }

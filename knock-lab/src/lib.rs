@@ -4,15 +4,18 @@
 //! private bpffs, the daemon). Everything it creates is removed when it is dropped, also when a
 //! test fails.
 //!
-//! Addresses come only from the documentation ranges 198.51.100.0/24 and 2001:db8::/32.
+//! Addresses come only from the documentation ranges 198.51.100.0/24, 203.0.113.0/24 (outside
+//! the NAT of [`nat::NatLab`]) and 2001:db8::/32.
 
 mod bpffs;
 mod daemon;
 pub mod knockd;
+pub mod nat;
 mod netns;
 mod raw;
 mod scene;
 mod socket;
+pub mod stun;
 mod tempdir;
 
 pub use bpffs::BpfMount;
@@ -46,14 +49,19 @@ pub struct Lab {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// A tag for names (namespaces, interfaces) no other lab of any process uses at the same time.
+pub(crate) fn unique_id() -> String {
+    format!(
+        "{}{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 impl Lab {
     /// Builds the two namespaces and the link between them, with addresses up and ready.
     pub fn new() -> std::io::Result<Self> {
-        let id = format!(
-            "{}{}",
-            std::process::id() % 100_000,
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let id = unique_id();
         let server = Netns::create(&format!("knock-{id}-server"))?;
         let client = Netns::create(&format!("knock-{id}-client"))?;
         let lab = Self {

@@ -81,7 +81,9 @@ impl Journal {
     /// A line knockd would log: it goes everywhere.
     pub fn line(&self, message: &str) {
         if self.stderr.load(Ordering::Relaxed) {
-            eprintln!("{message}");
+            // Not eprintln!, which panics when the write fails: a daemon started from an SSH
+            // session must outlive its terminal (a trial most of all), whose writes then fail.
+            let _ = writeln!(std::io::stderr(), "{message}");
         }
         if self.syslog.load(Ordering::Relaxed)
             && let Ok(text) = CString::new(message.replace('\0', " "))

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! - [`config`]: knockd.conf and every file it names (SPA keys, rotating secrets, one-time
-//!   sequences, the `Mirror` key's syntax). Imports nothing else of this crate.
+//!   sequences, the `Mirror` key's syntax), what a door's start command means (`meaning`) and
+//!   what `check` advises about a file (`advice`). Imports nothing else of this crate.
 //! - [`plan`]: configuration and host facts to a [`plan::Plan`], and a plan to the changes of
 //!   the kernel's maps ([`plan::diff`]); the daemon's desired state ([`plan::desired`]). Pure:
 //!   tested without root.
@@ -18,8 +19,8 @@
 //! - [`mirror`]: open doors mirrored into iptables or nftables.
 //! - [`journal`]: where knockd's lines go (stderr, syslog, LogFile).
 //! - [`daemon`]: `knock-user run`, which wires the stages together.
-//! - [`cli`]: the other commands: `check`, `status`, `stop`, `knock`, `spa`, `keygen`, the
-//!   manuals.
+//! - [`cli`]: the other commands: `check`, `status`, `stop`, `confirm`, `unban`, `knock`, `spa`
+//!   (with saved hosts and STUN), `keygen`, the manuals.
 //! - [`system`]: small leaves over the operating system: clocks, randomness, the host's addresses
 //!   and served ports, the one process runner with a deadline.
 //!

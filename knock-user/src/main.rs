@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use knock_user::cli::hosts::Source;
 use knock_user::cli::knock::{self as client, Family};
 use knock_user::cli::status::Format;
-use knock_user::config::{self, DEFAULT_PATH};
+use knock_user::config::DEFAULT_PATH;
 use knock_user::daemon::{self, RunOptions};
 use knock_user::kernel::AttachMode;
 use knock_user::plan::Switches;
@@ -57,6 +58,10 @@ enum Command {
     Status(StatusArgs),
     /// Close every door, detach the program and remove its pinned state.
     Stop(StopArgs),
+    /// Keep what `run --trial` started: without this, it undoes itself when the trial ends.
+    Confirm(StopArgs),
+    /// Forget a source's failures and lift its ban, with or without a running daemon.
+    Unban(UnbanArgs),
     /// Write man pages and shell completions into DIR (for packaging).
     #[command(hide = true)]
     GenerateManuals { dir: PathBuf },
@@ -116,6 +121,14 @@ struct RunArgs {
     /// too (overrides Mirror in [options]).
     #[arg(long, value_enum, value_name = "FIREWALL")]
     mirror: Option<knock_user::mirror::Backend>,
+    /// Undo everything after DURATION (90s, 10m, 1h), as `knock-user stop` does, unless
+    /// `knock-user confirm` arrives first: a first start that cannot lock you out.
+    #[arg(long, value_name = "DURATION", value_parser = knock_user::cli::duration)]
+    trial: Option<Duration>,
+    /// Judge every packet but drop none: log (rate-limited) and count the new connections the
+    /// gate would drop.
+    #[arg(long)]
+    observe: bool,
     /// The iptables chain of --mirror iptables, which INPUT jumps to (default: KNOCKD).
     #[arg(long, value_name = "NAME")]
     mirror_chain: Option<String>,
@@ -191,6 +204,14 @@ struct StopArgs {
 }
 
 #[derive(Args)]
+struct UnbanArgs {
+    #[command(flatten)]
+    pinned: Pinned,
+    /// The source to let knock again.
+    address: std::net::IpAddr,
+}
+
+#[derive(Args)]
 struct KnockArgs {
     /// Knock with UDP unless a port says :tcp.
     #[arg(short, long)]
@@ -226,22 +247,25 @@ struct KnockArgs {
 
 #[derive(Args)]
 struct SpaArgs {
-    /// The key file; its first key is used unless --key-id picks another.
-    #[arg(
-        short,
-        long,
-        value_name = "FILE",
-        default_value = "~/.config/knock/spa.key"
-    )]
-    key_file: String,
+    /// The key file; its first key is used unless --key-id picks another (default: the saved
+    /// host's, else ~/.config/knock/spa.key).
+    #[arg(short, long, value_name = "FILE")]
+    key_file: Option<String>,
     #[arg(long, value_name = "ID")]
     key_id: Option<u32>,
-    /// The server's SPA port.
-    #[arg(short, long, default_value_t = knock_common::spa::DEFAULT_PORT)]
-    port: u16,
-    /// The address the server sees this host as (behind NAT: the public one).
-    #[arg(long, value_name = "ADDR")]
-    source: Option<std::net::IpAddr>,
+    /// The server's SPA port (default: the saved host's, else 62202).
+    #[arg(short, long)]
+    port: Option<u16>,
+    /// The address the server sees this host as: an address, or `auto` to ask a STUN server
+    /// (behind NAT).
+    #[arg(long, value_name = "ADDR|auto", value_parser = Source::parse)]
+    source: Option<Source>,
+    /// The STUN server for --source auto, HOST[:PORT] (default: stun.l.google.com:19302).
+    #[arg(long, value_name = "HOST:PORT")]
+    stun: Option<String>,
+    /// The saved hosts file (default: ~/.config/knock/hosts).
+    #[arg(long, value_name = "FILE")]
+    hosts: Option<PathBuf>,
     /// Use IPv4 for a host name.
     #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
     ipv4: bool,
@@ -258,8 +282,10 @@ struct SpaArgs {
     /// every time, which only tests want (the server refuses it as a replay after the first).
     #[arg(long, hide = true, value_name = "HEX", value_parser = nonce)]
     nonce: Option<[u8; 16]>,
+    /// The server, or the name of a saved host.
     host: String,
-    door: String,
+    /// The door to open (default: the saved host's).
+    door: Option<String>,
 }
 
 fn nonce(text: &str) -> Result<[u8; 16], String> {
@@ -275,6 +301,30 @@ struct KeygenArgs {
     /// A note kept in the key file line, such as the client's name.
     #[arg(long, default_value = "")]
     comment: String,
+    /// Write the key (or secret) to FILE, created with mode 0600; an existing file is never
+    /// overwritten.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Save the key for the client in one step: a key file (-o, else NAME.key beside the hosts
+    /// file) and a [NAME] section in ~/.config/knock/hosts, so `knock-user spa NAME` is enough.
+    /// Prints the line for the server's SPA_Keys file.
+    #[arg(long, value_name = "NAME", requires_all = ["host", "door"], conflicts_with = "rotating")]
+    save_host: Option<String>,
+    /// --save-host: the server's name or address.
+    #[arg(long, requires = "save_host")]
+    host: Option<String>,
+    /// --save-host: the door SPA opens.
+    #[arg(long, requires = "save_host")]
+    door: Option<String>,
+    /// --save-host: the address to sign for, or `auto` (STUN, behind NAT).
+    #[arg(long, value_name = "ADDR|auto", value_parser = Source::parse, requires = "save_host")]
+    source: Option<Source>,
+    /// --save-host: the STUN server for `source = auto`.
+    #[arg(long, value_name = "HOST:PORT", requires = "save_host")]
+    stun: Option<String>,
+    /// --save-host: the hosts file (default: ~/.config/knock/hosts).
+    #[arg(long, value_name = "FILE", requires = "save_host")]
+    hosts: Option<PathBuf>,
     /// Make a rotating-sequence secret for this door instead of an SPA key.
     #[arg(long, value_name = "DOOR")]
     rotating: Option<String>,
@@ -351,7 +401,9 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 look: args.ports_look.map(Into::into),
                 guard: false,
                 host_resets: false,
+                observe: args.observe,
             },
+            trial: args.trial,
             pid_file: args.pid_file,
             log_file: args.log_file,
             state_root: (!args.ephemeral).then_some(args.state_dir),
@@ -386,26 +438,32 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Check { run, quiet } => {
-            let config = config::load(&run.config)?;
-            if !quiet {
-                print!("{}", knock_user::cli::check::describe(&config));
-            }
-            for warning in
-                knock_user::cli::check::warnings(&config, &knock_user::system::served::ports())
-                    .into_iter()
-                    .chain(knock_user::cli::check::unmarkable(&config))
+        Command::Confirm(args) => {
+            let pinned = &args.pinned;
+            for done in
+                knock_user::cli::confirm::confirm(&pinned.state_dir, pinned.interface.as_deref())?
             {
-                eprintln!("warning: {warning}");
-            }
-            let interfaces = knock_user::cli::interfaces::judge(&run.interfaces, &config);
-            for warning in &interfaces.warnings {
-                eprintln!("warning: {warning}");
-            }
-            if !interfaces.errors.is_empty() {
-                anyhow::bail!("{}", interfaces.errors.join("; "));
+                println!("{done}");
             }
             Ok(())
+        }
+        Command::Unban(args) => {
+            let pinned = &args.pinned;
+            let unbanned = knock_user::cli::unban::unban(
+                &pinned.state_dir,
+                pinned.interface.as_deref(),
+                args.address,
+            )?;
+            if unbanned.is_empty() {
+                anyhow::bail!("{}", pinned.nothing_attached());
+            }
+            for done in unbanned {
+                println!("{}: {done}", args.address);
+            }
+            Ok(())
+        }
+        Command::Check { run, quiet } => {
+            knock_user::cli::check::run(&run.config, quiet, run.only_ipv4, &run.interfaces)
         }
         Command::Knock(args) => {
             let ports = match &args.secret_file {
@@ -425,49 +483,56 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Spa(args) => {
-            let path = expand_home(&args.key_file);
-            let keys = knock_user::config::keys::load(&path)?;
-            let key = match args.key_id {
-                Some(id) => keys.iter().find(|k| k.id == id),
-                None => keys.first(),
-            }
-            .ok_or_else(|| anyhow::anyhow!("{}: no such key", path.display()))?;
-            let ip = client::resolve(&args.host, family(args.ipv4, args.ipv6))?;
-            let server = std::net::SocketAddr::new(ip, args.port);
-            let fresh = knock_user::cli::spa::Stamp::fresh()?;
-            let stamp = knock_user::cli::spa::Stamp {
-                timestamp: args.at.unwrap_or(fresh.timestamp),
-                nonce: args.nonce.unwrap_or(fresh.nonce),
-            };
-            let source = knock_user::cli::spa::send(server, key, &args.door, args.source, &stamp)?;
+            let sent = knock_user::cli::spa::run(knock_user::cli::spa::Request {
+                target: args.host,
+                door: args.door,
+                key_file: args.key_file.as_deref().map(expand_home),
+                key_id: args.key_id,
+                port: args.port,
+                source: args.source,
+                stun: args.stun,
+                family: family(args.ipv4, args.ipv6),
+                hosts: args.hosts,
+                at: args.at,
+                nonce: args.nonce,
+            })?;
             if args.verbose {
-                println!(
-                    "sent SPA for door {} with key {} to {server}, signed for source {source}",
-                    args.door, key.id
-                );
+                println!("{sent}");
             }
             Ok(())
         }
         Command::Keygen(args) => {
-            match &args.rotating {
-                Some(door) => print!(
-                    "{}",
-                    knock_user::cli::keygen::rotating_file(
-                        door,
-                        args.period,
-                        &args.ports,
-                        args.length,
-                        knock_user::system::served::ports()
-                            .iter()
-                            .map(|p| p.port)
-                            .collect(),
-                    )?
-                ),
-                None => {
-                    let key = knock_user::cli::keygen::client_key(args.id, &args.comment)?;
-                    println!("{}", key.line());
-                }
+            use knock_user::cli::keygen;
+            let output = args.output.as_deref();
+            if let Some(door) = &args.rotating {
+                let secret = keygen::rotating_file(
+                    door,
+                    args.period,
+                    &args.ports,
+                    args.length,
+                    knock_user::system::served::ports()
+                        .iter()
+                        .map(|p| p.port)
+                        .collect(),
+                )?;
+                return keygen::emit(&secret, output);
             }
+            let key = keygen::client_key(args.id, &args.comment)?;
+            let (Some(name), Some(host), Some(door)) = (args.save_host, args.host, args.door)
+            else {
+                return keygen::emit(&format!("{}\n", key.line()), output);
+            };
+            let saved = knock_user::cli::hosts::SavedHost {
+                name: name.clone(),
+                host,
+                door,
+                source: args.source,
+                stun: args.stun,
+                ..Default::default()
+            };
+            let key_file = keygen::save_host(&key, &saved, output, args.hosts)?;
+            eprintln!("{}", keygen::saved_note(&key_file, &name));
+            println!("{}", key.line());
             Ok(())
         }
     }

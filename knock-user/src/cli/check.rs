@@ -4,7 +4,44 @@ use std::fmt::Write as _;
 
 use knock_common::ProgressRule;
 
-use crate::config::Config;
+use crate::config::{Config, Protection, advice};
+
+/// `knock-user check`: validates the file at `path`, prints the effective doors (unless
+/// `quiet`), then warns on stderr about what deserves a second look, where knock will behave
+/// otherwise than knockd did with this file (`ipv4_only`: as with `run -4`), and an SSH session
+/// that would not get back in.
+pub fn run(
+    path: &std::path::Path,
+    quiet: bool,
+    ipv4_only: bool,
+    interfaces: &[String],
+) -> anyhow::Result<()> {
+    let config = crate::config::load(path)?;
+    if !quiet {
+        print!("{}", describe(&config));
+    }
+    let facts = advice::Facts {
+        flushes: advice::flushes(&crate::system::cron::files()),
+        ipv4_only,
+    };
+    let mut said = warnings(&config, &crate::system::served::ports());
+    said.extend(unmarkable(&config));
+    said.extend(advice::differences(&config, &facts));
+    said.extend(
+        std::env::var("SSH_CONNECTION")
+            .ok()
+            .and_then(|session| advice::lockout(&config, &session)),
+    );
+    let judged = crate::cli::interfaces::judge(interfaces, &config);
+    said.extend(judged.warnings);
+    for warning in said {
+        eprintln!("warning: {warning}");
+    }
+    if !judged.errors.is_empty() {
+        anyhow::bail!("{}", judged.errors.join("; "));
+    }
+    Ok(())
+}
 
 /// A human-readable summary of the effective doors.
 pub fn describe(config: &Config) -> String {
@@ -81,16 +118,34 @@ pub fn describe(config: &Config) -> String {
             .iter()
             .map(|p| format!("{}:{}", p.port, p.proto_name()))
             .collect();
-        let _ = writeln!(
-            out,
-            "  opens:         {} for {} s (Cmd_Timeout)",
-            if protect.is_empty() {
-                "no port (Protect = none)".to_owned()
-            } else {
-                protect.join(", ")
-            },
-            door.cmd_timeout.as_secs()
-        );
+        let why = match door.protection {
+            Protection::Given => "as Protect says",
+            Protection::Derived => "read from the start command",
+            Protection::Default => "knock's default (no Protect, no start command)",
+            Protection::Unclear => {
+                "knock's default: it cannot tell what the start command opens (set Protect)"
+            }
+            Protection::RemovesAccess => "",
+        };
+        let _ = if protect.is_empty() {
+            writeln!(
+                out,
+                "  opens:         nothing ({})",
+                if door.protection == Protection::RemovesAccess {
+                    "the start command only takes access away, so under knockd this door \
+                     opened nothing either"
+                } else {
+                    "Protect = none"
+                }
+            )
+        } else {
+            writeln!(
+                out,
+                "  opens:         {} for {} s (Cmd_Timeout), {why}",
+                protect.join(", "),
+                door.cmd_timeout.as_secs()
+            )
+        };
         let _ = writeln!(
             out,
             "  progress:      {}",
@@ -108,8 +163,14 @@ pub fn describe(config: &Config) -> String {
             ("stop", &door.stop_command),
             ("stop (IPv6)", &door.stop_command_6),
         ] {
-            if let Some(command) = command {
-                let _ = writeln!(out, "  {:<14} {command}", format!("{label}:"));
+            match command.as_deref() {
+                Some("") => {
+                    let _ = writeln!(out, "  {:<14} none (empty, as knockd)", format!("{label}:"));
+                }
+                Some(command) => {
+                    let _ = writeln!(out, "  {:<14} {command}", format!("{label}:"));
+                }
+                None => {}
             }
         }
     }
@@ -172,9 +233,10 @@ pub fn warnings(
                 warnings.push(format!(
                     "[{}]: the {label} command also runs for IPv6 knocks (there is no \
                      {}_Command_6, as in knockd), and `{command}` cannot take an IPv6 %IP%: \
-                     add {}_Command_6 (ip6tables), or run with -4 so that IPv6 packets never \
-                     count as knocks",
+                     add {}_Command_6 (ip6tables), or an empty `{}_Command_6 =` when knock's \
+                     gate alone lets IPv6 knockers in",
                     door.name,
+                    capitalized(label),
                     capitalized(label),
                     capitalized(label)
                 ));

@@ -30,7 +30,8 @@ pub enum ErrorKind {
     #[error("cannot read the file: {0}")]
     Unreadable(String),
     #[error(
-        "unknown key (knock reads knockd's keys plus Protect, Progress, Progress_Capacity and Gate_Capacity)"
+        "unknown key (knock reads knockd's keys and its own: {})",
+        super::parse::extension_keys().collect::<Vec<_>>().join(", ")
     )]
     UnknownKey,
     #[error("a key outside any [section]")]
@@ -56,10 +57,10 @@ pub enum ErrorKind {
     LongName(usize),
     #[error("door `{0}` is defined twice (first on line {1})")]
     DuplicateDoor(String, usize),
-    #[error("door `{0}` has no Sequence and no One_Time_Sequences")]
+    #[error("door `{0}` has no Sequence, One_Time_Sequences or Secret_File, and does not take SPA")]
     NoSequence(String),
-    #[error("door `{0}` has both Sequence and One_Time_Sequences")]
-    TwoSequences(String),
+    #[error("door `{0}` has {1}; a door takes one of Sequence, One_Time_Sequences and Secret_File")]
+    TwoSequences(String, String),
     #[error("{0}")]
     BadValue(String),
     #[error("more than {max} doors; knock holds at most {max}")]

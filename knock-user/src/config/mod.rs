@@ -1,8 +1,10 @@
 //! The knockd.conf reader: the same files knockd reads, with every mistake reported by file,
 //! line and key.
 
+pub mod advice;
 mod error;
 pub mod keys;
+pub mod meaning;
 pub mod mirror;
 pub mod onetime;
 mod parse;
@@ -142,8 +144,10 @@ pub struct DoorConfig {
     pub stop_command_6: Option<String>,
     pub cmd_timeout: Duration,
     pub target: Option<IpAddr>,
-    /// The ports the door opens (knock extension `Protect`, default tcp/22).
+    /// The ports the door opens (knock extension `Protect`; else what the start command opens,
+    /// else tcp/22). Why these: `protection`.
     pub protect: Vec<ProtoPort>,
+    pub protection: Protection,
     /// How wrong packets affect an attempt (knock extension `Progress`). Always set once the
     /// file is parsed: a door without its own takes the [options] default.
     pub progress: Option<ProgressRule>,
@@ -154,6 +158,23 @@ pub struct DoorConfig {
     pub secret: Option<crate::config::rotate::Secret>,
     /// For one period's instance of a rotating door: the period number.
     pub period: Option<u64>,
+}
+
+/// Why a door protects the ports it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protection {
+    /// `Protect = ...` in the door.
+    Given,
+    /// Read from the start command, which opens these ports for the knocker (see
+    /// [`meaning`]).
+    Derived,
+    /// The start command only takes access away (`iptables -D`, `ufw delete`): under knockd the
+    /// door opened nothing, so it protects nothing.
+    RemovesAccess,
+    /// No start command: knock's default, 22:tcp.
+    Default,
+    /// knock cannot tell what the start command opens: knock's default, 22:tcp, with a warning.
+    Unclear,
 }
 
 pub const DEFAULT_SEQ_TIMEOUT: Duration = Duration::from_secs(25);
@@ -177,6 +198,7 @@ impl DoorConfig {
             cmd_timeout: DEFAULT_CMD_TIMEOUT,
             target: None,
             protect: vec![DEFAULT_PROTECTED_PORT],
+            protection: Protection::Default,
             progress: None,
             spa: false,
             secret_file: None,
@@ -199,25 +221,25 @@ impl DoorConfig {
     }
 
     /// The start command for a source of this family: `Start_Command_6` falls back to
-    /// `Start_Command` for IPv6, as in knockd.
+    /// `Start_Command` for IPv6, and an empty `Start_Command_6 =` means none, as in knockd.
     pub fn start_command_for(&self, ip: IpAddr) -> Option<&str> {
-        match ip {
-            IpAddr::V6(_) => self
-                .start_command_6
-                .as_deref()
-                .or(self.start_command.as_deref()),
-            IpAddr::V4(_) => self.start_command.as_deref(),
-        }
+        for_family(ip, &self.start_command, &self.start_command_6)
     }
 
+    /// The stop command for a source of this family, as [`Self::start_command_for`].
     pub fn stop_command_for(&self, ip: IpAddr) -> Option<&str> {
-        match ip {
-            IpAddr::V6(_) => self
-                .stop_command_6
-                .as_deref()
-                .or(self.stop_command.as_deref()),
-            IpAddr::V4(_) => self.stop_command.as_deref(),
-        }
+        for_family(ip, &self.stop_command, &self.stop_command_6)
+    }
+}
+
+fn for_family<'a>(ip: IpAddr, v4: &'a Option<String>, v6: &'a Option<String>) -> Option<&'a str> {
+    match ip {
+        IpAddr::V6(_) => match v6.as_deref() {
+            Some("") => None,
+            Some(command) => Some(command),
+            None => v4.as_deref(),
+        },
+        IpAddr::V4(_) => v4.as_deref(),
     }
 }
 

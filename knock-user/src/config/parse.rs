@@ -8,10 +8,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use knock_common::MAX_DOORS;
-use knock_common::ports::GUARD_GROUPS;
 
 use super::{Config, ConfigError, DoorConfig, ErrorKind, MAX_NAME_LEN, Options};
 use super::{mirror, value};
+
+mod doors;
 
 /// What a key is once its aliases are resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,44 +52,69 @@ enum Key {
     BanPrefix6,
 }
 
+/// Every key knock reads, aliases included, and whether knockd reads it too.
+const KEYS: &[(&str, Key, Origin)] = {
+    use Key::*;
+    use Origin::{Extension, Knockd};
+    &[
+        ("UseSyslog", UseSyslog, Knockd),
+        ("LogFile", LogFile, Knockd),
+        ("PidFile", PidFile, Knockd),
+        ("Interface", Interface, Knockd),
+        ("Sequence", Sequence, Knockd),
+        ("One_Time_Sequences", OneTimeSequences, Knockd),
+        ("Seq_Timeout", SeqTimeout, Knockd),
+        ("Timeout", SeqTimeout, Knockd),
+        ("TCPFlags", TcpFlags, Knockd),
+        ("Start_Command", StartCommand, Knockd),
+        ("Command", StartCommand, Knockd),
+        ("Start_Command_6", StartCommand6, Knockd),
+        ("Command_6", StartCommand6, Knockd),
+        ("Cmd_Timeout", CmdTimeout, Knockd),
+        ("Stop_Command", StopCommand, Knockd),
+        ("Stop_Command_6", StopCommand6, Knockd),
+        ("Target", Target, Knockd),
+        ("Protect", Protect, Extension),
+        ("Progress", Progress, Extension),
+        ("Progress_Capacity", ProgressCapacity, Extension),
+        ("Gate_Capacity", GateCapacity, Extension),
+        ("Always_Allow", AlwaysAllow, Extension),
+        ("Ban_Failures", BanFailures, Extension),
+        ("Ban_Window", BanWindow, Extension),
+        ("Ban_Time", BanTime, Extension),
+        ("SPA", Spa, Extension),
+        ("SPA_Keys", SpaKeys, Extension),
+        ("SPA_Port", SpaPort, Extension),
+        ("SPA_Window", SpaWindow, Extension),
+        ("Secret_File", SecretFile, Extension),
+        ("Mirror", Mirror, Extension),
+        ("Mirror_Chain", MirrorChain, Extension),
+        ("Mirror_Table", MirrorTable, Extension),
+        ("Gate_Reserve", GateReserve, Extension),
+        ("Ports_Look", PortsLook, Extension),
+        ("Ban_IPv6_Prefix", BanPrefix6, Extension),
+    ]
+};
+
+/// Whether knockd knows a key, or only knock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    Knockd,
+    Extension,
+}
+
+/// The keys knock reads beyond knockd's, as the unknown-key error and the docs list them.
+pub fn extension_keys() -> impl Iterator<Item = &'static str> {
+    KEYS.iter()
+        .filter(|(_, _, origin)| *origin == Origin::Extension)
+        .map(|(name, _, _)| *name)
+}
+
 impl Key {
     fn from_name(name: &str) -> Option<Self> {
-        Some(match name.to_ascii_lowercase().as_str() {
-            "usesyslog" => Self::UseSyslog,
-            "logfile" => Self::LogFile,
-            "pidfile" => Self::PidFile,
-            "interface" => Self::Interface,
-            "progress_capacity" => Self::ProgressCapacity,
-            "gate_capacity" => Self::GateCapacity,
-            "sequence" => Self::Sequence,
-            "one_time_sequences" => Self::OneTimeSequences,
-            "seq_timeout" | "timeout" => Self::SeqTimeout,
-            "tcpflags" => Self::TcpFlags,
-            "start_command" | "command" => Self::StartCommand,
-            "start_command_6" | "command_6" => Self::StartCommand6,
-            "cmd_timeout" => Self::CmdTimeout,
-            "stop_command" => Self::StopCommand,
-            "stop_command_6" => Self::StopCommand6,
-            "target" => Self::Target,
-            "protect" => Self::Protect,
-            "progress" => Self::Progress,
-            "spa_port" => Self::SpaPort,
-            "spa_keys" => Self::SpaKeys,
-            "spa_window" => Self::SpaWindow,
-            "always_allow" => Self::AlwaysAllow,
-            "ban_failures" => Self::BanFailures,
-            "ban_window" => Self::BanWindow,
-            "ban_time" => Self::BanTime,
-            "spa" => Self::Spa,
-            "secret_file" => Self::SecretFile,
-            "mirror" => Self::Mirror,
-            "mirror_chain" => Self::MirrorChain,
-            "mirror_table" => Self::MirrorTable,
-            "gate_reserve" => Self::GateReserve,
-            "ports_look" => Self::PortsLook,
-            "ban_ipv6_prefix" => Self::BanPrefix6,
-            _ => return None,
-        })
+        KEYS.iter()
+            .find(|(known, _, _)| known.eq_ignore_ascii_case(name))
+            .map(|(_, key, _)| *key)
     }
 
     const fn is_option(self) -> bool {
@@ -193,7 +219,10 @@ impl Reader<'_> {
         } else {
             strip_comment(value)
         };
-        if value.is_empty() {
+        // knockd documents an empty `Start_Command_6 =` (and `Stop_Command_6 =`) as "no command
+        // for IPv6 sources", instead of falling back to the IPv4 one.
+        let empty_means_none = matches!(key, Key::StartCommand6 | Key::StopCommand6);
+        if value.is_empty() && !empty_means_none {
             return Err(self.error(number, Some(name), ErrorKind::MissingValue("this key")));
         }
         self.set(number, name, key, value)
@@ -345,7 +374,10 @@ impl Reader<'_> {
                 Key::StopCommand => door.stop_command = Some(value.to_owned()),
                 Key::StopCommand6 => door.stop_command_6 = Some(value.to_owned()),
                 Key::Target => door.target = Some(value::address(value)?),
-                Key::Protect => door.protect = value::protected_ports(value)?,
+                Key::Protect => {
+                    door.protect = value::protected_ports(value)?;
+                    door.protection = super::Protection::Given;
+                }
                 Key::Progress => door.progress = Some(value::progress_rule(value)?),
                 Key::Spa => door.spa = value::yes_no(value)?,
                 Key::SecretFile => door.secret_file = Some(value.into()),
@@ -373,9 +405,25 @@ impl Reader<'_> {
                 return Err(self.error(door.line, None, kind));
             }
             if sources > 1 {
-                let kind = ErrorKind::TwoSequences(door.name.clone());
+                let keys: Vec<&str> = [
+                    (!door.sequence.is_empty(), "Sequence"),
+                    (door.one_time_sequences.is_some(), "One_Time_Sequences"),
+                    (door.secret_file.is_some(), "Secret_File"),
+                ]
+                .into_iter()
+                .filter_map(|(set, key)| set.then_some(key))
+                .collect();
+                let listed = match keys.as_slice() {
+                    [first, second] => format!("both {first} and {second}"),
+                    [first, second, third] => format!("{first}, {second} and {third}"),
+                    _ => keys.join(", "),
+                };
+                let kind = ErrorKind::TwoSequences(door.name.clone(), listed);
                 return Err(self.error(door.line, None, kind));
             }
+        }
+        for index in 0..self.doors.len() {
+            self.derive_protection(index)?;
         }
         self.check_spa()?;
         self.check_overlaps()?;
@@ -390,74 +438,6 @@ impl Reader<'_> {
             doors,
             spa_keys: Vec::new(),
         })
-    }
-
-    /// A protected port cannot also be a knock: the knock would be dropped before the gate saw it.
-    /// And the gate tells protected ports apart in a five-bit group number.
-    fn check_overlaps(&self) -> Result<(), ConfigError> {
-        let mut protected = std::collections::BTreeSet::new();
-        for door in &self.doors {
-            protected.extend(door.protect.iter().copied());
-            if protected.len() >= GUARD_GROUPS as usize {
-                let message = format!(
-                    "more than {} distinct protected ports across all doors",
-                    GUARD_GROUPS - 1
-                );
-                return Err(self.error(door.line, Some("Protect"), ErrorKind::BadValue(message)));
-            }
-        }
-        for door in &self.doors {
-            for port in &door.protect {
-                if let Some(other) = self.doors.iter().find(|d| d.sequence.contains(port)) {
-                    let message = format!(
-                        "port {}:{} is protected by door `{}` and is also a knock of door `{}`",
-                        port.port,
-                        port.proto_name(),
-                        door.name,
-                        other.name
-                    );
-                    return Err(self.error(
-                        door.line,
-                        Some("Protect"),
-                        ErrorKind::BadValue(message),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Reader<'_> {
-    /// SPA needs keys, and its port must be neither a knock nor a protected port.
-    fn check_spa(&mut self) -> Result<(), ConfigError> {
-        let Some(door) = self.doors.iter().find(|d| d.spa) else {
-            return Ok(());
-        };
-        if self.options.spa_keys.is_none() {
-            let message = format!(
-                "door `{}` takes single-packet authorization, but [options] has no SPA_Keys file",
-                door.name
-            );
-            return Err(self.error(door.line, Some("SPA"), ErrorKind::BadValue(message)));
-        }
-        let port = *self
-            .options
-            .spa_port
-            .get_or_insert(knock_common::spa::DEFAULT_PORT);
-        let spa = knock_common::ProtoPort::udp(port);
-        if let Some(other) = self
-            .doors
-            .iter()
-            .find(|d| d.sequence.contains(&spa) || d.protect.contains(&spa))
-        {
-            let message = format!(
-                "the SPA port {port}:udp is also a knock or protected port of door `{}`",
-                other.name
-            );
-            return Err(self.error(other.line, Some("SPA_Port"), ErrorKind::BadValue(message)));
-        }
-        Ok(())
     }
 }
 

@@ -17,28 +17,9 @@ pub const GUIDE: &str = "[options]
         tcpflags    = syn
 ";
 
-/// Debian's /etc/knockd.conf as the knockd package installs it.
-pub const DEBIAN: &str = "[options]
-\tUseSyslog
-
-[openSSH]
-\tsequence    = 7000,8000,9000
-\tseq_timeout = 5
-\tcommand     = /sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT
-\ttcpflags    = syn
-
-[closeSSH]
-\tsequence    = 9000,8000,7000
-\tseq_timeout = 5
-\tcommand     = /sbin/iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT
-\ttcpflags    = syn
-
-[openHTTPS]
-\tsequence    = 12345,54321,24680,13579
-\tseq_timeout = 5
-\tcommand     = /usr/local/sbin/knock_add -i -c INPUT -p tcp -d 443 -f %IP%
-\ttcpflags    = syn
-";
+/// Debian's /etc/knockd.conf as the knockd package (0.8-2) installs it, copied verbatim into
+/// the conformance suite's fixtures.
+pub const DEBIAN: &str = include_str!("../../tests/lab/conformance/debian-knockd.conf");
 
 fn parse_str(text: &str) -> Result<Config, ConfigError> {
     parse(Path::new("/etc/knockd.conf"), text)
@@ -81,6 +62,137 @@ fn debians_default_configuration_reads_verbatim() {
     let names: Vec<&str> = config.doors.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["openSSH", "closeSSH", "openHTTPS"]);
     assert_eq!(config.doors[2].sequence.len(), 4);
+}
+
+#[test]
+fn debians_doors_protect_what_their_commands_opened_under_knockd() {
+    let config = parse_str(DEBIAN).unwrap();
+    let [open_ssh, close_ssh, open_https] = config.doors.as_slice() else {
+        panic!("three doors expected");
+    };
+    assert_eq!(
+        (&open_ssh.protect[..], open_ssh.protection),
+        (&[ProtoPort::tcp(22)][..], Protection::Derived)
+    );
+    assert_eq!(
+        (&close_ssh.protect[..], close_ssh.protection),
+        (&[][..], Protection::RemovesAccess),
+        "knocking the close sequence opens nothing"
+    );
+    assert_eq!(
+        (&open_https.protect[..], open_https.protection),
+        (&[ProtoPort::tcp(443)][..], Protection::Derived)
+    );
+}
+
+#[test]
+fn protect_wins_over_the_start_command_and_unclear_commands_keep_the_default() {
+    let given = parse_str(
+        "[d]\nsequence = 1\nprotect = 2222\ncommand = iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n",
+    )
+    .unwrap();
+    assert_eq!(given.doors[0].protect, [ProtoPort::tcp(2222)]);
+    assert_eq!(given.doors[0].protection, Protection::Given);
+    let unclear = parse_str("[d]\nsequence = 1\ncommand = /usr/local/bin/let-in %IP%\n").unwrap();
+    assert_eq!(unclear.doors[0].protect, [DEFAULT_PROTECTED_PORT]);
+    assert_eq!(unclear.doors[0].protection, Protection::Unclear);
+    let bare = parse_str("[d]\nsequence = 1\n").unwrap();
+    assert_eq!(bare.doors[0].protection, Protection::Default);
+}
+
+#[test]
+fn the_ipv6_command_adds_to_what_the_door_protects() {
+    let config = parse_str(
+        "[d]\nsequence = 1\n\
+         start_command = iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n\
+         start_command_6 = ip6tables -A INPUT -s %IP% -p udp --dport 51820 -j ACCEPT\n",
+    )
+    .unwrap();
+    assert_eq!(
+        config.doors[0].protect,
+        [ProtoPort::tcp(22), ProtoPort::udp(51820)]
+    );
+    let mixed = parse_str(
+        "[d]\nsequence = 1\n\
+         start_command = iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n\
+         start_command_6 = ip6tables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n",
+    )
+    .unwrap();
+    assert_eq!(mixed.doors[0].protection, Protection::Unclear);
+}
+
+#[test]
+fn a_port_read_from_the_command_that_is_also_a_knock_says_where_it_came_from() {
+    let error = error_of(
+        "[d]\nsequence = 22,23\ncommand = iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n",
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("(read from its start command; Protect says otherwise)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_empty_ipv6_command_means_none_as_in_knockd() {
+    for key in ["Start_Command_6", "Command_6"] {
+        let config = parse_str(&format!(
+            "[d]\nsequence = 1\ncommand = up %IP%\n{key} =\nstop_command = down %IP%\nstop_command_6 =   \n"
+        ))
+        .unwrap();
+        let door = &config.doors[0];
+        let (v4, v6) = (
+            "198.51.100.2".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        );
+        assert_eq!(door.start_command_for(v4), Some("up %IP%"), "{key}");
+        assert_eq!(door.start_command_for(v6), None, "{key}");
+        assert_eq!(door.stop_command_for(v6), None, "{key}");
+    }
+    // The IPv4 keys still need a value.
+    let error = error_of("[d]\nsequence = 1\nstart_command =\n");
+    assert_eq!(error.kind, ErrorKind::MissingValue("this key"));
+}
+
+#[test]
+fn the_unknown_key_error_lists_every_key_of_knocks_own() {
+    let message = error_of("[d]\nsequence = 1\nfoo = 1\n").to_string();
+    let extensions: Vec<&str> = parse::extension_keys().collect();
+    assert_eq!(extensions.len(), 16, "{extensions:?}");
+    for key in extensions {
+        assert!(message.contains(key), "{key} missing from: {message}");
+        let text = format!("[options]\n{key} = x\n[d]\nsequence = 1\n");
+        assert_ne!(
+            parse_str(&text).map_err(|e| e.kind),
+            Err(ErrorKind::UnknownKey),
+            "{key} is listed but not read"
+        );
+    }
+}
+
+#[test]
+fn two_sequence_sources_are_named_as_they_are() {
+    for (keys, named) in [
+        (
+            "sequence = 1\none_time_sequences = f\n",
+            "both Sequence and One_Time_Sequences",
+        ),
+        (
+            "sequence = 1\nsecret_file = s\n",
+            "both Sequence and Secret_File",
+        ),
+        (
+            "sequence = 1\none_time_sequences = f\nsecret_file = s\n",
+            "Sequence, One_Time_Sequences and Secret_File",
+        ),
+    ] {
+        let message = error_of(&format!("[d]\n{keys}")).to_string();
+        assert!(
+            message.contains(&format!("door `d` has {named};")),
+            "{message}"
+        );
+    }
 }
 
 #[test]
@@ -386,4 +498,25 @@ fn a_one_time_line_that_knocks_on_a_protected_port_or_the_spa_port_is_refused() 
         assert!(error.contains("once"), "the file is named: {error}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_docs_name_every_key_of_knocks_own() {
+    let migrating = include_str!("../../../docs/migrating-from-knockd.md");
+    let readme = include_str!("../../../README.md");
+    let listed = migrating
+        .split("knock adds keys knockd does not know:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("the migration guide lists knock's keys");
+    for key in parse::extension_keys() {
+        assert!(
+            listed.contains(&format!("`{key}`")),
+            "docs/migrating-from-knockd.md does not list `{key}`"
+        );
+        assert!(
+            readme.contains(&format!("`{key}`")),
+            "README.md does not describe `{key}`"
+        );
+    }
 }

@@ -212,6 +212,27 @@ pub struct Network {
     pub prefix: u8,
 }
 
+impl Network {
+    /// Whether `ip` lies in this network (an IPv4 network holds no IPv6 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.address, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
 pub fn network(item: &str) -> Result<Network, String> {
     let item = item.trim();
     let (address, prefix) = match item.split_once('/') {

@@ -18,7 +18,9 @@ impl Daemon {
             pid: std::process::id(),
             mode: self.modes_code(),
             mirror,
-            _pad: 0,
+            trial_until_unix_s: self
+                .trial_until_unix_s
+                .map_or(0, |s| u32::try_from(s).unwrap_or(u32::MAX)),
             mirror_name,
         };
         if let Err(error) = self.knock.record_daemon(info) {

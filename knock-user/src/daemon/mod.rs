@@ -32,6 +32,7 @@ mod lookup_guard;
 mod once;
 mod record;
 mod reload;
+mod safety;
 mod serve;
 mod start;
 
@@ -60,6 +61,9 @@ pub struct RunOptions {
     pub state_root: Option<PathBuf>,
     /// The firewall to mirror open doors into (`--mirror`), over the configuration's `Mirror`.
     pub mirror: crate::mirror::Request,
+    /// `--trial`: undo everything (as `knock-user stop`) unless `knock-user confirm` arrives
+    /// within this long.
+    pub trial: Option<Duration>,
     /// Where the record of used single-use sequences is kept on disk (`--record-dir`).
     pub record_dir: PathBuf,
 }
@@ -102,6 +106,8 @@ struct Daemon {
     mirror_target: Option<crate::mirror::Target>,
     /// The number of open doors systemd's STATUS= last showed.
     told_open: usize,
+    /// While a trial runs: when it undoes itself (Unix time, s).
+    trial_until_unix_s: Option<u64>,
 }
 
 /// What the plan needs to know about the host, as it is now: served ports, the interfaces'

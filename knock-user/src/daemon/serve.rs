@@ -38,6 +38,7 @@ impl Daemon {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
         let mut usr2 = signal(SignalKind::user_defined2())?;
+        let mut confirm = signal(SignalKind::user_defined1())?;
         // Before the ring is taken out of the program's maps, so that it is counted too.
         let maps = self.knock.map_memory();
         let mut ring = crate::system::watch::readable(self.knock.take_events()?)
@@ -61,6 +62,9 @@ impl Daemon {
             super::detach::PidFile::write(path, &self.journal)
         });
         self.announce(&maps);
+        self.warn_of_lockouts();
+        self.announce_observing();
+        self.begin_trial();
         self.record_daemon(self.predecessor.map_or(0, |p| p.closed_through_ns));
         // Events that waited in the ring while no daemon ran come first, then the doors still
         // open from before: a door both opened and still open is known from its event.
@@ -128,10 +132,32 @@ impl Daemon {
                 _ = tokio::time::sleep(rotate_in) => self.rotate(),
                 _ = counters_every.tick() => self.log_counters(),
                 _ = hangup.recv() => self.reload(),
+                _ = confirm.recv() => self.confirm_trial(),
+                _ = super::safety::trial_runs_out(self.trial_left()) => {
+                    self.journal.line(
+                        "knock: the trial ran out without `knock-user confirm`: undoing it",
+                    );
+                    break Exit::Forget;
+                }
                 _ = terminate.recv() => break Exit::Leave,
                 _ = interrupt.recv() => break Exit::Leave,
                 _ = usr2.recv() => break Exit::Forget,
             }
+        };
+        // A trial nobody confirmed is never left guarding: a stop or a restart undoes it as
+        // running out would.
+        let exit = if exit == Exit::Leave && self.in_trial() {
+            self.journal
+                .line("knock: stopped during a trial nobody confirmed: undoing it");
+            Exit::Forget
+        } else if exit == Exit::Leave && self.options.switches.observe {
+            // A program that drops nothing guards nothing: leaving it attached would pass for
+            // a guard in `status` and hide that the host is open.
+            self.journal
+                .line("knock: stopped while observing: the program detaches, nothing stays");
+            Exit::Forget
+        } else {
+            exit
         };
         crate::system::notify::notify("STOPPING=1").ok();
         self.drain(&mut ring.get_mut().0);

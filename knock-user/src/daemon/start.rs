@@ -24,6 +24,12 @@ impl Daemon {
     /// Everything that can fail for a reason the operator should see on the terminal: the
     /// configuration, the log, the program, the interfaces.
     pub(super) fn prepare(options: RunOptions) -> anyhow::Result<Self> {
+        if options.trial.is_some() && options.state_root.is_none() {
+            bail!(
+                "--trial needs pinned state, where `knock-user confirm` finds the daemon: \
+                 drop --ephemeral"
+            );
+        }
         let config = config::load(&options.config)?;
         let journal = Arc::new(
             Journal::new(
@@ -206,6 +212,7 @@ impl Daemon {
             started_unix_s: clock::unix_s(),
             mirror_target,
             told_open: 0,
+            trial_until_unix_s: None,
         };
         made_here.0 = None;
         daemon.release_other_links();

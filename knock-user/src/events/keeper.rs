@@ -50,6 +50,9 @@ enum Noise {
     Anyone,
     /// A sniffed static sequence: later stages and their timeouts, a full gate.
     Sniffer,
+    /// A scan under `--observe`: would-be drops have a budget of their own, so a scan of
+    /// protected ports cannot hush knocks, nor knocks the scan.
+    Observed,
 }
 
 /// One budget of lines per second, and what it held back.
@@ -64,6 +67,7 @@ struct Hush {
     window_start_ns: u64,
     anyone: Budget,
     sniffer: Budget,
+    observed: Budget,
 }
 
 impl Keeper {
@@ -113,10 +117,12 @@ impl Keeper {
             self.hush.window_start_ns = now;
             self.hush.anyone.logged = 0;
             self.hush.sniffer.logged = 0;
+            self.hush.observed.logged = 0;
         }
         let budget = match noise {
             Noise::Anyone => &mut self.hush.anyone,
             Noise::Sniffer => &mut self.hush.sniffer,
+            Noise::Observed => &mut self.hush.observed,
         };
         if budget.logged < NOISE_PER_SECOND {
             budget.logged += 1;
@@ -125,6 +131,11 @@ impl Keeper {
             budget.suppressed += 1;
             false
         }
+    }
+
+    /// Whether an `--observe` line may be logged now.
+    fn may_log_observed(&mut self) -> bool {
+        self.may_log(Noise::Observed)
     }
 
     /// Says how many lines were held back, if any.
@@ -144,6 +155,14 @@ impl Keeper {
                 self.hush.sniffer.suppressed
             ));
             self.hush.sniffer.suppressed = 0;
+        }
+        if self.hush.observed.suppressed > 0 {
+            self.journal.line(&format!(
+                "knock: observing: {} more would-be drops not logged in the last second \
+                 (the counter observe_passed has them all)",
+                self.hush.observed.suppressed
+            ));
+            self.hush.observed.suppressed = 0;
         }
     }
 
@@ -207,6 +226,15 @@ impl Keeper {
         ));
     }
 
+    /// knockd's line for the knock that completed a sequence of `steps` knocks, which comes
+    /// before its OPEN SESAME; none for a door an SPA packet opened (`steps` zero). Never held
+    /// back as noise: it takes knowing the sequence.
+    fn say_last_stage(&self, source: Addr, door: u8, steps: u8) {
+        if steps > 0 {
+            self.say(source, door, &format!("Stage {steps}"));
+        }
+    }
+
     /// Logs an event and runs its commands. Returns the id of a one-time door that has just
     /// used its sequence, so the caller can move it to the next one.
     pub fn on_event(&mut self, event: DoorEvent) -> Option<u8> {
@@ -224,7 +252,9 @@ impl Keeper {
                 source,
                 door,
                 expires_ns,
+                steps,
             } => {
+                self.say_last_stage(source, door, steps);
                 self.say(source, door, "OPEN SESAME");
                 let start = self.spawn_command(door, source, Which::Start, None);
                 let opening = OpenDoor { expires_ns, start };
@@ -246,7 +276,9 @@ impl Keeper {
                 source,
                 door,
                 expires_ns,
+                steps,
             } => {
+                self.say_last_stage(source, door, steps);
                 self.say(
                     source,
                     door,
@@ -343,6 +375,17 @@ impl Keeper {
                         door,
                         "this single-use sequence was used before; it opens nothing again",
                     );
+                }
+            }
+            DoorEvent::WouldDrop { source, port } => {
+                if self.may_log_observed() {
+                    self.journal.line(&format!(
+                        "knock: observing: {} would have been dropped: a new connection to \
+                         {}:{} without an open door (passed)",
+                        self.who(source),
+                        port.port,
+                        port.proto_name()
+                    ));
                 }
             }
             DoorEvent::SpaRejected { source, reason } => {
@@ -492,6 +535,97 @@ mod tests {
             journal,
             Names::new(false),
         )
+    }
+
+    fn log_of(events: &[DoorEvent]) -> Vec<String> {
+        let dir = std::env::temp_dir().join(format!(
+            "knock-keeper-{}-{}",
+            std::process::id(),
+            events.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        let mut keeper = keeper_logging_to(&path);
+        for event in events {
+            keeper.on_event(*event);
+        }
+        keeper.report_hushed();
+        let log = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        log.lines()
+            .map(|l| l.split_once("] ").map_or(l, |(_, m)| m).to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_last_knock_logs_its_stage_before_open_sesame_as_knockd_does() {
+        let source = Addr::from_ipv4([198, 51, 100, 2]);
+        let stage = |stage| DoorEvent::Stage {
+            source,
+            door: 0,
+            stage,
+        };
+        let log = log_of(&[
+            stage(1),
+            stage(2),
+            DoorEvent::Opened {
+                source,
+                door: 0,
+                expires_ns: u64::MAX,
+                steps: 3,
+            },
+        ]);
+        assert_eq!(
+            log,
+            [
+                "198.51.100.2: openSSH: Stage 1",
+                "198.51.100.2: openSSH: Stage 2",
+                "198.51.100.2: openSSH: Stage 3",
+                "198.51.100.2: openSSH: OPEN SESAME",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_door_an_spa_packet_opened_logs_no_stage() {
+        let log = log_of(&[DoorEvent::Opened {
+            source: Addr::from_ipv4([198, 51, 100, 2]),
+            door: 0,
+            expires_ns: u64::MAX,
+            steps: 0,
+        }]);
+        assert_eq!(log, ["198.51.100.2: openSSH: OPEN SESAME"]);
+    }
+
+    #[test]
+    fn would_be_drops_are_logged_within_their_own_budget() {
+        let mut events: Vec<DoorEvent> = (0..50u8)
+            .map(|i| DoorEvent::WouldDrop {
+                source: Addr::from_ipv4([203, 0, 113, i]),
+                port: knock_common::ProtoPort::tcp(22),
+            })
+            .collect();
+        events.push(DoorEvent::Stage {
+            source: Addr::from_ipv4([198, 51, 100, 2]),
+            door: 0,
+            stage: 1,
+        });
+        let log = log_of(&events);
+        let observed = log
+            .iter()
+            .filter(|l| l.contains("would have been dropped"))
+            .count();
+        assert_eq!(observed, NOISE_PER_SECOND as usize, "{log:#?}");
+        assert!(log.contains(&"knock: observing: 203.0.113.0 would have been dropped: a new connection to 22:tcp without an open door (passed)".to_owned()), "{log:#?}");
+        assert!(
+            log.contains(&"198.51.100.2: openSSH: Stage 1".to_owned()),
+            "a scan does not hush knocks: {log:#?}"
+        );
+        assert!(
+            log.iter()
+                .any(|l| l.starts_with("knock: observing: 30 more would-be drops not logged")),
+            "{log:#?}"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use knock_common::door::ONCE;
 use knock_common::ports::{self, KNOCK, SERVED};
 use knock_common::settings::{
-    ALWAYS_ALLOWING, EVERY_DOOR, GUARD, HOST_RESETS, IPV4_ONLY, Look, Settings,
+    ALWAYS_ALLOWING, EVERY_DOOR, GUARD, HOST_RESETS, IPV4_ONLY, Look, OBSERVING, Settings,
 };
 use knock_common::{Addr, Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, ProgressRule, ProtoPort};
 
@@ -59,6 +59,8 @@ pub struct Switches {
     /// Refused connection attempts are left to the host's stack and the guard: a guarded
     /// interface is a veth in native mode (see `settings::HOST_RESETS`).
     pub host_resets: bool,
+    /// `--observe`: the program judges but drops nothing, and reports what it would drop.
+    pub observe: bool,
 }
 
 /// What the host's own stack puts into the answers of a closed port, and its ephemeral ports:
@@ -285,6 +287,7 @@ impl Plan {
                 strict_doors,
                 generation: 0,
                 flags: if switches.ipv4_only { IPV4_ONLY } else { 0 }
+                    | if switches.observe { OBSERVING } else { 0 }
                     | if options.always_allow.is_empty() {
                         0
                     } else {

@@ -3,6 +3,7 @@
 //! ports, what its stack puts into its answers, waiting on descriptors. They import nothing else of the crate.
 
 pub mod clock;
+pub mod cron;
 pub mod net;
 pub mod netlink;
 pub mod notify;

@@ -8,6 +8,7 @@ mod kernel;
 
 mod aimed;
 mod corpus;
+mod observe;
 mod push;
 mod verdicts;
 mod verifier;

@@ -2,12 +2,16 @@
 //! against Debian's real knockd and against `knock-user run` with `Progress = knockd`, each in
 //! its own pair of network namespaces, with start commands that record `%IP%`. The doors opened
 //! must be the same, except for the deliberate differences the table marks, each explained in
-//! docs/migrating-from-knockd.md. Then the same table runs in strict mode, knock's default,
-//! against its own expected outcomes.
+//! docs/migrating-from-knockd.md, and knock must log knockd's lines for the same knocks (`Stage
+//! N` for every knock, the last included, then `OPEN SESAME`). Then the same table runs in strict
+//! mode, knock's default, against its own expected outcomes. Debian's own knockd.conf is played
+//! apart (`conformance/debian.rs`): its doors must mean what their commands meant.
 //!
 //! Needs root, a BPF kernel and Debian's knockd: `cargo xtask test` runs it. To play only some
 //! scenarios: `KNOCK_CONFORMANCE=name,name`; `KNOCK_CONFORMANCE_JOBS` sets how many labs run
 //! at once.
+#[path = "conformance/debian.rs"]
+mod debian;
 #[path = "conformance/play.rs"]
 mod play;
 #[path = "conformance/table.rs"]
@@ -192,11 +196,62 @@ fn knock_in_knockd_mode_opens_the_doors_real_knockd_opens() {
             ]
         })
         .collect();
+    let unequal_lines = compare_lines(&scenarios, &verdicts);
     judge(
         "real knockd against the table, and knock in knockd mode against real knockd:",
         &scenarios,
         &verdicts,
     );
+    assert!(
+        unequal_lines.is_empty(),
+        "knock's log lines differ from real knockd's:{}",
+        unequal_lines.concat()
+    );
+}
+
+/// knockd's lines for knocks, in order: `SOURCE: DOOR: Stage N`, for the last knock too, and
+/// `SOURCE: DOOR: OPEN SESAME`. Log watchers count and match these.
+fn knock_lines(log: &[String]) -> Vec<String> {
+    log.iter()
+        .map(|line| line.trim())
+        .filter(|line| {
+            line.rsplit_once(": ").is_some_and(|(_, what)| {
+                what == "OPEN SESAME"
+                    || what
+                        .strip_prefix("Stage ")
+                        .is_some_and(|n| n.parse::<u8>().is_ok())
+            })
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// For every scenario where knock in knockd mode must do what knockd does, whether it also
+/// logs the same lines for the knocks; a description of each that does not.
+fn compare_lines(scenarios: &[Scenario], verdicts: &[Vec<Verdict<'_>>]) -> Vec<String> {
+    let mut unequal = Vec::new();
+    for (scenario, row) in scenarios.iter().zip(verdicts) {
+        let [knockd, knock] = row.as_slice() else {
+            continue;
+        };
+        let (Ok(knockd_run), Ok(knock_run)) = (&knockd.run, &knock.run) else {
+            continue;
+        };
+        if scenario.deliberate.is_some() || scenario.lines_unchecked.is_some() {
+            continue;
+        }
+        let (expected, got) = (knock_lines(&knockd_run.log), knock_lines(&knock_run.log));
+        if expected != got {
+            unequal.push(format!(
+                "\n=== {} ({TABLE_PATH}, line {})\n  real knockd:\n    {}\n  knock:\n    {}\n",
+                scenario.name,
+                scenario.line,
+                expected.join("\n    "),
+                got.join("\n    ")
+            ));
+        }
+    }
+    unequal
 }
 
 #[test]

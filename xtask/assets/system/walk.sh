@@ -146,7 +146,10 @@ if [ "$phase" = 1 ]; then
     mounts=$(awk '$5 == "/sys" || $5 == "/sys/fs/bpf" || $5 == "/proc/sys" { split($6, o, ","); printf "%s %s, ", $5, o[1] }' "/proc/$pid/mountinfo")
     for expected in "/sys/fs/bpf rw" "/sys ro" "/proc/sys ro"; do
         # Each exactly, as "MOUNT OPTION, " in the list ("/proc/sys ro" holds "/sys ro").
-        case ", $mounts" in *", $expected, "*) ;; *) fail "sandbox" "not $expected; the daemon's mounts: $mounts" ;; esac
+        case ", $mounts" in *", $expected, "*) ;; *)
+            awk '$5 ~ "^/(sys|proc/sys)" { print "SYSTEM LOG mountinfo " $0 }' "/proc/$pid/mountinfo" | head -n 40
+            fail "sandbox" "not $expected ($(systemctl --version | head -n 1)); the daemon's mounts: $mounts" ;;
+        esac
     done
     caps=$(awk '/^CapEff/ {print $2}' "/proc/$pid/status")
     ok "sandbox" "${mounts%, }; CapEff $caps"

@@ -46,6 +46,8 @@ pub struct DaemonView {
     pub running: bool,
     pub mode: String,
     pub started_unix_s: u64,
+    /// While the daemon runs a trial: when it undoes itself unless confirmed (Unix time, s).
+    pub trial_until_unix_s: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -101,6 +103,8 @@ pub fn snapshot(dir: &StateDir) -> Result<Snapshot, StateError> {
         running: is_knock_daemon(info.pid),
         mode: modes_name(info.mode).to_owned(),
         started_unix_s: info.started_unix_s,
+        trial_until_unix_s: (info.trial_until_unix_s != 0)
+            .then_some(u64::from(info.trial_until_unix_s)),
     });
 
     let progress: HashMap<MapData, Addr, Progress> = hash(dir, maps::PROGRESS)?;

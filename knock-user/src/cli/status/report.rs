@@ -38,6 +38,13 @@ pub fn text(snapshot: &Snapshot) -> String {
                 phrase(&d.mode),
                 duration(up)
             );
+            if let Some(until) = d.trial_until_unix_s {
+                let _ = writeln!(
+                    out,
+                    "  trial: undoes itself in {} unless `knock-user confirm` arrives",
+                    duration(until.saturating_sub(clock::unix_s()))
+                );
+            }
         }
         Some(d) => {
             let _ = writeln!(
@@ -248,6 +255,7 @@ mod tests {
                 running: false,
                 mode: "native".into(),
                 started_unix_s: 0,
+                trial_until_unix_s: None,
             }),
             doors: vec![DoorView {
                 id: 0,

@@ -117,6 +117,9 @@ pub struct Scenario {
     pub deliberate: Option<(Outcome, String)>,
     /// What knock does with `Progress = strict`.
     pub strict: Outcome,
+    /// Why knockd's log lines for the knocks are not compared with knock's, when they are not
+    /// (`lines: unchecked because REASON`).
+    pub lines_unchecked: Option<String>,
 }
 
 impl Scenario {
@@ -202,6 +205,7 @@ struct Draft {
     knockd: Option<Outcome>,
     deliberate: Option<(Outcome, String)>,
     strict: Option<Outcome>,
+    lines_unchecked: Option<String>,
 }
 
 impl Draft {
@@ -219,6 +223,7 @@ impl Draft {
             knockd: None,
             deliberate: None,
             strict: None,
+            lines_unchecked: None,
         }
     }
 
@@ -260,6 +265,14 @@ impl Draft {
             "strict" => {
                 inline_only(key)?;
                 self.strict = Some(outcome(value)?);
+            }
+            "lines" => {
+                inline_only(key)?;
+                let reason = value
+                    .strip_prefix("unchecked because ")
+                    .filter(|r| !r.trim().is_empty())
+                    .ok_or("`lines: unchecked because REASON`")?;
+                self.lines_unchecked = Some(reason.trim().to_owned());
             }
             "knock" => {
                 inline_only(key)?;
@@ -303,6 +316,7 @@ impl Draft {
             daemon_args: self.daemon_args,
             listen: self.listen,
             deliberate: self.deliberate,
+            lines_unchecked: self.lines_unchecked,
         })
     }
 }

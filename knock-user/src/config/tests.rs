@@ -159,7 +159,7 @@ fn an_empty_ipv6_command_means_none_as_in_knockd() {
 fn the_unknown_key_error_lists_every_key_of_knocks_own() {
     let message = error_of("[d]\nsequence = 1\nfoo = 1\n").to_string();
     let extensions: Vec<&str> = parse::extension_keys().collect();
-    assert_eq!(extensions.len(), 16, "{extensions:?}");
+    assert_eq!(extensions.len(), 19, "{extensions:?}");
     for key in extensions {
         assert!(message.contains(key), "{key} missing from: {message}");
         let text = format!("[options]\n{key} = x\n[d]\nsequence = 1\n");

@@ -75,7 +75,11 @@ fn without_observing_the_same_frames_are_dropped() {
 #[test]
 fn observing_in_the_closed_look_answers_nothing_and_passes_the_syn() {
     let closed = load_with(DOOR, |_| {});
-    assert_eq!(verdict(&closed, &syn(22)), TX, "the closed look answers with a reset");
+    assert_eq!(
+        verdict(&closed, &syn(22)),
+        TX,
+        "the closed look answers with a reset"
+    );
     let observed = load_with(DOOR, |plan| plan.settings.flags |= OBSERVING);
     assert_eq!(verdict(&observed, &syn(22)), PASS);
     assert_eq!(counter(&observed, Counter::GateDropped), 1);

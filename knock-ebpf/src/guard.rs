@@ -82,6 +82,7 @@ fn admits(ctx: &SkLookupContext) -> bool {
         return true;
     }
     count(Counter::GuardRefused);
-    // Under `--observe` nothing is refused: the XDP gate has reported what it would have done.
-    !settings.observing()
+    // Under `--observe` nothing is refused (admitted): the XDP gate has reported what it
+    // would have done.
+    settings.observing()
 }

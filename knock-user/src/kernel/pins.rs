@@ -27,8 +27,9 @@ pub use links::{attached_ifindex, detach_pinned_link};
 /// no daemon runs wait there), the door records and names that tie ids to doors, the
 /// fingerprint and daemon record that `status` and the next daemon read, and the program array
 /// that hands SPA datagrams to their program (the kernel empties a program array when the last
-/// descriptor or pin of it goes, and SPA would stop opening doors while no daemon runs).
-pub const PINNED: [&str; 15] = [
+/// descriptor or pin of it goes, and SPA would stop opening doors while no daemon runs), and the
+/// settings, whose IPv6 ban prefix `knock-user unban` needs when no daemon runs.
+pub const PINNED: [&str; 16] = [
     knock_common::HANDOFF,
     maps::SPENT,
     maps::PROGRESS,
@@ -44,6 +45,7 @@ pub const PINNED: [&str; 15] = [
     maps::NAMES,
     maps::LAYOUT,
     maps::DAEMON,
+    maps::SETTINGS,
 ];
 
 /// The prefix of a pinned link's file name; the interface's name follows.

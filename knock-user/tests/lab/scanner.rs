@@ -157,6 +157,17 @@ fn scene(extra: &[&str]) -> Scene {
     s
 }
 
+/// [`scan`] of every port in [`PORTS`], the protected and closed ports first: probed all at
+/// once, the knock ports could arrive in a door's order and open it, and the protected port
+/// would then rightly answer.
+fn scan_all(lab: &Lab) -> BTreeMap<(&'static str, &'static str, u16), Answer> {
+    let (knock_ports, others): (Vec<u16>, Vec<u16>) =
+        PORTS.iter().partition(|p| (7000..=9000).contains(*p));
+    let mut answers = scan(lab, &others);
+    answers.extend(scan(lab, &knock_ports));
+    answers
+}
+
 fn unexpected(
     scan: &BTreeMap<(&'static str, &'static str, u16), Answer>,
     expected: Answer,
@@ -170,7 +181,7 @@ fn unexpected(
 #[test]
 fn a_scan_finds_knock_ports_and_protected_ports_closed_like_every_other_closed_port() {
     let s = scene(&[]);
-    let scan = scan(&s.lab, &PORTS);
+    let scan = scan_all(&s.lab);
     assert_eq!(scan.len(), PORTS.len() * 4);
     let wrong = unexpected(&scan, Answer::Refused);
     assert!(
@@ -247,7 +258,7 @@ fn after_its_knocks_the_protected_udp_service_answers_the_knocker() {
 #[test]
 fn in_the_stealth_look_a_scan_gets_no_answer_but_served_ports_still_serve() {
     let s = scene(&["--ports-look", "stealth"]);
-    let scan = scan(&s.lab, &PORTS);
+    let scan = scan_all(&s.lab);
     let wrong = unexpected(&scan, Answer::Silent);
     assert_eq!(scan.len(), PORTS.len() * 4);
     assert!(

@@ -143,9 +143,9 @@ if [ "$phase" = 1 ]; then
     ok "journal" "each line once, from ${ident%%[*}; -v: ${maps:0:80}..."
 
     pid=$(prop MainPID)
-    mounts=$(awk '$5 == "/sys" || $5 == "/sys/fs/bpf" || $5 == "/proc/sys" { split($6, o, ","); printf "%s %s, ", $5, o[1] }' "/proc/$pid/mountinfo")
-    for expected in "/sys/fs/bpf rw" "/sys ro" "/proc/sys ro"; do
-        # Each exactly, as "MOUNT OPTION, " in the list ("/proc/sys ro" holds "/sys ro").
+    mounts=$(awk '$5 ~ "^/sys/(kernel|module|devices|fs|fs/bpf)$" || $5 == "/proc/sys" { split($6, o, ","); printf "%s %s, ", $5, o[1] }' "/proc/$pid/mountinfo")
+    for expected in "/sys/fs/bpf rw" "/sys/fs ro" "/sys/kernel ro" "/sys/module ro" "/sys/devices ro" "/proc/sys ro"; do
+        # Each exactly, as "MOUNT OPTION, " in the list.
         case ", $mounts" in *", $expected, "*) ;; *)
             awk '$5 ~ "^/(sys|proc/sys)" { print "SYSTEM LOG mountinfo " $0 }' "/proc/$pid/mountinfo" | head -n 40
             fail "sandbox" "not $expected ($(systemctl --version | head -n 1)); the daemon's mounts: $mounts" ;;

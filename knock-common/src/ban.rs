@@ -1,13 +1,49 @@
 //! The failure budget: a source that fails too often in a window is ignored for a while.
-//! Failures are attempts reset by a wrong knock and rejected SPA packets.
+//! Failures are wrong knocks on knock ports: attempts they reset. Nothing else counts: SPA
+//! packets that fail (nobody without the key gains anything from them, and anyone can forge
+//! them "from" a client), nor resets by the strict rule (a connection to another port, which
+//! a spoofer could aim at a client).
+//!
+//! Sources are banned by [`key`]: an IPv4 address alone, an IPv6 address by its prefix (a /64
+//! by default), since whoever holds one address of a /64 holds all of them.
 
 use crate::Addr;
 
-/// The `BANS` key a source's failures and ban are held under. The program (counting and
-/// judging) and `knock-user unban` both go through here, so they always agree on it.
+/// The default prefix IPv6 sources are banned by.
+pub const DEFAULT_PREFIX6: u8 = 64;
+
+/// The key of the `BANS` map that `source` is counted and banned under: an IPv4 address
+/// itself, an IPv6 address with every bit past its first `prefix6` cleared. The kernel and
+/// `knock-user unban` both use it, so both find the same entry.
 #[inline(always)]
-pub const fn key(source: Addr) -> Addr {
-    source
+pub fn key(source: Addr, prefix6: u8) -> Addr {
+    if source.is_ipv4() {
+        return source;
+    }
+    let bits = if prefix6 > 128 { 128 } else { prefix6 as u32 };
+    let high_bits = if bits > 64 { 64 } else { bits };
+    let low_bits = bits - high_bits;
+    let o = &source.octets;
+    let high = u64::from_be_bytes([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]]);
+    let low = u64::from_be_bytes([o[8], o[9], o[10], o[11], o[12], o[13], o[14], o[15]]);
+    let high = (high & mask(high_bits)).to_be_bytes();
+    let low = (low & mask(low_bits)).to_be_bytes();
+    Addr {
+        octets: [
+            high[0], high[1], high[2], high[3], high[4], high[5], high[6], high[7], low[0], low[1],
+            low[2], low[3], low[4], low[5], low[6], low[7],
+        ],
+    }
+}
+
+/// The leading `bits` (0 to 64) of a word set.
+#[inline(always)]
+const fn mask(bits: u32) -> u64 {
+    if bits == 0 {
+        0
+    } else {
+        u64::MAX << (64 - bits)
+    }
 }
 
 /// One source's failures, the value of the `BANS` LRU map, keyed by [`key`].
@@ -87,6 +123,31 @@ mod tests {
         strikes.strike(2 * S, &policy());
         assert!(!strikes.strike(100 * S, &policy()), "the window restarted");
         assert!(!strikes.is_banned_at(101 * S));
+    }
+
+    fn v6(text: &str) -> Addr {
+        Addr::from(text.parse::<core::net::Ipv6Addr>().unwrap())
+    }
+
+    #[test]
+    fn ipv6_sources_are_banned_by_their_prefix() {
+        let client = v6("2001:db8:1:2:aaaa:bbbb:cccc:dddd");
+        assert_eq!(key(client, 64), v6("2001:db8:1:2::"));
+        assert_eq!(key(v6("2001:db8:1:2::99"), 64), key(client, 64));
+        assert_ne!(key(v6("2001:db8:1:3::1"), 64), key(client, 64));
+        assert_eq!(key(client, 48), v6("2001:db8:1::"));
+        assert_eq!(key(client, 56), v6("2001:db8:1::"));
+        assert_eq!(key(client, 80), v6("2001:db8:1:2:aaaa::"));
+        assert_eq!(key(client, 128), client);
+        assert_eq!(key(client, 200), client, "a prefix past 128 is the address");
+        assert_eq!(key(client, 0), v6("::"));
+    }
+
+    #[test]
+    fn ipv4_sources_are_banned_one_by_one() {
+        let client = Addr::from_ipv4([198, 51, 100, 2]);
+        assert_eq!(key(client, 64), client);
+        assert_eq!(key(client, 0), client);
     }
 
     #[test]

@@ -25,7 +25,8 @@ macro_rules! counters {
 counters! {
     /// A knock advanced an attempt.
     KnockAccepted = 0, "knocks_accepted";
-    /// A packet to a knock port was dropped, so the port looks filtered.
+    /// A packet to a knock port was dropped (the filtered and stealth looks); in the closed
+    /// look knocks go on to the host, which answers as for any closed port.
     KnockPortDropped = 1, "knock_port_dropped";
     /// A sequence completed and its door opened.
     DoorOpened = 2, "doors_opened";
@@ -39,7 +40,8 @@ counters! {
     AttemptCrowded = 6, "attempts_crowded";
     /// A new connection to a protected port passed through an open door.
     GateAllowed = 7, "gate_allowed";
-    /// A new connection to a protected port was dropped.
+    /// A new connection (or datagram) to a protected port was refused: dropped, answered
+    /// with a reset, or handed to the socket-lookup guard, as the look says.
     GateDropped = 8, "gate_dropped";
     /// A frame with headers knock cannot trust was dropped.
     Malformed = 9, "malformed_dropped";
@@ -74,11 +76,27 @@ counters! {
     /// A single-use sequence completed but the record of used ones was full: the door stayed
     /// shut (failing closed).
     SpentFull = 24, "single_use_record_full";
+    /// A refused connection attempt was answered with a reset built in the program, as the
+    /// host answers one to a closed port.
+    ResetSent = 25, "gate_resets_sent";
+    /// A refused connection attempt or datagram went on to the host's stack, whose
+    /// socket-lookup guard refused it a socket, so the host answered as for a closed port.
+    HandedToGuard = 26, "gate_handed_to_guard";
+    /// The socket-lookup guard refused a connection or datagram to a protected port.
+    GuardRefused = 27, "guard_refused";
+    /// A new connection or datagram to a port the host does not serve was dropped (the
+    /// stealth look).
+    StealthDropped = 28, "stealth_dropped";
+    /// A static sequence completed but the gate's room for doors opened by static sequences
+    /// was full (`Gate_Capacity`): the door stayed shut.
+    GateStaticFull = 29, "gate_static_full";
+    /// An authentic SPA datagram asked for a door its key does not open.
+    SpaDoorRefused = 30, "spa_door_not_allowed";
     /// Under `--observe`: a frame the program would have dropped, passed (the other counters
     /// say why it would have: `gate_dropped`, `knock_port_dropped`, `malformed_dropped`, SPA).
-    ObservePassed = 25, "observe_passed";
+    ObservePassed = 31, "observe_passed";
 }
 
 /// Number of counters, the size of the `COUNTERS` map.
-pub const COUNT: u32 = 26;
+pub const COUNT: u32 = 32;
 const _: () = assert!(Counter::ALL.len() == COUNT as usize);

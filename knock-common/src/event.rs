@@ -62,13 +62,19 @@ pub enum DoorEvent {
         source: Addr,
         door: u8,
     },
+    /// A sequence or SPA packet completed but the door stayed shut: the gate had no room
+    /// (`static_share`: no room left for doors opened by static sequences).
     GateFull {
         source: Addr,
         door: u8,
+        static_share: bool,
     },
+    /// `source` used up its failure budget: it is ignored until `until_ns`, with every
+    /// address of its `prefix` (IPv6; 0 for an IPv4 source).
     Banned {
         source: Addr,
         until_ns: u64,
+        prefix: u8,
     },
     SpaRejected {
         source: Addr,
@@ -169,10 +175,15 @@ impl DoorEvent {
                 stage,
             },
             kind::CROWDED => Self::Crowded { source, door },
-            kind::GATE_FULL => Self::GateFull { source, door },
+            kind::GATE_FULL => Self::GateFull {
+                source,
+                door,
+                static_share: stage == gate_full::STATIC_SHARE,
+            },
             kind::BANNED => Self::Banned {
                 source,
                 until_ns: event.expires_ns,
+                prefix: stage,
             },
             kind::SPA_REJECTED => Self::SpaRejected {
                 source,
@@ -226,8 +237,23 @@ impl DoorEvent {
                 stage,
             } => (kind::TIMED_OUT, source, door, stage, 0),
             Self::Crowded { source, door } => (kind::CROWDED, source, door, 0, 0),
-            Self::GateFull { source, door } => (kind::GATE_FULL, source, door, 0, 0),
-            Self::Banned { source, until_ns } => (kind::BANNED, source, 0, 0, until_ns),
+            Self::GateFull {
+                source,
+                door,
+                static_share,
+            } => {
+                let why = if static_share {
+                    gate_full::STATIC_SHARE
+                } else {
+                    gate_full::ALL
+                };
+                (kind::GATE_FULL, source, door, why, 0)
+            }
+            Self::Banned {
+                source,
+                until_ns,
+                prefix,
+            } => (kind::BANNED, source, 0, prefix, until_ns),
             Self::SpaRejected { source, reason } => {
                 (kind::SPA_REJECTED, source, 0, reason as u8, 0)
             }
@@ -274,7 +300,8 @@ pub mod kind {
     pub const TIMED_OUT: u8 = 5;
     /// A first knock found every attempt slot of its source taken.
     pub const CROWDED: u8 = 6;
-    /// A sequence completed but the gate map is full: the door stayed shut.
+    /// A sequence completed but the gate had no room: the door stayed shut; `stage` holds
+    /// the `gate_full` reason.
     pub const GATE_FULL: u8 = 7;
     /// The source failed too often and is ignored until `expires_ns`.
     pub const BANNED: u8 = 8;
@@ -292,10 +319,20 @@ pub mod kind {
     /// wrong knocks or forged SPA packets must not buy once per packet. Doors opening need the
     /// daemon at once (start commands, the firewall mirror, used sequences), and only a
     /// client that knows a sequence or a key can cause one; the rest is only logged and waits
-    /// for the next wakeup or the daemon's tick, at most a second.
+    /// for the next wakeup or the daemon's tick, at most a second. A full gate is among the
+    /// rest: a sniffer who floods a static sequence from spoofed sources causes one per packet.
     pub const fn wakes_daemon(kind: u8) -> bool {
-        matches!(kind, OPENED | REFRESHED | GATE_FULL)
+        matches!(kind, OPENED | REFRESHED)
     }
+}
+
+/// Values of a `GATE_FULL` event's `stage`: where the gate had no room.
+pub mod gate_full {
+    /// The whole gate map is full.
+    pub const ALL: u8 = 0;
+    /// The share of the gate for doors opened by static sequences is used up
+    /// (`Gate_Capacity`); doors opened by SPA and single-use sequences still find room.
+    pub const STATIC_SHARE: u8 = 1;
 }
 
 /// Every this many bytes written into the event ring, an event wakes the daemon whatever its
@@ -362,10 +399,20 @@ mod tests {
                 stage: 1,
             },
             DoorEvent::Crowded { source, door: 4 },
-            DoorEvent::GateFull { source, door: 5 },
+            DoorEvent::GateFull {
+                source,
+                door: 5,
+                static_share: false,
+            },
+            DoorEvent::GateFull {
+                source,
+                door: 5,
+                static_share: true,
+            },
             DoorEvent::Banned {
                 source,
                 until_ns: 12_345,
+                prefix: 64,
             },
             DoorEvent::SpaRejected {
                 source,
@@ -440,7 +487,7 @@ mod tests {
 
     #[test]
     fn doors_opening_wake_the_daemon_at_once() {
-        for prompt in [OPENED, REFRESHED, GATE_FULL] {
+        for prompt in [OPENED, REFRESHED] {
             assert!(wakes_daemon(prompt), "kind {prompt}");
         }
     }
@@ -462,6 +509,7 @@ mod tests {
             RESET,
             TIMED_OUT,
             CROWDED,
+            GATE_FULL,
             BANNED,
             SPA_REJECTED,
             SPENT,

@@ -141,6 +141,9 @@ pub struct Unaddressed {
 /// Bounds where a segment's addresses can start: behind two VLAN tags, IPv4's source lies at
 /// byte 34. A mask, so that the kernel's verifier knows the bound of an offset it cannot see.
 const ADDRESSES_LIMIT: usize = 0x3f;
+/// Bounds where a segment's payload (for TCP, its header) can start, as a mask.
+const PAYLOAD_LIMIT: usize = 0x3ff;
+const _: () = assert!(ETH_HEADER + 4 * MAX_VLAN_TAGS + MAX_TRANSPORT_OFFSET + 8 <= PAYLOAD_LIMIT);
 const _: () = assert!(ETH_HEADER + 4 * MAX_VLAN_TAGS + 12 <= ADDRESSES_LIMIT);
 
 impl Unaddressed {
@@ -151,12 +154,50 @@ impl Unaddressed {
     /// once per path; blurred, it checks it once per family.
     #[inline(always)]
     pub fn blurred<F: FrameBytes + ?Sized>(self, frame: &F) -> Self {
-        // One hidden zero for both: one load in the kernel.
+        // One hidden zero for all: one load in the kernel.
         let zero = frame.opaque(0);
         Self {
             addresses_at: (self.addresses_at | zero) & ADDRESSES_LIMIT,
             ipv6: (usize::from(self.ipv6) | zero) != 0,
-            ..self
+            // Where the payload lies differs with every path as well.
+            segment: Segment {
+                payload_at: ((usize::from(self.segment.payload_at) | zero) & PAYLOAD_LIMIT) as u16,
+                payload_len: (usize::from(self.segment.payload_len) | zero) as u16,
+                ..self.segment
+            },
+        }
+    }
+
+    /// Where the IP header starts.
+    #[inline(always)]
+    pub fn ip_header_at(&self) -> usize {
+        if self.ipv6 {
+            self.addresses_at - 8
+        } else {
+            self.addresses_at - 12
+        }
+    }
+
+    /// Where the TCP or UDP header starts.
+    #[inline(always)]
+    pub fn transport_at(&self) -> usize {
+        let at = usize::from(self.segment.payload_at);
+        if self.segment.is_udp() { at - 8 } else { at }
+    }
+
+    pub fn is_ipv6(&self) -> bool {
+        self.ipv6
+    }
+
+    /// The segment's destination address alone.
+    #[inline(always)]
+    pub fn destination<F: FrameBytes + ?Sized>(&self, frame: &F) -> Option<Addr> {
+        if self.ipv6 {
+            frame
+                .bytes::<16>(self.addresses_at + 16)
+                .map(Addr::from_ipv6)
+        } else {
+            frame.bytes::<4>(self.addresses_at + 4).map(Addr::from_ipv4)
         }
     }
 
@@ -200,14 +241,7 @@ impl Unaddressed {
     #[inline(always)]
     pub fn with_source<F: FrameBytes + ?Sized>(self, source: Addr, frame: &F) -> Frame {
         let mut segment = self.segment;
-        let destination = if self.ipv6 {
-            frame
-                .bytes::<16>(self.addresses_at + 16)
-                .map(Addr::from_ipv6)
-        } else {
-            frame.bytes::<4>(self.addresses_at + 4).map(Addr::from_ipv4)
-        };
-        let Some(destination) = destination else {
+        let Some(destination) = self.destination(frame) else {
             return Frame::Malformed(Malformed::TruncatedIp);
         };
         segment.src = source;

@@ -1,10 +1,37 @@
 //! The gate: which doors are open for a source, and until when.
 //!
-//! The `GATE` hash map holds one [`Pass`] per source that has opened a door. It is a plain hash
-//! map, not an LRU: only completed sequences add entries, so a flood of spoofed first knocks
-//! cannot evict an open door. Which doors guard a port is told by the port's class byte (its
-//! guard group) and the `GUARDS` array, so the gate decision is one array read, one hash lookup
-//! and a scan of eight slots.
+//! Two hash maps hold one [`Pass`] per source that has opened a door: `GATE` the doors opened
+//! by static sequences (`Gate_Capacity` sources), `GATE_RESERVE` the doors opened by SPA and by
+//! single-use sequences (`Gate_Reserve` sources). Neither is an LRU: only completed sequences
+//! and authentic SPA packets add entries, so a flood of spoofed first knocks cannot evict an
+//! open door. And they are apart because a static sequence, once sniffed, can be replayed from
+//! any number of spoofed sources until `GATE` is full: the doors nobody can replay still find
+//! room in the reserve. Which doors guard a port is told by the port's class byte (its guard
+//! group) and the `GUARDS` array, so the gate decision is one array read, one hash lookup and a
+//! scan of eight slots; the reserve costs a second lookup only for sources whose slot of
+//! `RESERVE_SEEN` says they may have a pass there ([`may_hold_reserve`]).
+
+use crate::recent;
+
+/// The mark an opening in the reserve leaves in its source's slot of `RESERVE_SEEN`, at
+/// `now_ns`: a tick of `recent`'s coarse clock past the latest deadline any door opened now can
+/// have, when no door stays open longer than `longest_open_s` seconds. Every writer writes
+/// about the same value at about the same time, so a lost race costs nanoseconds.
+#[inline(always)]
+pub const fn reserve_mark(now_ns: u64, longest_open_s: u32) -> u32 {
+    // A tick is longer than a second, so `longest_open_s` ticks cover the open time; two more
+    // cover the rounding of both times down to ticks.
+    recent::tick(now_ns)
+        .saturating_add(longest_open_s)
+        .saturating_add(2)
+}
+
+/// Whether a source whose slot is marked `mark` may have a pass in the reserve at tick `now`
+/// (user space's tick, which lags the clock and so only makes this say yes more often).
+#[inline(always)]
+pub const fn may_hold_reserve(mark: u32, now: u32) -> bool {
+    mark >= now
+}
 
 /// How many doors can be open for one source at once.
 pub const DOORS_PER_PASS: usize = 8;
@@ -41,6 +68,16 @@ impl Pass {
             admitted |= guards && self.expires_ns[slot] > now_ns;
         }
         admitted
+    }
+
+    /// Whether `door` is open at `now_ns`.
+    #[inline(always)]
+    pub fn holds(&self, door: u8, now_ns: u64) -> bool {
+        let mut held = false;
+        for slot in 0..DOORS_PER_PASS {
+            held |= self.door[slot] == door && self.expires_ns[slot] > now_ns;
+        }
+        held
     }
 
     /// Opens `door` until `expires_ns`, or moves its deadline if it is already open.
@@ -88,6 +125,28 @@ impl Pass {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_reserve_mark_outlives_every_door_opened_with_it() {
+        let now = 3600 * S;
+        let mark = reserve_mark(now, 30);
+        for lag in [0, 1, 2] {
+            // The tick user space wrote up to `lag` ticks before the door's deadline.
+            let deadline = now + 30 * S;
+            let written = recent::tick(deadline).saturating_sub(lag);
+            assert!(may_hold_reserve(mark, written), "lag {lag}");
+            assert!(may_hold_reserve(mark, recent::tick(deadline)));
+        }
+        assert!(!may_hold_reserve(mark, recent::tick(now + 40 * S)));
+    }
+
+    #[test]
+    fn a_slot_never_marked_is_looked_up_only_early_after_boot() {
+        assert!(may_hold_reserve(0, 0));
+        assert!(!may_hold_reserve(0, recent::tick(60 * S)));
+    }
 
     #[test]
     fn an_empty_pass_admits_nothing() {

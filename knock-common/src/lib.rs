@@ -20,6 +20,7 @@ pub mod gate;
 pub mod ports;
 pub mod progress;
 pub mod recent;
+pub mod reply;
 pub mod segment;
 pub mod settings;
 pub mod siphash;
@@ -63,6 +64,8 @@ pub mod maps {
     pub const SCRATCH: &str = "SCRATCH";
     pub const LAST_KNOCK: &str = "LAST_KNOCK";
     pub const SPENT: &str = "SPENT";
+    pub const GATE_RESERVE: &str = "GATE_RESERVE";
+    pub const RESERVE_SEEN: &str = "RESERVE_SEEN";
 }
 
 /// The name of the XDP program in the object file: the one for links with Ethernet headers.
@@ -87,6 +90,22 @@ pub const HANDOFF: &str = "HANDOFF";
 /// The slot of [`SPA_PROGRAM`] in [`HANDOFF`]: the loader puts it there, the main program
 /// tail-calls it.
 pub const HANDOFF_SPA: u32 = 0;
+/// The XDP program that judges new connections to protected ports (and, in the stealth look,
+/// to ports the host does not serve), and answers those it refuses as closed ports do,
+/// reached by a tail call.
+pub const GATE_PROGRAM: &str = "knock_gate";
+/// The slot of [`GATE_PROGRAM`] in [`HANDOFF`].
+pub const HANDOFF_GATE: u32 = 1;
+/// The XDP program that opens the doors a packet completed and counts a wrong knock towards a
+/// ban, reached by a tail call: kept apart so the verifier checks the gate's writes once, not
+/// once per path through the state machine.
+pub const OPEN_PROGRAM: &str = "knock_open";
+/// The slot of [`OPEN_PROGRAM`] in [`HANDOFF`].
+pub const HANDOFF_OPEN: u32 = 2;
+/// The socket-lookup program attached to the host's network namespace: it refuses sockets to
+/// connections and datagrams the gate refuses, so that the host answers them as for a closed
+/// port (see `reply`).
+pub const GUARD_PROGRAM: &str = "knock_guard";
 
 /// Declares that a type shared through a map has the given size on every target, so a 32-bit
 /// loader and the 64-bit BPF program agree on its layout.

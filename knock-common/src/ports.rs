@@ -14,8 +14,11 @@ pub const SERVED: u8 = 4;
 /// The upper five bits of a guarded port's class byte hold its guard group: the index in the
 /// `GUARDS` array of the mask of doors that open it.
 const GROUP_SHIFT: u32 = 3;
-/// Guard groups, and so distinct protected ports, in one configuration. Group 0 is unused.
+/// Guard groups, and so distinct protected ports, in one configuration. Group 0 opens for no
+/// door: in the stealth look, the ports the host does not serve are guarded by it.
 pub const GUARD_GROUPS: u32 = 32;
+/// The class of a port the stealth look drops new connections and datagrams to.
+pub const STEALTHY: u8 = guarded_class(0, 0);
 
 /// The class byte of a guarded port in `group`, with other flags.
 pub const fn guarded_class(group: u8, flags: u8) -> u8 {

@@ -51,6 +51,8 @@ pub enum Rejection {
     Replayed = 5,
     /// No SPA door has this tag.
     UnknownDoor = 6,
+    /// The key does not open the door the packet asks for (its key line names other doors).
+    DoorRefused = 7,
 }
 
 impl Rejection {
@@ -62,6 +64,7 @@ impl Rejection {
             4 => Self::Stale,
             5 => Self::Replayed,
             6 => Self::UnknownDoor,
+            7 => Self::DoorRefused,
             _ => return None,
         })
     }
@@ -74,6 +77,7 @@ impl Rejection {
             Self::Stale => "stale timestamp",
             Self::Replayed => "replayed",
             Self::UnknownDoor => "unknown door",
+            Self::DoorRefused => "a door this key does not open",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The failure budget in the kernel: strikes per source, and bans.
+//! The failure budget in the kernel: strikes per source (an IPv6 source's prefix, see
+//! `knock_common::ban::key`), and bans.
 
 use knock_common::Addr;
 use knock_common::ban::{self, Strikes};
@@ -15,21 +16,22 @@ pub fn is_banned(source: Addr, settings: &Settings, now_ns: u64) -> bool {
     if settings.ban_limit == 0 {
         return false;
     }
-    match BANS.get_ptr(ban::key(source)) {
+    match BANS.get_ptr(ban::key(source, settings.ban_prefix6)) {
         // SAFETY: an LRU entry; a concurrent update can at worst be missed.
         Some(strikes) => unsafe { (*strikes).is_banned_at(now_ns) },
         None => false,
     }
 }
 
-/// Counts one failure of `source`, banning it when it has used up its budget.
+/// Counts one failure of `source`, banning it (its prefix, for IPv6) when it has used up its
+/// budget.
 #[inline(always)]
 pub fn strike(source: Addr, settings: &Settings, now_ns: u64) {
     let policy = settings.ban_policy();
     if policy.limit == 0 {
         return;
     }
-    let key = ban::key(source);
+    let key = ban::key(source, settings.ban_prefix6);
     let banned = match BANS.get_ptr_mut(key) {
         // SAFETY: as in `is_banned`.
         Some(strikes) => unsafe { (*strikes).strike(now_ns, &policy) },
@@ -42,11 +44,17 @@ pub fn strike(source: Addr, settings: &Settings, now_ns: u64) {
     };
     if banned {
         count(Counter::SourceBanned);
+        // The source that used up the budget, and the prefix its ban covers (0 for IPv4).
+        let prefix = if source.is_ipv4() {
+            0
+        } else {
+            settings.ban_prefix6
+        };
         emit(
             kind::BANNED,
             source,
             0,
-            0,
+            prefix,
             now_ns,
             now_ns.saturating_add(policy.ban_ns),
         );

@@ -2,6 +2,7 @@
 
 use aya_ebpf::programs::XdpContext;
 use knock_common::frame::FrameBytes;
+use knock_common::reply::FrameWrite;
 
 pub struct XdpFrame<'a> {
     ctx: &'a XdpContext,
@@ -35,5 +36,20 @@ impl FrameBytes for XdpFrame<'_> {
     #[inline(always)]
     fn opaque(&self, value: usize) -> usize {
         value | crate::maps::opaque_zero()
+    }
+}
+
+impl FrameWrite for XdpFrame<'_> {
+    #[inline(always)]
+    fn put<const N: usize>(&mut self, offset: usize, bytes: [u8; N]) -> Option<()> {
+        let start = self.ctx.data();
+        let end = self.ctx.data_end();
+        if start + offset + N > end {
+            return None;
+        }
+        // SAFETY: the N bytes at `offset` lie inside the packet, checked just above in the form
+        // the verifier tracks; XDP programs may write packet memory.
+        unsafe { ((start + offset) as *mut [u8; N]).write_unaligned(bytes) };
+        Some(())
     }
 }

@@ -1,25 +1,49 @@
-//! The gate: admitting new connections to protected ports, and opening doors.
+//! The gate: admitting new connections to protected ports, and opening doors (see
+//! `knock_common::gate` for its two maps).
 
 use knock_common::counter::Counter;
-use knock_common::event::kind;
-use knock_common::gate::{Opening, Pass};
-use knock_common::ports;
-use knock_common::{Addr, Door};
+use knock_common::event::{gate_full, kind};
+use knock_common::gate::{self as pass, Opening, Pass};
+use knock_common::settings::Settings;
+use knock_common::{Addr, Door, ports, recent};
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::maps::HashMap;
 use aya_ebpf::maps::lpm_trie::Key;
 
-use crate::maps::{ALWAYS_ALLOW, GATE, GUARDS, Scratch};
+use crate::maps::{ALWAYS_ALLOW, GATE, GATE_RESERVE, GUARDS, RESERVE_SEEN, Scratch};
 use crate::report::{count, emit, zero};
 
-/// Whether `source` may open a new connection to a guarded port of class `class` now. The
-/// clock is read only for a source with a pass: it costs more than the rest of a miss.
+/// Whether a door opened by a static sequence admits `source` to a guarded port of class
+/// `class` now: the main program's check. The clock is read only for a source with a pass: it
+/// costs more than the rest of a miss.
 #[inline(always)]
-pub fn admits(source: Addr, class: u8) -> bool {
+pub fn admits_static(source: Addr, class: u8) -> bool {
+    admits_in(&GATE, source, class)
+}
+
+/// Whether a door in the gate's reserve admits `source`: the reply program's check, for
+/// sources the main program refused, so the main program pays nothing for the reserve.
+#[inline(always)]
+pub fn admits_reserved(source: Addr, class: u8, settings: &Settings) -> bool {
+    let marked = RESERVE_SEEN
+        .get(recent::slot(&source))
+        .is_some_and(|mark| pass::may_hold_reserve(*mark, settings.recent_tick));
+    marked && admits_in(&GATE_RESERVE, source, class)
+}
+
+/// Whether any open door admits `source`: the socket-lookup guard's check.
+#[inline(always)]
+pub fn admits(source: Addr, class: u8, settings: &Settings) -> bool {
+    admits_static(source, class) || admits_reserved(source, class, settings)
+}
+
+#[inline(always)]
+fn admits_in(map: &HashMap<Addr, Pass>, source: Addr, class: u8) -> bool {
     let Some(guarding) = GUARDS.get(ports::guard_group(class)) else {
         return false;
     };
-    match GATE.get_ptr(source) {
+    match map.get_ptr(source) {
         // SAFETY: a hash map value; a concurrent update can at worst give a stale deadline.
         Some(pass) => unsafe { (*pass).admits(*guarding, bpf_ktime_get_ns()) },
         None => false,
@@ -33,34 +57,80 @@ pub fn always_allowed(source: Addr) -> bool {
 }
 
 /// Opens `door` for `source` until `now + open time`, or moves the deadline of a door that is
-/// already open, so that a repeated sequence never runs the start command twice. `steps`, the
-/// length of the sequence that opened it (zero for SPA), goes into the event: knockd logs
-/// `Stage N` for the last knock too.
+/// already open (in either map), so that a repeated sequence never runs the start command
+/// twice. `steps`, the length of the sequence that opened it (zero for SPA), goes into the
+/// event: knockd logs `Stage N` for the last knock too. `authenticated` openings (SPA,
+/// single-use sequences) go into the reserve, or into `GATE` when the reserve is full; static
+/// ones only into `GATE`, so however many doors a flood of spoofed sources opens through a
+/// static sequence, the reserve stays free of them.
 #[inline(always)]
-pub fn open(source: Addr, id: u8, door: &Door, steps: u8, now_ns: u64, scratch: *mut Scratch) {
+pub fn open(
+    source: Addr,
+    door: &Door,
+    steps: u8,
+    now_ns: u64,
+    scratch: *mut Scratch,
+    authenticated: bool,
+    settings: &Settings,
+) {
+    let id = door.gate_id;
     let expires_ns = now_ns.saturating_add(door.open_ns);
-    let opening = match GATE.get_ptr_mut(source) {
-        // SAFETY: as in `admits`.
-        Some(pass) => unsafe { (*pass).open(id, expires_ns, now_ns) },
-        None => {
-            // SAFETY: this CPU's scratch slot; its pass field is used only here.
-            let pass = unsafe { &mut (*scratch).pass };
-            zero(&raw mut *pass);
-            let opening = pass.open(id, expires_ns, now_ns);
-            // A reference into the scratch map, not a copy: the stack has no room for it.
-            let pass: &Pass = pass;
-            if GATE.insert(source, pass, 0).is_err() {
-                Opening::Full
-            } else {
-                opening
-            }
+    if authenticated {
+        // Marked before the pass exists, so that no pass in the reserve is ever unmarked.
+        if let Some(mark) = RESERVE_SEEN.get_ptr_mut(recent::slot(&source)) {
+            // SAFETY: an element of an array map; concurrent writers write about the same value.
+            unsafe {
+                core::ptr::write_volatile(mark, pass::reserve_mark(now_ns, settings.longest_open_s))
+            };
         }
+    }
+    let (here, there): (&HashMap<Addr, Pass>, &HashMap<Addr, Pass>) = if authenticated {
+        (&GATE_RESERVE, &GATE)
+    } else {
+        (&GATE, &GATE_RESERVE)
     };
-    let (counter, kind) = match opening {
-        Opening::Opened => (Counter::DoorOpened, kind::OPENED),
-        Opening::Refreshed => (Counter::DoorRefreshed, kind::REFRESHED),
-        Opening::Full => (Counter::GateFull, kind::GATE_FULL),
+    // Open in the other map already: its deadline moves there, and no room is taken.
+    let elsewhere = match there.get_ptr_mut(source) {
+        // SAFETY: as in `admits`.
+        Some(other) if unsafe { (*other).holds(id, now_ns) } => {
+            Some(unsafe { (*other).open(id, expires_ns, now_ns) })
+        }
+        _ => None,
+    };
+    let opening = match elsewhere {
+        Some(opening) => opening,
+        None => match here.get_ptr_mut(source) {
+            // SAFETY: as in `admits`.
+            Some(pass) => unsafe { (*pass).open(id, expires_ns, now_ns) },
+            None => {
+                // SAFETY: this CPU's scratch slot; its pass field is used only here.
+                let pass = unsafe { &mut (*scratch).pass };
+                zero(&raw mut *pass);
+                let opening = pass.open(id, expires_ns, now_ns);
+                // A reference into the scratch map, not a copy: the stack has no room for it.
+                let pass: &Pass = pass;
+                // An authenticated opening takes room in the static part when the reserve is
+                // full: the reserve is the least it has, not the most.
+                if here.insert(source, pass, 0).is_ok()
+                    || (authenticated && GATE.insert(source, pass, 0).is_ok())
+                {
+                    opening
+                } else {
+                    Opening::Full
+                }
+            }
+        },
+    };
+    let (counter, kind, stage) = match opening {
+        Opening::Opened => (Counter::DoorOpened, kind::OPENED, steps),
+        Opening::Refreshed => (Counter::DoorRefreshed, kind::REFRESHED, steps),
+        Opening::Full if authenticated => (Counter::GateFull, kind::GATE_FULL, gate_full::ALL),
+        Opening::Full => (
+            Counter::GateStaticFull,
+            kind::GATE_FULL,
+            gate_full::STATIC_SHARE,
+        ),
     };
     count(counter);
-    emit(kind, source, id, steps, now_ns, expires_ns);
+    emit(kind, source, id, stage, now_ns, expires_ns);
 }

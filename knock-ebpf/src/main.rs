@@ -1,6 +1,7 @@
-//! knock's XDP program. It classifies every inbound frame, keeps per-source knock progress,
-//! drops knocks so knock ports look filtered, and drops new connections to protected ports from
-//! sources without an open door. Everything else passes untouched.
+//! knock's XDP program. It classifies every inbound frame, keeps per-source knock progress, and
+//! refuses new connections to protected ports from sources without an open door, answering
+//! them as the host answers a closed port (or silently, in the filtered looks); the
+//! socket-lookup guard stands behind it in the host's stack. Everything else passes untouched.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -13,9 +14,15 @@ mod frame;
 #[cfg(target_arch = "bpf")]
 mod gate;
 #[cfg(target_arch = "bpf")]
+mod gated;
+#[cfg(target_arch = "bpf")]
+mod guard;
+#[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod observe;
+#[cfg(target_arch = "bpf")]
+mod open;
 #[cfg(target_arch = "bpf")]
 mod program;
 #[cfg(target_arch = "bpf")]

@@ -7,6 +7,7 @@ use knock_common::ban::Strikes;
 use knock_common::gate::Pass;
 use knock_common::ports::{self, FirstSteps};
 use knock_common::progress::Progress;
+use knock_common::reply::{Probe, Reset};
 use knock_common::settings::{Settings, SpaKey};
 use knock_common::status::{DaemonInfo, DoorName};
 use knock_common::{Addr, Door, MAX_DOORS, ProtoPort, Segment, counter, recent, spent};
@@ -34,9 +35,21 @@ pub static PROGRESS: LruHashMap<Addr, Progress> = LruHashMap::with_max_entries(1
 #[map]
 pub static LAST_KNOCK: Array<u32> = Array::with_max_entries(recent::SLOTS, 0);
 
-/// Open doors per source. Not an LRU: only completed sequences add entries.
+/// Doors opened by static sequences, per source (`Gate_Capacity`). Not an LRU: only completed
+/// sequences add entries, and a flood must not evict an open door.
 #[map]
 pub static GATE: HashMap<Addr, Pass> = HashMap::with_max_entries(4096, 0);
+
+/// Doors opened by SPA and by single-use (one-time, rotating) sequences, per source
+/// (`Gate_Reserve`): a sniffer can replay none of these, so a flood of spoofed openings
+/// through a static sequence fills `GATE` and never this map. Not an LRU either.
+#[map]
+pub static GATE_RESERVE: HashMap<Addr, Pass> = HashMap::with_max_entries(1024, 0);
+
+/// Until when (on `recent`'s coarse clock) a source hashed to each slot may have a pass in
+/// `GATE_RESERVE`: strangers' connection attempts skip that second lookup.
+#[map]
+pub static RESERVE_SEEN: Array<u32> = Array::with_max_entries(recent::SLOTS, 0);
 
 /// For each guard group (see `ports::guard_group`), the doors that open its port.
 #[map]
@@ -66,16 +79,29 @@ pub struct Scratch {
     pub to_host: u32,
     /// An SPA datagram's payload, copied out of the packet.
     pub spa: [u8; knock_common::spa::PACKET_LEN],
+    /// Where the headers of a packet for the gate program lie.
+    pub probe: Probe,
+    /// The packet is for the gate program, once the open program has done its work.
+    pub to_gate: u32,
+    pub _pad: u32,
+    /// When the packet arrived, for the open program.
+    pub now_ns: u64,
+    /// The reset the gate program builds: too large for the stack.
+    pub reset: Reset,
 }
 
-/// The most doors one packet can open: doors whose sequences end alike open together.
+/// The most doors one packet can open: doors whose sequences end alike open together. A power
+/// of two, so a mask bounds an index.
 pub const OPENS_PER_PACKET: usize = 4;
+const _: () = assert!(OPENS_PER_PACKET.is_power_of_two());
 
 /// Doors a packet completed, opened once the state machine has finished with the packet.
 #[repr(C)]
 pub struct Opens {
     pub door: [u8; OPENS_PER_PACKET],
     pub count: u32,
+    /// The next door to open: the open program opens one per round.
+    pub next: u32,
 }
 
 #[map]
@@ -101,9 +127,12 @@ pub static NONCES: LruHashMap<[u8; 16], u8> = LruHashMap::with_max_entries(8192,
 pub static SPA_DOORS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_DOORS as u32, 0);
 
 /// Programs the main one hands packets to with a tail call, each with its own 512-byte stack
-/// and verified on its own: slot `knock_common::HANDOFF_SPA` checks single-packet authorization.
+/// and verified on its own: slot `knock_common::HANDOFF_SPA` checks single-packet
+/// authorization, slot `knock_common::HANDOFF_GATE` judges new connections to protected ports
+/// and answers those it refuses, slot `knock_common::HANDOFF_OPEN` opens the doors a packet
+/// completed.
 #[map]
-pub static HANDOFF: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static HANDOFF: ProgramArray = ProgramArray::with_max_entries(3, 0);
 
 /// The host's own addresses, and the doors' targets: knocks count only when sent to one.
 #[map]

@@ -4,29 +4,26 @@
 //! tunnels). User space attaches the one that matches each interface, so the Ethernet path
 //! pays nothing for the other; both share every map and hand SPA datagrams to the same program.
 
-use aya_ebpf::bindings::BPF_NOEXIST;
 use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::macros::xdp;
 use aya_ebpf::programs::XdpContext;
-use aya_log_ebpf::debug;
 use knock_common::counter::Counter;
-use knock_common::door::ONCE;
 use knock_common::event::kind;
+use knock_common::frame::Unaddressed;
 use knock_common::frame::{Frame, Headers, Link, headers_on};
 use knock_common::ports::{self, GUARDED, KNOCK, SERVED};
 use knock_common::progress::{Arrival, Change, DoorBook, Observer, Progress, advance};
-use knock_common::settings::Settings;
-use knock_common::spent::refusal;
-use knock_common::{Addr, Door, HANDOFF_SPA, ProtoPort, Segment};
+use knock_common::reply::Probe;
+use knock_common::{Addr, Door, HANDOFF_GATE, HANDOFF_OPEN, HANDOFF_SPA, ProtoPort, Segment};
 
 use crate::frame::XdpFrame;
 use crate::maps::{
     DOORS, FIRST_STEPS, HANDOFF, LOCAL_ADDRS, OPENS_PER_PACKET, Opens, PORTS, PROGRESS, SCRATCH,
-    SETTINGS, SPENT, Scratch,
+    SETTINGS, Scratch,
 };
 use crate::report::{count, emit, zero};
-use crate::{ban, gate, observe, recent};
+use crate::{ban, observe, recent};
 
 /// Links with Ethernet headers.
 #[xdp]
@@ -84,7 +81,7 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
         && unaddressed.segment.dport == settings.spa_port;
     // A new connection or datagram to a port no door knows can only end an attempt, and only
     // under the strict rule...
-    let elsewhere = class == 0 && !spa;
+    let elsewhere = class & (KNOCK | GUARDED) == 0 && !spa;
     if elsewhere && settings.strict_doors == 0 {
         return Ok(XDP_PASS);
     }
@@ -104,19 +101,25 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
         && packet.unicast
         && !packet.fragment
         && recent::may_be_knocking(&source, settings);
-    // SPA datagrams never meet the gate: they are judged apart and always dropped.
-    let verdict = if spa {
-        XDP_PASS
-    } else {
-        gate_verdict::<IP_FIRST>(ctx, &source, packet, class, contact, settings)
-    };
+    // New connections and datagrams to guarded ports are the gate program's to judge: the
+    // ports doors protect, and in the stealth look the ports the host does not serve.
+    let gated = class & GUARDED != 0 && contact && !spa;
     if !spa && !at_knock_port && !lately {
-        return Ok(verdict);
+        if gated {
+            // Nothing but the hand-over on this path: the verifier walks it once per path
+            // through the classifier.
+            note_probe::<IP_FIRST>(&unaddressed, class)?;
+            // SAFETY: a tail call into our own program array; on failure execution goes on.
+            unsafe { HANDOFF.tail_call(ctx, HANDOFF_GATE) };
+            return Ok(XDP_DROP);
+        }
+        return Ok(XDP_PASS);
     }
     // Past the gate, every path through the classifier continues as one for the verifier
     // (see `Unaddressed::blurred`). Not earlier: before this point the compiler reads the
     // source with offsets it knows on each path, which is faster than any blurred read.
-    let segment = match unaddressed.blurred(&frame).with_source(source, &frame) {
+    let unaddressed = unaddressed.blurred(&frame);
+    let segment = match unaddressed.with_source(source, &frame) {
         Frame::Segment(segment) => segment,
         _ => return Ok(malformed()),
     };
@@ -133,14 +136,24 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
             return Ok(XDP_PASS);
         }
         if heard && !segment.fragment {
-            // The SPA program reads the segment from the scratch slot and drops the datagram.
+            // The SPA program reads the segment from the scratch slot and gives the verdict.
             // SAFETY: a tail call into our own program array; on failure execution goes on.
             unsafe { HANDOFF.tail_call(ctx, HANDOFF_SPA) };
         }
-        // SPA datagrams are always dropped: the host never answers them.
-        return Ok(XDP_DROP);
+        // As for any closed port: the host answers, or in the filtered looks nobody does.
+        return Ok(if settings.filtered() {
+            XDP_DROP
+        } else {
+            XDP_PASS
+        });
     }
-    let mut action = verdict;
+    // A packet for the gate program (from a source that knocked lately) gets its word once
+    // the state machine has run; if it cannot, the packet is dropped.
+    let to_gate = gated;
+    if to_gate {
+        note_probe::<IP_FIRST>(&unaddressed, class)?;
+    }
+    let mut action = if to_gate { XDP_DROP } else { XDP_PASS };
     let port = ProtoPort {
         port: segment.dport,
         proto: segment.proto,
@@ -149,14 +162,11 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
     // Knock ports need the answer anyway; for other ports it waits until the source turns out
     // to have progress, which most do not.
     let to_host = at_knock_port && addressed_to_host(segment);
-    if at_knock_port && to_host && class & SERVED == 0 {
-        // Fragments too: knock ports look filtered to a fragmenting scanner as well.
+    if at_knock_port && to_host && class & SERVED == 0 && settings.filtered() {
+        // Fragments too: knock ports look filtered to a fragmenting scanner as well. In the
+        // closed look the knock goes on to the host, which answers as for any closed port.
         count(Counter::KnockPortDropped);
         action = XDP_DROP;
-    }
-    if segment.fragment {
-        // A fragment is never a knock.
-        return Ok(action);
     }
     // The verdict and the flags go through memory before the state machine runs: the verifier
     // does not track values in maps, so it walks the state machine once instead of once per
@@ -164,11 +174,15 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
     // SAFETY: fields of this CPU's scratch slot, distinct from the segment.
     unsafe {
         core::ptr::write_volatile(&raw mut (*scratch).verdict, action);
+        core::ptr::write_volatile(&raw mut (*scratch).to_gate, u32::from(to_gate));
         core::ptr::write_volatile(&raw mut (*scratch).at_knock_port, u32::from(at_knock_port));
         core::ptr::write_volatile(&raw mut (*scratch).to_host, u32::from(to_host));
+        (*scratch).opens.count = 0;
+        (*scratch).failed = 0;
     }
-    // Every packet still here is at a knock port or from a source that knocked lately.
-    if heard {
+    // Every packet still here is at a knock port or from a source that knocked lately; a
+    // fragment is never a knock.
+    if heard && !segment.fragment {
         if ban::is_banned(segment.src, settings, now_ns) {
             count(Counter::BannedIgnored);
         } else {
@@ -176,41 +190,39 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
                 recent::note(&segment.src, now_ns);
             }
             // `segment` is not used past this point: `track` rewrites part of it.
-            track(scratch, port, now_ns, settings);
+            track(scratch, port, now_ns);
+        }
+    }
+    // Doors to open, a wrong knock to count or a packet for the gate: the open program does
+    // what there is to do and gives the verdict.
+    // SAFETY: this CPU's scratch slot; a tail call into our own program array, on failure
+    // execution goes on (and nothing opens).
+    unsafe {
+        if (*scratch).opens.count != 0 || (*scratch).failed != 0 || (*scratch).to_gate != 0 {
+            core::ptr::write_volatile(&raw mut (*scratch).now_ns, now_ns);
+            HANDOFF.tail_call(ctx, HANDOFF_OPEN);
         }
     }
     // SAFETY: as above.
     Ok(unsafe { core::ptr::read_volatile(&raw const (*scratch).verdict) })
 }
 
-/// The gate's verdict: a new connection to a protected port needs an open door.
+/// Leaves where a packet for the gate program has its headers in the scratch slot, with its
+/// port's class.
 #[inline(always)]
-fn gate_verdict<const IP_FIRST: bool>(
-    ctx: &XdpContext,
-    source: &Addr,
-    packet: &Segment,
-    class: u8,
-    contact: bool,
-    settings: &Settings,
-) -> u32 {
-    let dport = packet.dport;
-    if class & GUARDED == 0 || !contact {
-        return XDP_PASS;
-    }
-    if gate::admits(*source, class) {
-        count(Counter::GateAllowed);
-        XDP_PASS
-    } else if settings.always_allowing() && gate::always_allowed(*source) {
-        count(Counter::AlwaysAllowed);
-        XDP_PASS
-    } else {
-        count(Counter::GateDropped);
-        debug!(ctx, "gate: dropped a new connection to port {}", dport);
-        if settings.observing() {
-            observe::note(*source, dport, packet.proto);
-        }
-        XDP_DROP
-    }
+fn note_probe<const IP_FIRST: bool>(unaddressed: &Unaddressed, class: u8) -> Result<(), Fault> {
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(Fault)?;
+    let probe = Probe {
+        l3: unaddressed.ip_header_at() as u16,
+        l4: unaddressed.transport_at() as u16,
+        ipv6: u8::from(unaddressed.is_ipv6()),
+        tcp: u8::from(unaddressed.segment.is_tcp()),
+        ip_link: u8::from(IP_FIRST),
+        class,
+    };
+    // SAFETY: this CPU's scratch slot, used only for the packet at hand.
+    unsafe { core::ptr::write_volatile(&raw mut (*scratch).probe, probe) };
+    Ok(())
 }
 
 #[inline(always)]
@@ -219,9 +231,10 @@ fn malformed() -> u32 {
     XDP_DROP
 }
 
-/// Runs the knock state machine for the packet's source, then opens the doors it completed.
+/// Runs the knock state machine for the packet's source: what it opens and whether the packet
+/// was a wrong knock go into the scratch slot, for the open program (see `open`).
 #[inline(always)]
-fn track(scratch: *mut Scratch, port: ProtoPort, now_ns: u64, settings: &Settings) {
+fn track(scratch: *mut Scratch, port: ProtoPort, now_ns: u64) {
     // SAFETY: fields of this CPU's scratch slot, written by `try_knock` for this packet.
     let at_knock_port =
         unsafe { core::ptr::read_volatile(&raw const (*scratch).at_knock_port) } != 0;
@@ -240,6 +253,7 @@ fn track(scratch: *mut Scratch, port: ProtoPort, now_ns: u64, settings: &Setting
     // another field of it, which these borrows leave alone.
     let (fresh, opens) = unsafe { (&mut (*scratch).progress, &mut (*scratch).opens) };
     opens.count = 0;
+    opens.next = 0;
     // SAFETY: as above; another field of the scratch slot.
     let failed = unsafe { &mut (*scratch).failed };
     *failed = 0;
@@ -250,6 +264,7 @@ fn track(scratch: *mut Scratch, port: ProtoPort, now_ns: u64, settings: &Setting
         now_ns,
         opens,
         failed,
+        at_knock_port,
     };
     let (progress, fresh) = match PROGRESS.get_ptr_mut(source) {
         // SAFETY: the entry of this source; packets of one source are handled one at a time on
@@ -288,59 +303,7 @@ fn track(scratch: *mut Scratch, port: ProtoPort, now_ns: u64, settings: &Setting
     } else if progress.is_empty() {
         let _ = PROGRESS.remove(source);
     }
-    open_completed(source, scratch, now_ns);
-    // SAFETY: as above.
-    if unsafe { (*scratch).failed } != 0 {
-        ban::strike(source, settings, now_ns);
-    }
 }
-
-/// Opens the doors whose sequences this packet completed.
-#[inline(always)]
-fn open_completed(source: Addr, scratch: *mut Scratch, now_ns: u64) {
-    for index in 0..OPENS_PER_PACKET {
-        // SAFETY: this CPU's scratch slot; read field by field, as `gate::open` writes another.
-        let (count, id) = unsafe { ((*scratch).opens.count, (*scratch).opens.door[index]) };
-        if index as u32 >= count {
-            break;
-        }
-        if let Some(door) = DOORS.get_ptr_mut(u32::from(id)) {
-            // SAFETY: an entry of the doors array; user space rewrites it only on reloads.
-            let door = unsafe { &mut *door };
-            // Before `claim` empties a single-use sequence.
-            let steps = door.step_count;
-            if door.flags & ONCE != 0 && !claim(source, id, door, now_ns) {
-                continue;
-            }
-            gate::open(source, door.gate_id, door, steps, now_ns, scratch);
-        }
-    }
-}
-
-/// Claims a single-use sequence for `source`: true for the one claim that may open the door.
-/// The insert with BPF_NOEXIST is one atomic step, so of two sources that complete the
-/// sequence at once on two CPUs exactly one wins; and a tag stays claimed whatever user space
-/// pushes again, so a used sequence never opens twice.
-#[inline(always)]
-fn claim(source: Addr, id: u8, door: &mut Door, now_ns: u64) -> bool {
-    let claimed = SPENT.insert(door.spent_tag, now_ns, u64::from(BPF_NOEXIST));
-    // Used either way: nobody, this source included, may replay it.
-    door.step_count = 0;
-    let Err(error) = claimed else {
-        return true;
-    };
-    let (counter, why) = if error == -EEXIST {
-        (Counter::SingleUseRefused, refusal::USED)
-    } else {
-        (Counter::SpentFull, refusal::NO_ROOM)
-    };
-    count(counter);
-    emit(kind::SPENT, source, id, why, now_ns, 0);
-    false
-}
-
-/// The kernel's EEXIST: the tag was claimed before.
-const EEXIST: i32 = 17;
 
 /// Whether the packet is addressed to the host itself (or to a door's target), rather than
 /// routed through it.
@@ -364,6 +327,8 @@ struct Witness<'a> {
     now_ns: u64,
     opens: &'a mut Opens,
     failed: &'a mut u32,
+    /// The packet went to a knock port: only then is a reset a wrong knock.
+    at_knock_port: bool,
 }
 
 impl Observer for Witness<'_> {
@@ -380,7 +345,11 @@ impl Observer for Witness<'_> {
                 return;
             }
             Change::Reset(stage) => {
-                *self.failed = 1;
+                // A wrong knock counts towards a ban; a reset by the strict rule (a connection
+                // to another port) does not: a spoofer could aim one at any client.
+                if self.at_knock_port {
+                    *self.failed = 1;
+                }
                 (Counter::AttemptReset, kind::RESET, stage)
             }
             Change::TimedOut(stage) => (Counter::AttemptTimedOut, kind::TIMED_OUT, stage),

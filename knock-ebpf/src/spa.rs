@@ -1,6 +1,6 @@
 //! Single-packet authorization in the kernel: verify, refuse or open.
 
-use aya_ebpf::bindings::xdp_action::XDP_DROP;
+use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::macros::xdp;
 use aya_ebpf::programs::XdpContext;
@@ -12,13 +12,16 @@ use knock_common::settings::Settings;
 use knock_common::spa::{self, PACKET_LEN, Rejection};
 
 use crate::frame::XdpFrame;
+use crate::gate;
 use crate::maps::{DOORS, KEYS, NONCES, SCRATCH, SETTINGS, SPA_DOORS};
+use crate::observe;
 use crate::report::{count, emit};
-use crate::{ban, gate, observe};
 
 /// The SPA program: the main program hands a datagram to the SPA port over with a tail call,
-/// leaving the classified segment in the scratch slot. Whatever happens, the datagram is dropped
-/// (passed under `--observe`).
+/// leaving the classified segment in the scratch slot. Whatever happens, the datagram then
+/// goes where every datagram to a closed port goes: on to the host, which answers it as
+/// such (the closed look), or nowhere (the filtered and stealth looks; passed under
+/// `--observe`). So the answer tells nobody whether a packet opened a door.
 #[xdp]
 #[inline(always)]
 pub fn knock_spa(ctx: XdpContext) -> u32 {
@@ -29,17 +32,24 @@ pub fn knock_spa(ctx: XdpContext) -> u32 {
     // segment and the SPA copy are distinct fields.
     let (segment, copy) = unsafe { (&(*scratch).segment, &mut (*scratch).spa) };
     handle(&ctx, segment, settings, copy);
-    observe::spare(XDP_DROP, settings)
+    observe::spare(
+        if settings.filtered() {
+            XDP_DROP
+        } else {
+            XDP_PASS
+        },
+        settings,
+    )
 }
 
+/// Verifies a datagram and opens its door. Bans do not apply: a packet whose MAC verifies
+/// comes from a key holder (the MAC covers the source address), whatever a spoofer made of
+/// that address; and failures never count towards a ban, since anyone can forge them "from"
+/// a client and nobody without the key gains anything from them.
 #[inline(always)]
 fn handle(ctx: &XdpContext, segment: &Segment, settings: &Settings, copy: &mut [u8; PACKET_LEN]) {
     let now_ns = unsafe { bpf_ktime_get_ns() };
     let source = segment.src;
-    if ban::is_banned(source, settings, now_ns) {
-        count(Counter::BannedIgnored);
-        return;
-    }
     if let Err(rejection) = verify(ctx, segment, settings, now_ns, copy) {
         let counter = match rejection {
             Rejection::Malformed => Counter::SpaMalformed,
@@ -48,15 +58,10 @@ fn handle(ctx: &XdpContext, segment: &Segment, settings: &Settings, copy: &mut [
             Rejection::Stale => Counter::SpaStale,
             Rejection::Replayed => Counter::SpaReplayed,
             Rejection::UnknownDoor => Counter::SpaUnknownDoor,
+            Rejection::DoorRefused => Counter::SpaDoorRefused,
         };
         count(counter);
         emit(kind::SPA_REJECTED, source, 0, rejection as u8, now_ns, 0);
-        if matches!(
-            rejection,
-            Rejection::BadMac | Rejection::Stale | Rejection::Replayed
-        ) {
-            ban::strike(source, settings, now_ns);
-        }
     }
 }
 
@@ -90,9 +95,9 @@ fn verify(
     }
     let packet: &[u8; PACKET_LEN] = packet;
     let request = spa::parse(packet).ok_or(Rejection::Malformed)?;
-    let key = KEYS.get_ptr(request.key_id).ok_or(Rejection::UnknownKey)?;
+    let entry = KEYS.get_ptr(request.key_id).ok_or(Rejection::UnknownKey)?;
     // SAFETY: a KEYS value, written by user space only when the key file changes.
-    let key = unsafe { (*key).key };
+    let (key, doors) = unsafe { ((*entry).key, (*entry).doors) };
     if !spa::authentic(&key, packet, &segment.src) {
         return Err(Rejection::BadMac);
     }
@@ -114,8 +119,11 @@ fn verify(
         .map(|id| unsafe { *id })
         .ok_or(Rejection::UnknownDoor)?;
     let door = DOORS.get(id).ok_or(Rejection::UnknownDoor)?;
+    if (doors >> (id & 63)) & 1 == 0 {
+        return Err(Rejection::DoorRefused);
+    }
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(Rejection::UnknownDoor)?;
     count(Counter::SpaAccepted);
-    gate::open(segment.src, door.gate_id, door, 0, now_ns, scratch);
+    gate::open(segment.src, door, 0, now_ns, scratch, true, settings);
     Ok(())
 }

@@ -135,6 +135,29 @@ struct RunArgs {
     /// The inet table of --mirror nftables, holding the sets knock4 and knock6 (default: knock).
     #[arg(long, value_name = "NAME")]
     mirror_table: Option<String>,
+    /// How the ports answer a scanner (overrides Ports_Look in [options]): `closed` (knock and
+    /// protected ports answer as closed ports do), `filtered` (they drop silently: only where
+    /// every closed port is filtered), `stealth` (every port the host does not serve drops).
+    #[arg(long, value_enum, value_name = "LOOK")]
+    ports_look: Option<PortsLook>,
+}
+
+/// The values of `--ports-look`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PortsLook {
+    Closed,
+    Filtered,
+    Stealth,
+}
+
+impl From<PortsLook> for knock_common::settings::Look {
+    fn from(look: PortsLook) -> Self {
+        match look {
+            PortsLook::Closed => Self::Closed,
+            PortsLook::Filtered => Self::Filtered,
+            PortsLook::Stealth => Self::Stealth,
+        }
+    }
 }
 
 /// Which pinned daemons an operator command is about.
@@ -309,7 +332,7 @@ struct KeygenArgs {
     #[arg(long, default_value_t = knock_user::config::rotate::DEFAULT_PERIOD_S)]
     period: u64,
     /// Rotating: the port range, LOW-HIGH.
-    #[arg(long, default_value = "10000-60000")]
+    #[arg(long, default_value = "10000-32767")]
     ports: String,
     /// Rotating: knocks per sequence.
     #[arg(long, default_value_t = knock_user::config::rotate::DEFAULT_LENGTH)]
@@ -375,6 +398,9 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             lookup: args.lookup,
             switches: Switches {
                 ipv4_only: args.only_ipv4,
+                look: args.ports_look.map(Into::into),
+                guard: false,
+                host_resets: false,
                 observe: args.observe,
             },
             trial: args.trial,

@@ -101,11 +101,12 @@ pub fn describe(config: &Config) -> String {
         if door.spa {
             let _ = writeln!(
                 out,
-                "  SPA:           yes, on udp port {}",
+                "  SPA:           yes, on udp port {}, {}",
                 config
                     .options
                     .spa_port
-                    .unwrap_or(knock_common::spa::DEFAULT_PORT)
+                    .unwrap_or(knock_common::spa::DEFAULT_PORT),
+                spa_keys_of(config, &door.name)
             );
         }
         if !steps.is_empty() {
@@ -269,6 +270,32 @@ fn capitalized(word: &str) -> String {
     })
 }
 
+/// Which SPA keys open door `name`: a key line without a door list opens every SPA door.
+fn spa_keys_of(config: &Config, name: &str) -> String {
+    let opening: Vec<String> = config
+        .spa_keys
+        .iter()
+        .filter(|k| k.doors.is_empty() || k.doors.iter().any(|d| d == name))
+        .map(|k| {
+            if k.doors.is_empty() {
+                format!("{} (every SPA door)", k.id)
+            } else {
+                format!("{} (named)", k.id)
+            }
+        })
+        .collect();
+    let others = config.spa_keys.len() - opening.len();
+    let mut said = if opening.is_empty() {
+        "no key opens it".to_owned()
+    } else {
+        format!("keys {}", opening.join(", "))
+    };
+    if others > 0 {
+        said.push_str(&format!("; {others} key(s) name other doors only"));
+    }
+    said
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -345,5 +372,34 @@ mod tests {
         );
         let plain = crate::config::parse(Path::new("t"), "[d]\nsequence = 1\n").unwrap();
         assert!(!describe(&plain).contains("mirror"));
+    }
+
+    #[test]
+    fn check_says_which_keys_open_each_spa_door() {
+        let dir = std::env::temp_dir().join(format!("knock-check-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = "00112233445566778899aabbccddeeff";
+        std::fs::write(
+            dir.join("keys"),
+            format!("7 {key} laptop\n9 {key} doors=web phone\n"),
+        )
+        .unwrap();
+        let file = dir.join("knockd.conf");
+        std::fs::write(
+            &file,
+            "[options]\nSPA_Keys = keys\n[ssh]\nSPA = yes\n[web]\nSPA = yes\nProtect = 443\n",
+        )
+        .unwrap();
+        let config = crate::config::load(&file).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let text = describe(&config);
+        assert!(
+            text.contains("keys 7 (every SPA door); 1 key(s) name other doors only"),
+            "{text}"
+        );
+        assert!(
+            text.contains("keys 7 (every SPA door), 9 (named)"),
+            "{text}"
+        );
     }
 }

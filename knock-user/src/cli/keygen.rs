@@ -24,6 +24,7 @@ pub fn client_key(id: Option<u32>, comment: &str) -> std::io::Result<ClientKey> 
         id: id.unwrap_or(random_id),
         key,
         comment: comment.to_owned(),
+        ..ClientKey::default()
     })
 }
 
@@ -140,7 +141,10 @@ mod tests {
         let keys = crate::config::keys::load(&key_file).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(key_file, dir.join("knock/myserver.key"));
-        assert_eq!(keys, [key]);
+        assert_eq!(
+            keys.iter().map(|k| (k.id, k.key)).collect::<Vec<_>>(),
+            [(key.id, key.key)]
+        );
         assert_eq!(saved.len(), 1);
         assert_eq!(saved[0].key_file.as_deref(), Some(key_file.as_path()));
         assert_eq!(saved[0].source, Some(hosts::Source::Auto));

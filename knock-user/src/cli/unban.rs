@@ -4,8 +4,9 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use aya::maps::{HashMap, MapData};
+use aya::maps::{Array, HashMap, MapData};
 use knock_common::ban::{self, Strikes};
+use knock_common::settings::Settings;
 use knock_common::{Addr, maps};
 
 use crate::kernel::pins::{self, StateDir, StateError};
@@ -58,7 +59,21 @@ fn unban_in(dir: &StateDir, source: IpAddr) -> Result<Unbanned, StateError> {
             path: path.clone(),
             source,
         })?;
-    let key = ban::key(Addr::from(source));
+    // IPv6 sources are banned by prefix: the one the running configuration pushed.
+    let settings_path = dir.map_path(maps::SETTINGS);
+    let settings: Array<MapData, Settings> =
+        Array::try_from(dir.map(maps::SETTINGS)?).map_err(|source| StateError::Map {
+            path: settings_path.clone(),
+            source,
+        })?;
+    let prefix6 = settings
+        .get(&0, 0)
+        .map_err(|source| StateError::Map {
+            path: settings_path,
+            source,
+        })?
+        .ban_prefix6;
+    let key = ban::key(Addr::from(source), prefix6);
     let Ok(strikes) = bans.get(&key, 0) else {
         return Ok(Unbanned::Clean { dir: name });
     };

@@ -50,8 +50,15 @@ pub struct Options {
     pub interfaces: Vec<String>,
     /// How many sources may have knocks in progress at once (knock extension).
     pub progress_capacity: u32,
-    /// How many sources the gate holds open doors for at once (knock extension).
+    /// How many sources the gate holds doors opened by static sequences for at once (knock
+    /// extension).
     pub gate_capacity: u32,
+    /// How many sources the gate holds doors opened by SPA and single-use sequences for at
+    /// once, a room static sequences cannot fill (knock extension `Gate_Reserve`).
+    pub gate_reserve: u32,
+    /// How knock ports, protected ports and (in the stealth look) the others answer a
+    /// scanner (knock extension `Ports_Look`).
+    pub look: knock_common::settings::Look,
     /// The progress rule of doors that do not set their own (knock extension `Progress`).
     pub progress: ProgressRule,
     /// The UDP port of single-packet authorization, set when some door takes SPA.
@@ -78,6 +85,8 @@ pub struct BanOptions {
     pub failures: u32,
     pub window_s: u32,
     pub time_s: u32,
+    /// IPv6 sources are counted and banned by this prefix (`Ban_IPv6_Prefix`).
+    pub prefix6: u8,
 }
 
 pub const DEFAULT_SPA_WINDOW_S: u32 = 30;
@@ -85,10 +94,12 @@ pub const DEFAULT_BAN: BanOptions = BanOptions {
     failures: 10,
     window_s: 60,
     time_s: 600,
+    prefix6: knock_common::ban::DEFAULT_PREFIX6,
 };
 
 pub const DEFAULT_PROGRESS_CAPACITY: u32 = 16_384;
 pub const DEFAULT_GATE_CAPACITY: u32 = 4_096;
+pub const DEFAULT_GATE_RESERVE: u32 = 1_024;
 
 impl Default for Options {
     fn default() -> Self {
@@ -99,6 +110,8 @@ impl Default for Options {
             interfaces: Vec::new(),
             progress_capacity: DEFAULT_PROGRESS_CAPACITY,
             gate_capacity: DEFAULT_GATE_CAPACITY,
+            gate_reserve: DEFAULT_GATE_RESERVE,
+            look: knock_common::settings::Look::Closed,
             progress: ProgressRule::Strict,
             spa_port: None,
             spa_keys: None,
@@ -283,9 +296,77 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     if let Some(file) = &config.options.spa_keys {
         let file = crate::config::onetime::resolve(path, file);
         config.spa_keys = crate::config::keys::load(&file)?;
+        check_key_doors(&config, &file)?;
         config.options.spa_keys = Some(file);
     }
+    check_one_time_ports(&config)?;
     Ok(config)
+}
+
+/// A one-time sequence never knocks on a protected port or the SPA port: a knock there would be
+/// a connection to the gate itself. (Ports the host serves, which change while it runs, are
+/// left to the plan: such a door stays shut, see `plan::expand`.)
+fn check_one_time_ports(config: &Config) -> Result<(), ConfigError> {
+    for door in &config.doors {
+        let (Some(file), Some(line)) = (&door.one_time_sequences, door.one_time_line) else {
+            continue;
+        };
+        for step in &door.sequence {
+            let problem = if config
+                .options
+                .spa_port
+                .is_some_and(|p| ProtoPort::udp(p) == *step)
+            {
+                "the SPA port".to_owned()
+            } else if let Some(other) = config.doors.iter().find(|d| d.protect.contains(step)) {
+                format!("a port door `{}` protects", other.name)
+            } else {
+                continue;
+            };
+            return Err(ConfigError {
+                path: file.clone(),
+                line,
+                key: None,
+                kind: ErrorKind::BadValue(format!(
+                    "the sequence knocks on {}:{}, {problem}; use another line",
+                    step.port,
+                    step.proto_name()
+                )),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every door a key line names is a door that takes SPA.
+fn check_key_doors(config: &Config, file: &Path) -> Result<(), ConfigError> {
+    for key in &config.spa_keys {
+        for name in &key.doors {
+            let door = config.doors.iter().find(|d| &d.name == name);
+            let problem = match door {
+                None => format!(
+                    "key {} names door `{name}`, which the configuration lacks",
+                    key.id
+                ),
+                Some(door) if !door.spa => format!(
+                    "key {} names door `{name}`, which takes no SPA (add `SPA = yes` to it)",
+                    key.id
+                ),
+                Some(_) => continue,
+            };
+            return Err(ConfigError {
+                path: file.to_owned(),
+                line: key.line,
+                key: Some(
+                    crate::config::keys::DOORS_FIELD
+                        .trim_end_matches('=')
+                        .to_owned(),
+                ),
+                kind: ErrorKind::BadValue(problem),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl DoorConfig {

@@ -47,6 +47,9 @@ enum Key {
     Mirror,
     MirrorChain,
     MirrorTable,
+    GateReserve,
+    PortsLook,
+    BanPrefix6,
 }
 
 /// Every key knock reads, aliases included, and whether knockd reads it too.
@@ -87,6 +90,9 @@ const KEYS: &[(&str, Key, Origin)] = {
         ("Mirror", Mirror, Extension),
         ("Mirror_Chain", MirrorChain, Extension),
         ("Mirror_Table", MirrorTable, Extension),
+        ("Gate_Reserve", GateReserve, Extension),
+        ("Ports_Look", PortsLook, Extension),
+        ("Ban_IPv6_Prefix", BanPrefix6, Extension),
     ]
 };
 
@@ -130,6 +136,9 @@ impl Key {
                 | Self::Mirror
                 | Self::MirrorChain
                 | Self::MirrorTable
+                | Self::GateReserve
+                | Self::PortsLook
+                | Self::BanPrefix6
         )
     }
 
@@ -320,6 +329,18 @@ impl Reader<'_> {
                 Key::GateCapacity => {
                     let n = value::capacity(value, 16, 1024 * 1024).map_err(|m| bad(self, m))?;
                     self.options.gate_capacity = n;
+                }
+                Key::GateReserve => {
+                    let n = value::capacity(value, 16, 1024 * 1024).map_err(|m| bad(self, m))?;
+                    self.options.gate_reserve = n;
+                }
+                Key::PortsLook => {
+                    self.options.look = value::look(value).map_err(|m| bad(self, m))?;
+                }
+                Key::BanPrefix6 => {
+                    let prefix = value::capacity(value.trim_start_matches('/'), 16, 128)
+                        .map_err(|m| bad(self, m))?;
+                    self.options.ban.prefix6 = prefix as u8;
                 }
                 Key::Mirror => {
                     let backend = mirror::Backend::parse(value).map_err(|m| bad(self, m))?;

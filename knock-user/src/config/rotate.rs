@@ -9,7 +9,7 @@
 //! door    = openSSH
 //! key     = <64 hex digits>
 //! period  = 30
-//! ports   = 10000-60000
+//! ports   = 10000-32767
 //! length  = 3
 //! exclude = 22, 80, 443
 //! ```
@@ -44,7 +44,9 @@ pub struct Secret {
 }
 
 pub const DEFAULT_PERIOD_S: u64 = 30;
-pub const DEFAULT_RANGE: (u16, u16) = (10_000, 60_000);
+/// Below Linux's ephemeral ports (`net.ipv4.ip_local_port_range`, 32768-60999 by default), so
+/// that replies to the host's own connections and queries are never taken for knocks.
+pub const DEFAULT_RANGE: (u16, u16) = (10_000, 32_767);
 pub const DEFAULT_LENGTH: usize = 3;
 
 impl Secret {

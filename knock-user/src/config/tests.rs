@@ -159,7 +159,7 @@ fn an_empty_ipv6_command_means_none_as_in_knockd() {
 fn the_unknown_key_error_lists_every_key_of_knocks_own() {
     let message = error_of("[d]\nsequence = 1\nfoo = 1\n").to_string();
     let extensions: Vec<&str> = parse::extension_keys().collect();
-    assert_eq!(extensions.len(), 16, "{extensions:?}");
+    assert_eq!(extensions.len(), 19, "{extensions:?}");
     for key in extensions {
         assert!(message.contains(key), "{key} missing from: {message}");
         let text = format!("[options]\n{key} = x\n[d]\nsequence = 1\n");
@@ -475,6 +475,29 @@ fn a_missing_default_file_points_at_the_packaged_example() {
     );
     let elsewhere = unreadable(Path::new("/srv/knockd.conf"), &missing).to_string();
     assert!(!elsewhere.contains("examples"), "{elsewhere}");
+}
+
+#[test]
+fn a_one_time_line_that_knocks_on_a_protected_port_or_the_spa_port_is_refused() {
+    let dir = std::env::temp_dir().join(format!("knock-once-ports-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (line, needle) in [
+        ("1000,22,3000", "a port door `door` protects"),
+        ("1000,62201:udp,3000", "the SPA port"),
+    ] {
+        std::fs::write(dir.join("once"), format!("{line}\n")).unwrap();
+        std::fs::write(dir.join("keys"), "").unwrap();
+        let config = dir.join("knockd.conf");
+        std::fs::write(
+            &config,
+            "[options]\nSPA_Port = 62201\nSPA_Keys = keys\n[door]\none_time_sequences = once\nSPA = yes\n",
+        )
+        .unwrap();
+        let error = load(&config).unwrap_err().to_string();
+        assert!(error.contains(needle), "{line}: {error}");
+        assert!(error.contains("once"), "the file is named: {error}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -173,6 +173,19 @@ pub fn progress_rule(value: &str) -> Result<ProgressRule, String> {
     }
 }
 
+pub fn look(value: &str) -> Result<knock_common::settings::Look, String> {
+    use knock_common::settings::Look;
+    [Look::Closed, Look::Filtered, Look::Stealth]
+        .into_iter()
+        .find(|look| value.trim().eq_ignore_ascii_case(look.name()))
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not a look (use closed, filtered or stealth)",
+                value.trim()
+            )
+        })
+}
+
 pub fn capacity(value: &str, min: u32, max: u32) -> Result<u32, String> {
     let n: u32 = value
         .trim()

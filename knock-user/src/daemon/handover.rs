@@ -36,10 +36,9 @@ impl Daemon {
         let Some(predecessor) = self.predecessor else {
             return;
         };
-        let Ok(gate) = self.knock.gate() else {
+        let Ok(passes) = self.knock.passes() else {
             return;
         };
-        let passes: Vec<_> = gate.iter().filter_map(Result::ok).collect();
         let mut adopted = 0;
         for (source, pass) in passes {
             for (door, expires_ns) in pass.door.iter().zip(pass.expires_ns) {

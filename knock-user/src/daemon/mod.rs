@@ -28,6 +28,7 @@ use crate::plan::desired::Desired;
 pub mod detach;
 mod guards;
 mod handover;
+mod lookup_guard;
 mod once;
 mod record;
 mod reload;
@@ -107,6 +108,22 @@ struct Daemon {
     told_open: usize,
     /// While a trial runs: when it undoes itself (Unix time, s).
     trial_until_unix_s: Option<u64>,
+}
+
+/// What the plan needs to know about the host, as it is now: served ports, the interfaces'
+/// addresses, and what its stack puts into its answers (the first interface's hop limit).
+fn host_facts(interfaces: &[String]) -> crate::plan::desired::Host {
+    use crate::system::{net, served, stack};
+    let reading = stack::read(interfaces.first().map_or("default", String::as_str));
+    crate::plan::desired::Host {
+        served: served::ports(),
+        local: net::of_interfaces(interfaces),
+        stack: crate::plan::StackFacts {
+            ttl: reading.ttl,
+            hop_limit: reading.hop_limit,
+            ephemeral: reading.ephemeral,
+        },
+    }
 }
 
 /// Runs the daemon until a signal stops it.

@@ -4,8 +4,7 @@
 
 use crate::config::{self, Config};
 use crate::kernel::sweep;
-use crate::plan::desired::Host;
-use crate::system::{clock, net, served};
+use crate::system::clock;
 
 use super::Daemon;
 
@@ -15,7 +14,8 @@ impl Daemon {
     pub(super) fn apply(&mut self, config: Config) -> anyhow::Result<()> {
         self.note_used_periods();
         let next = self.desired.next(&config, clock::unix_s());
-        sweep::forget_doors(&mut self.knock.gate()?, &next.removed);
+        self.knock
+            .each_gate(|gate| sweep::forget_doors(gate, &next.removed))?;
         self.knock.push(&next.plan)?;
         self.keeper
             .set_doors(next.plan.doors_by_id(&next.expanded), &next.removed);
@@ -68,9 +68,11 @@ impl Daemon {
         if config.options.interfaces != self.desired.config().options.interfaces
             || config.options.progress_capacity != self.capacities.progress
             || config.options.gate_capacity != self.capacities.gate
+            || config.options.gate_reserve != self.capacities.reserve
         {
             self.journal.line(
-                "Interface, Progress_Capacity and Gate_Capacity take effect at the next start",
+                "Interface, Progress_Capacity, Gate_Capacity and Gate_Reserve take effect at \
+                 the next start",
             );
         }
         if let Err(error) = self.journal.reopen(
@@ -102,10 +104,7 @@ impl Daemon {
 
     /// Follows services starting and stopping, and addresses coming and going.
     pub(super) fn check_served(&mut self) {
-        let host = Host {
-            served: served::ports(),
-            local: net::of_interfaces(&self.interfaces()),
-        };
+        let host = super::host_facts(&self.interfaces());
         if !self.desired.observe(host) {
             return;
         }

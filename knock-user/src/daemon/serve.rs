@@ -265,7 +265,9 @@ impl Daemon {
         for event in timeouts {
             self.keeper.on_event(event);
         }
-        sweep::gate(&mut self.knock.gate()?, now);
+        self.knock.each_gate(|gate| {
+            sweep::gate(gate, now);
+        })?;
         self.knock.sync_clock()?;
         self.keeper.reap();
         self.keeper.report_hushed();

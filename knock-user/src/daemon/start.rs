@@ -16,8 +16,8 @@ use crate::kernel::pins::{self, Found, Lifetime, StateDir, StateError};
 use crate::kernel::{
     AttachError, AttachMode, Attached, Attachment, Capacities, Knock, XdpMode, link, sweep,
 };
-use crate::plan::desired::{Desired, Host};
-use crate::system::{clock, net, netlink, proc, routes, served};
+use crate::plan::desired::Desired;
+use crate::system::{clock, net, netlink, proc, routes};
 use knock_common::frame::Link;
 
 impl Daemon {
@@ -75,13 +75,11 @@ impl Daemon {
                 Err(error) => return Err(error.into()),
             }
         }
-        let host = Host {
-            served: served::ports(),
-            local: net::of_interfaces(&interfaces),
-        };
+        let host = super::host_facts(&interfaces);
         let capacities = Capacities {
             progress: config.options.progress_capacity,
             gate: config.options.gate_capacity,
+            reserve: config.options.gate_reserve,
         };
         let opened = match &options.state_root {
             Some(root) => {
@@ -140,16 +138,28 @@ impl Daemon {
         once::warn_unmarkable(&journal, &config);
         let now_s = clock::unix_s();
         let claimed_periods = crate::plan::spent::used_periods(&config, now_s, &claimed);
-        let (desired, first) = Desired::start(
-            config,
-            &kept,
-            claimed_periods,
-            host,
-            options.switches,
-            now_s,
-        );
+        let mut switches = options.switches;
+        switches.guard = super::lookup_guard::attach(&mut knock, &journal);
+        // A veth delivers XDP_TX frames only to a peer that runs XDP itself: in native mode the
+        // program's resets would vanish there, so the host's stack answers instead.
+        let veths: Vec<&str> = present
+            .iter()
+            .filter(|(_, _, info)| info.driver.as_deref() == Some("veth"))
+            .map(|(name, _, _)| name.as_str())
+            .collect();
+        switches.host_resets = options.mode != AttachMode::Skb && !veths.is_empty();
+        if switches.host_resets && switches.guard {
+            journal.detail(&format!(
+                "knock: {} is a veth: refused connection attempts are answered by the host's \
+                 stack (through the socket-lookup guard), since a veth in native mode delivers \
+                 the program's own resets only to a peer that runs XDP",
+                veths.join(", ")
+            ));
+        }
+        let (desired, first) =
+            Desired::start(config, &kept, claimed_periods, host, switches, now_s);
         if resumed {
-            sweep::forget_doors(&mut knock.gate()?, &first.removed);
+            knock.each_gate(|gate| sweep::forget_doors(gate, &first.removed))?;
         }
         knock
             .push(&first.plan)
@@ -242,6 +252,11 @@ impl Daemon {
                     knock_common::maps::GATE,
                     "Gate_Capacity",
                     self.capacities.gate,
+                ),
+                (
+                    knock_common::maps::GATE_RESERVE,
+                    "Gate_Reserve",
+                    self.capacities.reserve,
                 ),
             ] {
                 let (map, key, wanted) = capacity;

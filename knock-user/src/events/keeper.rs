@@ -30,44 +30,44 @@ pub struct Keeper {
     open: HashMap<(Addr, u8), OpenDoor>,
     commands: JoinSet<()>,
     hush: Hush,
-    observed: Hush,
     /// The firewall that follows the open doors (`--mirror`).
     mirror: Option<Mirror>,
 }
 
-/// How many first-knock and first-stage-timeout lines may be logged per second. Anyone can send
-/// first knocks from spoofed addresses; beyond this, lines are counted, not written, so a flood
-/// cannot fill the disk or drown the lines that matter (later stages and openings are always
-/// logged: they take knowing the sequence).
+/// How many lines of each kind an outsider can provoke may be logged per second. Anyone can send
+/// first knocks, wrong knocks and forged SPA packets from spoofed addresses, and whoever sniffed
+/// a static sequence can replay it from as many; beyond this, lines are counted, not written,
+/// so a flood cannot fill the disk, keep the daemon from its events (a daemon that falls behind
+/// loses them, and with them start commands), or start name lookups at its rate. Openings and
+/// commands are always logged: the gate's capacities bound them.
 pub const NOISE_PER_SECOND: u32 = 20;
 
+/// The lines an outsider can provoke, by what it takes.
+#[derive(Clone, Copy)]
+enum Noise {
+    /// Nothing: first knocks, wrong knocks, first-stage timeouts, bans, refused SPA packets,
+    /// replays of a used single-use sequence.
+    Anyone,
+    /// A sniffed static sequence: later stages and their timeouts, a full gate.
+    Sniffer,
+    /// A scan under `--observe`: would-be drops have a budget of their own, so a scan of
+    /// protected ports cannot hush knocks, nor knocks the scan.
+    Observed,
+}
+
+/// One budget of lines per second, and what it held back.
 #[derive(Default)]
-struct Hush {
-    window_start_ns: u64,
+struct Budget {
     logged: u32,
     suppressed: u64,
 }
 
-impl Hush {
-    /// Whether the current second is over: then the caller reports what was held back.
-    fn window_passed(&self) -> bool {
-        clock::monotonic_ns().saturating_sub(self.window_start_ns) >= 1_000_000_000
-    }
-
-    fn may_log(&mut self) -> bool {
-        let now = clock::monotonic_ns();
-        if now.saturating_sub(self.window_start_ns) >= 1_000_000_000 {
-            self.window_start_ns = now;
-            self.logged = 0;
-        }
-        if self.logged < NOISE_PER_SECOND {
-            self.logged += 1;
-            true
-        } else {
-            self.suppressed += 1;
-            false
-        }
-    }
+#[derive(Default)]
+struct Hush {
+    window_start_ns: u64,
+    anyone: Budget,
+    sniffer: Budget,
+    observed: Budget,
 }
 
 impl Keeper {
@@ -79,7 +79,6 @@ impl Keeper {
             open: HashMap::new(),
             commands: JoinSet::new(),
             hush: Hush::default(),
-            observed: Hush::default(),
             mirror: None,
         }
     }
@@ -107,37 +106,63 @@ impl Keeper {
 
     /// Whether a line anyone can provoke may be logged now.
     fn may_log_noise(&mut self) -> bool {
-        if self.hush.window_passed() {
-            self.report_hushed();
-        }
-        self.hush.may_log()
+        self.may_log(Noise::Anyone)
     }
 
-    /// Whether an `--observe` line may be logged now: those have a budget of their own, so a
-    /// scan of protected ports cannot hush knocks, nor knocks the scan.
-    fn may_log_observed(&mut self) -> bool {
-        if self.observed.window_passed() {
+    /// Whether a line of kind `noise` may be logged now.
+    fn may_log(&mut self, noise: Noise) -> bool {
+        let now = clock::monotonic_ns();
+        if now.saturating_sub(self.hush.window_start_ns) >= 1_000_000_000 {
             self.report_hushed();
+            self.hush.window_start_ns = now;
+            self.hush.anyone.logged = 0;
+            self.hush.sniffer.logged = 0;
+            self.hush.observed.logged = 0;
         }
-        self.observed.may_log()
+        let budget = match noise {
+            Noise::Anyone => &mut self.hush.anyone,
+            Noise::Sniffer => &mut self.hush.sniffer,
+            Noise::Observed => &mut self.hush.observed,
+        };
+        if budget.logged < NOISE_PER_SECOND {
+            budget.logged += 1;
+            true
+        } else {
+            budget.suppressed += 1;
+            false
+        }
+    }
+
+    /// Whether an `--observe` line may be logged now.
+    fn may_log_observed(&mut self) -> bool {
+        self.may_log(Noise::Observed)
     }
 
     /// Says how many lines were held back, if any.
     pub fn report_hushed(&mut self) {
-        if self.hush.suppressed > 0 {
+        if self.hush.anyone.suppressed > 0 {
             self.journal.line(&format!(
-                "knock: {} first-knock lines not logged in the last second (a flood of first knocks?)",
-                self.hush.suppressed
+                "knock: {} first-knock lines not logged in the last second (a flood of first \
+                 knocks, wrong knocks or forged packets?)",
+                self.hush.anyone.suppressed
             ));
-            self.hush.suppressed = 0;
+            self.hush.anyone.suppressed = 0;
         }
-        if self.observed.suppressed > 0 {
+        if self.hush.sniffer.suppressed > 0 {
+            self.journal.line(&format!(
+                "knock: {} later-knock lines not logged in the last second (a sniffed sequence \
+                 replayed from many sources?)",
+                self.hush.sniffer.suppressed
+            ));
+            self.hush.sniffer.suppressed = 0;
+        }
+        if self.hush.observed.suppressed > 0 {
             self.journal.line(&format!(
                 "knock: observing: {} more would-be drops not logged in the last second \
                  (the counter observe_passed has them all)",
-                self.observed.suppressed
+                self.hush.observed.suppressed
             ));
-            self.observed.suppressed = 0;
+            self.hush.observed.suppressed = 0;
         }
     }
 
@@ -219,7 +244,7 @@ impl Keeper {
                 door,
                 stage,
             } => {
-                if stage > 1 || self.may_log_noise() {
+                if self.may_log(Self::noise_of(stage)) {
                     self.say(source, door, &format!("Stage {stage}"));
                 }
             }
@@ -272,17 +297,21 @@ impl Keeper {
                 source,
                 door,
                 stage,
-            } => self.journal.detail(&format!(
-                "{}: {}: sequence reset by a wrong knock (stage {stage})",
-                self.who(source),
-                self.name(door)
-            )),
+            } => {
+                if self.journal.is_verbose() && self.may_log_noise() {
+                    self.journal.detail(&format!(
+                        "{}: {}: sequence reset by a wrong knock (stage {stage})",
+                        self.who(source),
+                        self.name(door)
+                    ));
+                }
+            }
             DoorEvent::TimedOut {
                 source,
                 door,
                 stage,
             } => {
-                if stage > 1 || self.may_log_noise() {
+                if self.may_log(Self::noise_of(stage)) {
                     self.say(source, door, &format!("sequence timeout (stage {stage})"));
                 }
             }
@@ -295,16 +324,39 @@ impl Keeper {
                     );
                 }
             }
-            DoorEvent::GateFull { source, door } => self.say(
+            DoorEvent::GateFull {
                 source,
                 door,
-                "the gate is full (raise Gate_Capacity); the door stays shut",
-            ),
-            DoorEvent::Banned { source, until_ns } => self.journal.line(&format!(
-                "{}: failed too often; ignored for {} s",
-                self.who(source),
-                clock::until(until_ns).as_secs()
-            )),
+                static_share,
+            } => {
+                if self.may_log(Noise::Sniffer) {
+                    let what = if static_share {
+                        "the gate's room for doors opened by static sequences is full (raise \
+                         Gate_Capacity; SPA and single-use sequences still find room); the door \
+                         stays shut"
+                    } else {
+                        "the gate's reserve is full (raise Gate_Reserve); the door stays shut"
+                    };
+                    self.say(source, door, what);
+                }
+            }
+            DoorEvent::Banned {
+                source,
+                until_ns,
+                prefix,
+            } => {
+                if self.may_log_noise() {
+                    let whom = if prefix == 0 {
+                        self.who(source)
+                    } else {
+                        format!("{} (with its /{prefix})", self.who(source))
+                    };
+                    self.journal.line(&format!(
+                        "{whom}: failed too often; its knocks are ignored for {} s",
+                        clock::until(until_ns).as_secs()
+                    ));
+                }
+            }
             DoorEvent::SpentRefused {
                 source,
                 door,
@@ -347,6 +399,16 @@ impl Keeper {
             }
         }
         None
+    }
+
+    /// What it takes to provoke a line about an attempt at `stage`: a first knock takes
+    /// nothing, a later one the sequence.
+    fn noise_of(stage: u8) -> Noise {
+        if stage > 1 {
+            Noise::Sniffer
+        } else {
+            Noise::Anyone
+        }
     }
 
     /// Closes every door whose deadline has passed and returns when the next one is due.

@@ -4,6 +4,7 @@
 //! ([`sweep`]). [`rig`] loads it for tests and benchmarks.
 
 mod attach;
+pub mod guard;
 pub mod link;
 pub mod pins;
 pub mod read;
@@ -12,6 +13,7 @@ pub mod sweep;
 mod write;
 
 use aya::maps::{Array, HashMap, MapData, ProgramArray, RingBuf};
+use aya::programs::links::FdLink;
 use aya::programs::{ProgramError, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use knock_common::ban::Strikes;
@@ -20,7 +22,8 @@ use knock_common::gate::Pass;
 use knock_common::progress::Progress;
 use knock_common::status::{self, DaemonInfo};
 use knock_common::{
-    Addr, Door, HANDOFF, HANDOFF_SPA, IP_PROGRAM, PROGRAM, SPA_PROGRAM, maps, program_for,
+    Addr, Door, GATE_PROGRAM, HANDOFF, HANDOFF_GATE, HANDOFF_OPEN, HANDOFF_SPA, IP_PROGRAM,
+    OPEN_PROGRAM, PROGRAM, SPA_PROGRAM, maps, program_for,
 };
 
 pub use attach::{
@@ -56,7 +59,10 @@ pub enum LoadError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacities {
     pub progress: u32,
+    /// Sources with doors opened by static sequences.
     pub gate: u32,
+    /// Sources with doors opened by SPA and single-use sequences.
+    pub reserve: u32,
 }
 
 /// The loaded program and its maps.
@@ -74,6 +80,11 @@ pub struct Knock {
     /// daemon (dropping it closes this process's descriptor; the pin keeps the program
     /// attached), or held for this process's lifetime.
     links: Vec<(String, attach::Hold)>,
+    /// The socket-lookup guard's link, once attached (see [`guard`]).
+    guard: Option<FdLink>,
+    /// This load's key for the flow labels of the program's IPv6 resets: random, so nobody can
+    /// predict them (see `knock_common::reply::flow_label`).
+    label_key: u32,
 }
 
 impl Knock {
@@ -90,6 +101,7 @@ impl Knock {
         loader
             .map_max_entries(maps::PROGRESS, capacities.progress)
             .map_max_entries(maps::GATE, capacities.gate)
+            .map_max_entries(maps::GATE_RESERVE, capacities.reserve)
             .override_global("AYA_LOG_LEVEL", &log_level, false);
         if let Some(dir) = state {
             for name in PINNED {
@@ -98,20 +110,24 @@ impl Knock {
         }
         let mut ebpf = loader.load(PROGRAM_OBJECT)?;
         program_mut(&mut ebpf, Link::Ethernet)?.load()?;
-        let spa: &mut Xdp = ebpf
-            .program_mut(SPA_PROGRAM)
-            .ok_or(LoadError::MissingProgram)?
-            .try_into()?;
-        spa.load()?;
-        let spa_fd = spa.fd()?.try_clone().map_err(ProgramError::from)?;
-        let mut handoff = ProgramArray::try_from(
-            ebpf.map_mut(HANDOFF)
-                .ok_or(LoadError::MissingMap(HANDOFF))?,
-        )
-        .map_err(map_error(HANDOFF))?;
-        handoff
-            .set(HANDOFF_SPA, &spa_fd, 0)
+        for (name, slot) in [
+            (SPA_PROGRAM, HANDOFF_SPA),
+            (GATE_PROGRAM, HANDOFF_GATE),
+            (OPEN_PROGRAM, HANDOFF_OPEN),
+        ] {
+            let program: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or(LoadError::MissingProgram)?
+                .try_into()?;
+            program.load()?;
+            let fd = program.fd()?.try_clone().map_err(ProgramError::from)?;
+            let mut handoff = ProgramArray::try_from(
+                ebpf.map_mut(HANDOFF)
+                    .ok_or(LoadError::MissingMap(HANDOFF))?,
+            )
             .map_err(map_error(HANDOFF))?;
+            handoff.set(slot, &fd, 0).map_err(map_error(HANDOFF))?;
+        }
         let mut knock = Self {
             ebpf,
             held: Held::Unknown,
@@ -119,6 +135,8 @@ impl Knock {
             settings: None,
             state: state.cloned(),
             links: Vec::new(),
+            guard: None,
+            label_key: random_key(),
         };
         let mut layout: Array<_, u32> = knock.array(maps::LAYOUT)?;
         layout
@@ -162,7 +180,7 @@ impl Knock {
     /// The programs loaded into the kernel: the entry points for the kinds of link in use
     /// (the Ethernet one always), and the SPA program.
     pub(crate) fn loaded_programs(&self) -> Vec<&'static str> {
-        let mut names = vec![PROGRAM, SPA_PROGRAM];
+        let mut names = vec![PROGRAM, SPA_PROGRAM, GATE_PROGRAM, OPEN_PROGRAM];
         if self.program_on(Link::Ip).is_ok() {
             names.push(IP_PROGRAM);
         }
@@ -191,6 +209,11 @@ impl Knock {
         Ok(program)
     }
 
+    /// The settings last pushed into the kernel.
+    pub fn settings(&self) -> Option<knock_common::settings::Settings> {
+        self.settings
+    }
+
     /// The door records last pushed into the kernel, if the last push went through.
     pub fn pushed_doors(&self) -> Vec<Door> {
         self.held
@@ -211,8 +234,45 @@ impl Knock {
         self.hash(maps::PROGRESS)
     }
 
+    /// The doors opened by static sequences.
     pub fn gate(&mut self) -> Result<HashMap<&mut MapData, Addr, Pass>, LoadError> {
         self.hash(maps::GATE)
+    }
+
+    /// The doors opened by SPA and single-use sequences: the gate's reserve.
+    pub fn reserve(&mut self) -> Result<HashMap<&mut MapData, Addr, Pass>, LoadError> {
+        self.hash(maps::GATE_RESERVE)
+    }
+
+    /// Both maps of the gate, static first, as the sweep and the daemon walk them.
+    pub const GATES: [&'static str; 2] = [maps::GATE, maps::GATE_RESERVE];
+
+    /// Every pass in both maps of the gate, static ones first.
+    pub fn passes(&mut self) -> Result<Vec<(Addr, Pass)>, LoadError> {
+        let mut passes = Vec::new();
+        for name in Self::GATES {
+            passes.extend(self.hash::<Addr, Pass>(name)?.iter().filter_map(Result::ok));
+        }
+        Ok(passes)
+    }
+
+    /// Runs `each` on both maps of the gate.
+    pub fn each_gate(
+        &mut self,
+        mut each: impl FnMut(&mut HashMap<&mut MapData, Addr, Pass>),
+    ) -> Result<(), LoadError> {
+        for name in Self::GATES {
+            each(&mut self.hash(name)?);
+        }
+        Ok(())
+    }
+
+    /// One map of the gate by name (one of [`Self::GATES`]).
+    pub fn gate_map(
+        &mut self,
+        name: &'static str,
+    ) -> Result<HashMap<&mut MapData, Addr, Pass>, LoadError> {
+        self.hash(name)
     }
 
     pub fn bans(&mut self) -> Result<HashMap<&mut MapData, Addr, Strikes>, LoadError> {
@@ -238,6 +298,14 @@ impl Knock {
         let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
         HashMap::try_from(map).map_err(map_error(name))
     }
+}
+
+/// A random key; a fixed one when the kernel's random source cannot be read (a flow label
+/// that is predictable, no worse).
+fn random_key() -> u32 {
+    let mut bytes = [0u8; 4];
+    let _ = crate::system::random::fill(&mut bytes);
+    u32::from_ne_bytes(bytes) | 1
 }
 
 fn program_mut(ebpf: &mut Ebpf, link: Link) -> Result<&mut Xdp, LoadError> {

@@ -27,13 +27,16 @@ pub use links::{attached_ifindex, detach_pinned_link};
 /// no daemon runs wait there), the door records and names that tie ids to doors, the
 /// fingerprint and daemon record that `status` and the next daemon read, and the program array
 /// that hands SPA datagrams to their program (the kernel empties a program array when the last
-/// descriptor or pin of it goes, and SPA would stop opening doors while no daemon runs).
-pub const PINNED: [&str; 13] = [
+/// descriptor or pin of it goes, and SPA would stop opening doors while no daemon runs), and the
+/// settings, whose IPv6 ban prefix `knock-user unban` needs when no daemon runs.
+pub const PINNED: [&str; 16] = [
     knock_common::HANDOFF,
     maps::SPENT,
     maps::PROGRESS,
     maps::LAST_KNOCK,
     maps::GATE,
+    maps::GATE_RESERVE,
+    maps::RESERVE_SEEN,
     maps::BANS,
     maps::NONCES,
     maps::COUNTERS,
@@ -42,10 +45,13 @@ pub const PINNED: [&str; 13] = [
     maps::NAMES,
     maps::LAYOUT,
     maps::DAEMON,
+    maps::SETTINGS,
 ];
 
 /// The prefix of a pinned link's file name; the interface's name follows.
 const LINK_PREFIX: &str = "link-";
+/// The pinned link of the socket-lookup guard (no interface: it guards the namespace).
+const GUARD_LINK: &str = "socket-lookup";
 /// The prefix of the empty directories that name the interfaces a daemon guards, attached or
 /// not (one that is missing has no link).
 const GUARD_PREFIX: &str = "guard-";
@@ -131,6 +137,10 @@ impl StateDir {
 
     pub fn link_path(&self, iface: &str) -> PathBuf {
         self.path.join(format!("{LINK_PREFIX}{}", encode(iface)))
+    }
+
+    pub fn lookup_guard_path(&self) -> PathBuf {
+        self.path.join(GUARD_LINK)
     }
 
     pub fn exists(&self) -> bool {
@@ -313,6 +323,9 @@ impl StateDir {
         for iface in self.linked_interfaces() {
             // Best effort: a link that cannot be detached here goes with its pin, later.
             let _ = detach_pinned_link(&self.link_path(&iface));
+        }
+        if self.lookup_guard_path().exists() {
+            let _ = detach_pinned_link(&self.lookup_guard_path());
         }
         match std::fs::remove_dir_all(&self.path) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(StateError::Io {

@@ -15,9 +15,10 @@ use super::{Capacities, Knock, LoadError};
 use crate::config::Config;
 use crate::plan::{Plan, Switches};
 
-/// XDP_PASS and XDP_DROP, as a test run returns them.
+/// XDP_PASS, XDP_DROP and XDP_TX, as a test run returns them.
 pub const PASS: u32 = 2;
 pub const DROP: u32 = 1;
+pub const TX: u32 = 3;
 
 /// The server the crafted frames are addressed to, as in the lab: 198.51.100.1 and .4 (a door's
 /// `Target`) and 2001:db8::1.
@@ -64,6 +65,25 @@ pub fn test_run(
         ..TestRunOptions::default()
     })?;
     Ok((result.return_value, result.duration))
+}
+
+/// Runs the XDP program `name` once on `frame`: its verdict and the frame as it left it (for
+/// XDP_TX, the answer sent back).
+pub fn answer(knock: &Knock, name: &str, frame: &[u8]) -> Result<(u32, Vec<u8>), ProgramError> {
+    let program: &Xdp = knock
+        .ebpf
+        .program(name)
+        .ok_or(ProgramError::NotLoaded)?
+        .try_into()?;
+    // Room for a frame that grows (a frame never grows past the headroom the kernel gives).
+    let mut out = vec![0u8; frame.len() + 256];
+    let result = program.test_run(TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ..TestRunOptions::default()
+    })?;
+    out.truncate(result.data_size_out as usize);
+    Ok((result.return_value, out))
 }
 
 /// The main program's verdict on one frame.

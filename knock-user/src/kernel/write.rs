@@ -85,6 +85,7 @@ impl Knock {
         );
         let mut pushed = plan.clone();
         pushed.settings.generation = generation;
+        pushed.settings.label_key = self.label_key;
         if let Err(error) = self.write(&diff) {
             let held = std::mem::take(&mut self.held);
             self.held = held.after_failed_push(&pushed);

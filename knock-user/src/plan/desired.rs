@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use knock_common::{Addr, Door, ProtoPort};
 
 use super::expand;
-use super::{Plan, Switches};
+use super::{Plan, StackFacts, Switches};
 use crate::config::{Config, DoorConfig};
 
 /// What the plan derives from besides the configuration: facts about the host.
@@ -19,6 +19,8 @@ pub struct Host {
     pub served: BTreeSet<ProtoPort>,
     /// The guarded interfaces' addresses: knocks count only when sent to one.
     pub local: BTreeSet<Addr>,
+    /// What the host's stack puts into its answers, and its ephemeral ports.
+    pub stack: StackFacts,
 }
 
 /// A rotating door's period whose sequence has opened the door once and must not again.
@@ -95,10 +97,10 @@ impl Desired {
             })
             .cloned()
             .collect();
-        let expanded = expand::expand(config, now_s, &used);
+        let expanded = expand::expand(config, now_s, &used, &self.host.served);
         let plan = self
             .plan
-            .next(&expanded, &self.host.served, self.switches)
+            .next_on(&expanded, &self.host.served, self.switches, self.host.stack)
             .with_local(&self.host.local);
         Next {
             removed: self.plan.removed_in(&plan),
@@ -323,12 +325,20 @@ mod tests {
         let host = Host {
             served: [ProtoPort::tcp(2000)].into(),
             local: [local].into(),
+            stack: StackFacts {
+                ttl: 99,
+                ..StackFacts::default()
+            },
         };
         assert!(desired.observe(host.clone()));
         assert!(!desired.observe(host), "the same facts change nothing");
         let next = desired.next(desired.config(), NOW);
         assert_eq!(next.plan.class_of(ProtoPort::tcp(2000)) & SERVED, SERVED);
         assert!(next.plan.local.contains(&local));
+        assert_eq!(
+            next.plan.settings.ttl, 99,
+            "the host's TTL, for the program's resets"
+        );
     }
 
     #[test]

@@ -231,8 +231,9 @@ impl Plan {
                     .is_none_or(|b| b.get(group) != Some(doors))
             })
             .collect();
-        diff.keys = map_changes(before.map(|b| &b.keys), &self.keys, |key| SpaKey {
+        diff.keys = map_changes(before.map(|b| &b.keys), &self.keys, |(key, doors)| SpaKey {
             key: *key,
+            doors: *doors,
         });
         diff.spa_doors = map_changes(before.map(|b| &b.spa_doors), &self.spa_doors, |id| *id);
         diff.local = set_changes(before.map(|b| &b.local), &self.local);
@@ -295,7 +296,7 @@ mod tests {
         config.spa_keys = vec![crate::config::keys::ClientKey {
             id: 7,
             key: [1; 16],
-            comment: String::new(),
+            ..Default::default()
         }];
         config
     }
@@ -337,7 +338,16 @@ mod tests {
         );
         assert_eq!(diff.guards.put.len(), plan.guards.len());
         assert_eq!(diff.spa_doors.put, [(door_tag("b"), 1)]);
-        assert_eq!(diff.keys.put, [(7, SpaKey { key: [1; 16] })]);
+        assert_eq!(
+            diff.keys.put,
+            [(
+                7,
+                SpaKey {
+                    key: [1; 16],
+                    doors: knock_common::settings::EVERY_DOOR
+                }
+            )]
+        );
         assert_eq!(
             diff.local.put,
             [(Addr::from_ipv4([198, 51, 100, 1]), 1)],
@@ -434,7 +444,8 @@ mod tests {
     /// The two-door plan with a second client key, 8, besides the file's 7.
     fn with_two_keys() -> Plan {
         let mut plan = plan_of(TWO_DOORS);
-        plan.keys.insert(8, [2; 16]);
+        plan.keys
+            .insert(8, ([2; 16], knock_common::settings::EVERY_DOOR));
         plan
     }
 
@@ -457,7 +468,13 @@ mod tests {
         );
         assert_eq!(
             diff.keys.put,
-            [(7, SpaKey { key: [1; 16] })],
+            [(
+                7,
+                SpaKey {
+                    key: [1; 16],
+                    doors: knock_common::settings::EVERY_DOOR
+                }
+            )],
             "what stays is written again, whatever the maps hold now"
         );
         assert_eq!(
@@ -479,7 +496,9 @@ mod tests {
     fn failed_pushes_add_up_until_one_goes_through() {
         let first = with_two_keys();
         let mut second = next_of(&first, TWO_DOORS);
-        second.keys.insert(9, [3; 16]);
+        second
+            .keys
+            .insert(9, ([3; 16], knock_common::settings::EVERY_DOOR));
         second.local.insert(Addr::from_ipv4([198, 51, 100, 9]));
         let third = next_of(&second, REVOKED);
         let held = Held::Exactly(first)

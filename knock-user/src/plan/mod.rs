@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use knock_common::door::ONCE;
 use knock_common::ports::{self, KNOCK, SERVED};
-use knock_common::settings::{ALWAYS_ALLOWING, IPV4_ONLY, OBSERVING, Settings};
+use knock_common::settings::{
+    ALWAYS_ALLOWING, EVERY_DOOR, GUARD, HOST_RESETS, IPV4_ONLY, Look, OBSERVING, Settings,
+};
 use knock_common::{Addr, Door, MAX_DOORS, MAX_GUARDED_PORTS, MAX_STEPS, ProgressRule, ProtoPort};
 
 use crate::config::{Config, DoorConfig};
@@ -35,8 +37,8 @@ pub struct Plan {
     pub guards: Vec<u64>,
     /// SPA doors by door tag.
     pub spa_doors: BTreeMap<u32, u32>,
-    /// SPA client keys by id.
-    pub keys: BTreeMap<u32, [u8; 16]>,
+    /// SPA client keys by id, with the mask of door ids each opens.
+    pub keys: BTreeMap<u32, ([u8; 16], u64)>,
     /// Networks the gate never blocks, as (prefix length over 128 bits, IPv6-mapped address).
     pub always_allow: BTreeSet<(u32, [u8; 16])>,
     /// Where knocks must be sent: the doors' targets, and the host's own addresses, which the
@@ -45,21 +47,53 @@ pub struct Plan {
     pub settings: Settings,
 }
 
-/// Program-wide switches from the command line.
+/// Program-wide switches from the command line, and what the daemon could set up.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Switches {
     /// knockd's `-4`: IPv6 packets are never knocks.
     pub ipv4_only: bool,
+    /// `--ports-look`, over the configuration's `Ports_Look`.
+    pub look: Option<Look>,
+    /// The socket-lookup guard is attached (see `kernel::guard`).
+    pub guard: bool,
+    /// Refused connection attempts are left to the host's stack and the guard: a guarded
+    /// interface is a veth in native mode (see `settings::HOST_RESETS`).
+    pub host_resets: bool,
     /// `--observe`: the program judges but drops nothing, and reports what it would drop.
     pub observe: bool,
 }
+
+/// What the host's own stack puts into the answers of a closed port, and its ephemeral ports:
+/// read from /proc/sys by the daemon (`system::stack`), so the program's resets look like the
+/// host's own and the stealth look lets answers to the host's queries in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackFacts {
+    pub ttl: u8,
+    pub hop_limit: u8,
+    pub ephemeral: (u16, u16),
+}
+
+impl Default for StackFacts {
+    /// Linux's defaults.
+    fn default() -> Self {
+        Self {
+            ttl: 64,
+            hop_limit: 64,
+            ephemeral: (32768, 60999),
+        }
+    }
+}
+
+/// UDP ports the stealth look always lets in: DHCP's client ports, where the host's leases are
+/// renewed (a client may receive there on a raw socket that /proc/net/udp does not list).
+pub const STEALTH_ALWAYS_SERVED: [ProtoPort; 2] = [ProtoPort::udp(68), ProtoPort::udp(546)];
 
 impl Plan {
     /// The plan for a first configuration: door ids follow the file's order. `served` are the
     /// ports the host listens on: knocks on them are counted but let through.
     pub fn new(config: &Config, served: &BTreeSet<ProtoPort>, switches: Switches) -> Self {
         let ids: Vec<usize> = (0..config.doors.len()).collect();
-        Self::build(config, &ids, &[], served, switches)
+        Self::build(config, &ids, &[], served, switches, StackFacts::default())
     }
 
     /// What an earlier daemon pushed, as far as the next plan needs it: door records and names
@@ -82,6 +116,17 @@ impl Plan {
     /// The plan for a configuration that replaces `self`: doors keep their ids by name, and a
     /// door whose record changed gets the next revision.
     pub fn next(&self, config: &Config, served: &BTreeSet<ProtoPort>, switches: Switches) -> Self {
+        self.next_on(config, served, switches, StackFacts::default())
+    }
+
+    /// [`Self::next`] on a host whose stack answers with `stack`.
+    pub fn next_on(
+        &self,
+        config: &Config,
+        served: &BTreeSet<ProtoPort>,
+        switches: Switches,
+        stack: StackFacts,
+    ) -> Self {
         let mut taken: BTreeSet<usize> = BTreeSet::new();
         let mut ids: Vec<Option<usize>> = config
             .doors
@@ -111,7 +156,7 @@ impl Plan {
         }
         // The configuration holds at most MAX_DOORS doors, so every door found an id.
         let ids: Vec<usize> = ids.into_iter().flatten().collect();
-        Self::build(config, &ids, &self.doors, served, switches)
+        Self::build(config, &ids, &self.doors, served, switches, stack)
     }
 
     fn build(
@@ -120,6 +165,7 @@ impl Plan {
         previous: &[Door],
         served: &BTreeSet<ProtoPort>,
         switches: Switches,
+        stack: StackFacts,
     ) -> Self {
         let len = ids.iter().map(|id| id + 1).max().unwrap_or(0);
         let mut doors = vec![empty_door(); len];
@@ -149,6 +195,7 @@ impl Plan {
             }
         }
 
+        let look = switches.look.unwrap_or(config.options.look);
         let mut classes: BTreeMap<ProtoPort, u8> = BTreeMap::new();
         let mut guarding: BTreeMap<ProtoPort, u64> = BTreeMap::new();
         let mut first_steps: BTreeMap<ProtoPort, u64> = BTreeMap::new();
@@ -188,11 +235,14 @@ impl Plan {
             *class = ports::guarded_class(group as u8, *class);
         }
         let mut port_words: BTreeMap<u32, u64> = BTreeMap::new();
-        for (port, class) in classes {
+        for (port, class) in &classes {
             let (word, shift) = ports::slot(port.proto, port.port);
-            *port_words.entry(word).or_default() |= u64::from(class) << shift;
+            *port_words.entry(word).or_default() |= u64::from(*class) << shift;
         }
         let options = &config.options;
+        if look == Look::Stealth {
+            stealth_classes(&mut port_words, &classes, served, options, stack.ephemeral);
+        }
         let local = config
             .doors
             .iter()
@@ -200,6 +250,22 @@ impl Plan {
             .map(Addr::from)
             .collect();
         let longest_attempt_s = longest_attempt_s(&doors);
+        let longest_open_s = longest_open_s(&doors);
+        let keys = config
+            .spa_keys
+            .iter()
+            .map(|key| {
+                let doors = if key.doors.is_empty() {
+                    EVERY_DOOR
+                } else {
+                    key.doors
+                        .iter()
+                        .filter_map(|name| names.iter().position(|n| n.as_deref() == Some(name)))
+                        .fold(0, |mask, id| mask | 1 << id)
+                };
+                (key.id, (key.key, doors))
+            })
+            .collect();
         Self {
             local,
             doors,
@@ -208,7 +274,7 @@ impl Plan {
             first_steps,
             guards,
             spa_doors,
-            keys: config.spa_keys.iter().map(|k| (k.id, k.key)).collect(),
+            keys,
             always_allow: options
                 .always_allow
                 .iter()
@@ -226,16 +292,26 @@ impl Plan {
                         0
                     } else {
                         ALWAYS_ALLOWING
-                    },
+                    }
+                    | look.flags()
+                    | if switches.guard { GUARD } else { 0 }
+                    | if switches.host_resets { HOST_RESETS } else { 0 },
                 clock_offset_ns: 0,
                 spa_port: options.spa_port.unwrap_or(0),
-                _pad: 0,
+                ttl: stack.ttl,
+                hop_limit: stack.hop_limit,
                 spa_window_s: options.spa_window_s,
                 ban_limit: options.ban.failures,
                 ban_window_s: options.ban.window_s,
                 ban_time_s: options.ban.time_s,
                 longest_attempt_s,
                 recent_tick: 0,
+                ephemeral_low: stack.ephemeral.0,
+                ephemeral_high: stack.ephemeral.1,
+                label_key: 0,
+                ban_prefix6: options.ban.prefix6,
+                _pad: [0; 3],
+                longest_open_s,
                 _pad2: 0,
             },
         }
@@ -282,9 +358,52 @@ impl Plan {
     }
 }
 
+/// In the stealth look, every port that is neither served, nor a knock or protected port, nor
+/// the SPA port, nor (for UDP) in the host's ephemeral range, gets guard group 0, which opens
+/// for no door: new connections and datagrams to it are dropped (see `ports::STEALTHY`).
+fn stealth_classes(
+    port_words: &mut BTreeMap<u32, u64>,
+    classes: &BTreeMap<ProtoPort, u8>,
+    served: &BTreeSet<ProtoPort>,
+    options: &crate::config::Options,
+    ephemeral: (u16, u16),
+) {
+    let spa = options.spa_port.map(ProtoPort::udp);
+    for proto in [
+        knock_common::segment::PROTO_TCP,
+        knock_common::segment::PROTO_UDP,
+    ] {
+        for number in 0..=u16::MAX {
+            let port = ProtoPort {
+                port: number,
+                proto,
+                _pad: 0,
+            };
+            let answers_the_host = proto == knock_common::segment::PROTO_UDP
+                && (ephemeral.0..=ephemeral.1).contains(&number);
+            if classes.contains_key(&port)
+                || served.contains(&port)
+                || STEALTH_ALWAYS_SERVED.contains(&port)
+                || spa == Some(port)
+                || answers_the_host
+            {
+                continue;
+            }
+            let (word, shift) = ports::slot(proto, number);
+            *port_words.entry(word).or_default() |= u64::from(ports::STEALTHY) << shift;
+        }
+    }
+}
+
 /// The longest Seq_Timeout of the doors, in whole seconds rounded up.
 fn longest_attempt_s(doors: &[Door]) -> u32 {
     let longest_ns = doors.iter().map(|d| d.seq_timeout_ns).max().unwrap_or(0);
+    u32::try_from(longest_ns.div_ceil(1_000_000_000)).unwrap_or(u32::MAX)
+}
+
+/// The longest Cmd_Timeout of the doors, in whole seconds rounded up.
+fn longest_open_s(doors: &[Door]) -> u32 {
+    let longest_ns = doors.iter().map(|d| d.open_ns).max().unwrap_or(0);
     u32::try_from(longest_ns.div_ceil(1_000_000_000)).unwrap_or(u32::MAX)
 }
 

@@ -14,7 +14,11 @@ use knock_user::config;
 use knock_user::kernel::{Capacities, Knock, rig};
 use knock_user::plan::{Plan, Switches};
 
-pub use rig::{DROP, PASS};
+pub use rig::PASS;
+/// XDP_DROP.
+pub const DROP: u32 = rig::DROP;
+/// XDP_TX: the program answered the frame itself.
+pub const TX: u32 = rig::TX;
 
 /// The program loaded with a configuration, after `adjust` has changed the plan.
 pub fn load_with(text: &str, adjust: impl FnOnce(&mut Plan)) -> Knock {
@@ -29,6 +33,7 @@ pub fn load_sized(text: &str, progress: u32, adjust: impl FnOnce(&mut Plan)) -> 
         Capacities {
             progress,
             gate: 256,
+            reserve: 64,
         },
         adjust,
     )
@@ -57,6 +62,12 @@ pub fn verdict_on(knock: &Knock, link: Link, frame: &[u8]) -> u32 {
         .0
 }
 
+/// The verdict of the entry point for links of kind `link` on one frame, and the frame as the
+/// program left it (for XDP_TX, the answer).
+pub fn answer_on(knock: &Knock, link: Link, frame: &[u8]) -> (u32, Vec<u8>) {
+    rig::answer(knock, knock_common::program_for(link), frame).expect("test_run runs")
+}
+
 /// Runs an already loaded program once on `frame`, from any thread.
 pub fn run_once(program: &aya::programs::Xdp, frame: &[u8]) -> u32 {
     use aya::programs::TestRun as _;
@@ -79,4 +90,9 @@ pub fn sources_in_progress(knock: &mut Knock) -> usize {
 
 pub fn sources_with_open_doors(knock: &mut Knock) -> usize {
     knock.gate().expect("the gate map").keys().count()
+}
+
+/// The server's addresses the loaded programs take as the host's own.
+pub fn rig_server_addresses() -> BTreeSet<knock_common::Addr> {
+    rig::server_addresses()
 }

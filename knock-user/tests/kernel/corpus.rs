@@ -2,6 +2,15 @@
 //! Each case starts from empty maps and checks the verdict of every frame, every counter, the
 //! progress and the open doors it leaves, and then that a plain SYN to SSH from its source
 //! passes exactly when its door is open. A failure names the case and shows its frames in hex.
+//!
+//! Every case plays twice. First in the filtered look, whose verdicts the case states: knock
+//! ports and the gate drop what they refuse. Then in the closed look, the default, which must
+//! differ from it in exactly this: a frame the filtered look dropped at a knock port passes on
+//! to the host (which answers as for any closed port), and one it dropped at the gate is
+//! answered with the reset the host would send, byte for byte as `knock_common::reply` builds
+//! it, when it is a plain SYN to one of the host's addresses, and dropped otherwise (these
+//! programs run without the socket-lookup guard, which would take the rest). Counters, progress
+//! and open doors are the same in both looks.
 //! Needs root and a kernel with BPF: `cargo xtask test` runs it.
 use crate::kernel;
 
@@ -15,8 +24,10 @@ use std::path::Path;
 use cases::{Case, SERVER4, SERVER6, SSH, Setup, Verdict, hex};
 use knock_common::counter::Counter;
 use knock_common::craft::Craft;
-use knock_common::frame::{Link, classify_on};
+use knock_common::frame::{Frame, Headers, Link, classify_on, headers_on};
+use knock_common::reply::{self, Probe, Reset, Stack};
 use knock_common::segment::tcp_flags::SYN;
+use knock_common::settings::Look;
 use knock_common::{Addr, ProtoPort};
 use knock_user::config;
 use knock_user::kernel::Knock;
@@ -92,20 +103,34 @@ fn frames_of_links_without_ethernet_headers_behave_as_specified() {
     run("ip_links");
 }
 
-/// Runs every case of a category and fails once, listing every case that went wrong.
+/// Runs every case of a category in both looks and fails once, listing every case that went
+/// wrong.
 fn run(category: &str) {
     let cases = cases::categories()
         .into_iter()
         .find(|(name, _)| *name == category)
         .map(|(_, cases)| cases)
         .expect("a category of the corpus");
-    let mut loaded: BTreeMap<&'static str, Knock> = BTreeMap::new();
+    let mut loaded: BTreeMap<(&'static str, bool), Knock> = BTreeMap::new();
     let mut failures = Vec::new();
     for case in &cases {
-        let knock = loaded
-            .entry(case.setup.name)
-            .or_insert_with(|| load(case.setup));
-        let outcome = catch_unwind(AssertUnwindSafe(|| check(knock, case)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let filtered = loaded
+                .entry((case.setup.name, true))
+                .or_insert_with(|| load(case.setup, Look::Filtered));
+            let (mut problems, moved) = check(filtered, case, &Expected::Stated);
+            let closed = loaded
+                .entry((case.setup.name, false))
+                .or_insert_with(|| load(case.setup, Look::Closed));
+            let expected = Expected::Closed(closed_look(closed, case, &moved));
+            let (closed_problems, _) = check(closed, case, &expected);
+            problems.extend(
+                closed_problems
+                    .into_iter()
+                    .map(|p| format!("closed look: {p}")),
+            );
+            problems
+        }));
         let problems = outcome.unwrap_or_else(|panic| {
             let message = panic
                 .downcast_ref::<String>()
@@ -127,11 +152,12 @@ fn run(category: &str) {
     );
 }
 
-fn load(setup: &Setup) -> Knock {
+fn load(setup: &Setup, look: Look) -> Knock {
     let config = config::parse(Path::new("corpus.conf"), setup.config).expect("a valid setup");
     let served: BTreeSet<ProtoPort> = setup.served.iter().map(|&p| ProtoPort::tcp(p)).collect();
     let switches = Switches {
         ipv4_only: setup.ipv4_only,
+        look: Some(look),
         ..Switches::default()
     };
     let mut knock = kernel::load_with(setup.config, |plan| {
@@ -145,37 +171,141 @@ fn load(setup: &Setup) -> Knock {
     knock
 }
 
-/// Plays a case from empty maps; returns what differs from its expectations.
-fn check(knock: &mut Knock, case: &Case) -> Vec<String> {
+/// What a case's frames must get.
+enum Expected {
+    /// What the case states: the filtered look.
+    Stated,
+    /// In the closed look, frame by frame: the verdict and, for XDP_TX, the answer.
+    Closed(Vec<(u32, Option<Vec<u8>>)>),
+}
+
+/// What the closed look must do with each frame of a case, from what the filtered look did
+/// (`moved`: the counters each frame moved there).
+fn closed_look(
+    knock: &Knock,
+    case: &Case,
+    moved: &[BTreeMap<u32, u64>],
+) -> Vec<(u32, Option<Vec<u8>>)> {
+    let settings = knock.settings().expect("a plan was pushed");
+    let stack = Stack {
+        ttl: settings.ttl,
+        hop_limit: settings.hop_limit,
+        label_key: settings.label_key,
+    };
+    case.steps
+        .iter()
+        .zip(moved)
+        .map(|(step, moved)| {
+            let by = |counter: Counter| moved.get(&(counter as u32)).copied().unwrap_or(0);
+            if by(Counter::KnockPortDropped) > 0 {
+                (kernel::PASS, None)
+            } else if by(Counter::GateDropped) > 0 {
+                match reset_of(&step.frame, case.link, stack) {
+                    Some(answer) => (kernel::TX, Some(answer)),
+                    None => (kernel::DROP, None),
+                }
+            } else {
+                (code(step.verdict), None)
+            }
+        })
+        .collect()
+}
+
+/// The reset the host would send for `frame`, if it is a plain SYN to the server.
+fn reset_of(frame: &[u8], link: Link, stack: Stack) -> Option<Vec<u8>> {
+    let Headers::Segment(unaddressed) = headers_on(link, frame) else {
+        return None;
+    };
+    let Frame::Segment(segment) = unaddressed.addressed(frame) else {
+        return None;
+    };
+    if !kernel::rig_server_addresses().contains(&segment.dst) {
+        return None;
+    }
+    let probe = Probe {
+        l3: unaddressed.ip_header_at() as u16,
+        l4: unaddressed.transport_at() as u16,
+        ipv6: u8::from(unaddressed.is_ipv6()),
+        tcp: u8::from(segment.is_tcp()),
+        ip_link: u8::from(link == Link::Ip),
+        class: 0,
+    };
+    let mut reset = Reset::default();
+    if !reply::reset_for(frame, probe, stack, &mut reset) {
+        return None;
+    }
+    let mut answer = frame[..usize::from(probe.l3) + reset.len as usize].to_vec();
+    reply::write(answer.as_mut_slice(), probe, &reset)?;
+    Some(answer)
+}
+
+/// Plays a case from empty maps; returns what differs from its expectations, and the counters
+/// each frame moved.
+fn check(
+    knock: &mut Knock,
+    case: &Case,
+    expected: &Expected,
+) -> (Vec<String>, Vec<BTreeMap<u32, u64>>) {
     forget_every_source(knock);
     let before = counters(knock);
     let mut problems = Vec::new();
+    let mut moved = Vec::new();
+    let mut sent = 0;
     for (index, step) in case.steps.iter().enumerate() {
         // XDP never sees less than an Ethernet header, and test_run refuses it.
         if step.frame.len() < 14 {
             problems.push(format!("frame {} is shorter than 14 bytes", index + 1));
+            moved.push(BTreeMap::new());
             continue;
         }
-        let got = kernel::verdict_on(knock, case.link, &step.frame);
-        if got != code(step.verdict) {
+        let ahead = counters(knock);
+        let (got, out) = kernel::answer_on(knock, case.link, &step.frame);
+        let after = counters(knock);
+        moved.push(
+            after
+                .iter()
+                .map(|(counter, value)| (*counter, value - ahead[counter]))
+                .collect(),
+        );
+        let (want, answer) = match expected {
+            Expected::Stated => (code(step.verdict), None),
+            Expected::Closed(frames) => frames[index].clone(),
+        };
+        if got != want {
             problems.push(format!(
-                "frame {}: expected {:?}, got {} (the host's classifier says {:?})\n      {}",
+                "frame {}: expected {}, got {} (the host's classifier says {:?})\n      {}",
                 index + 1,
-                step.verdict,
+                verdict_name(want),
                 verdict_name(got),
                 classify_on(case.link, step.frame.as_slice()),
                 hex(&step.frame)
             ));
+        } else if let Some(answer) = answer {
+            sent += 1;
+            if out != answer {
+                problems.push(format!(
+                    "frame {}: the reset differs from the host's\n      sent     {}\n      expected {}",
+                    index + 1,
+                    hex(&out),
+                    hex(&answer)
+                ));
+            }
         }
     }
     let after = counters(knock);
     for &counter in Counter::ALL {
         let moved = after[&(counter as u32)] - before[&(counter as u32)];
-        let expected = case
+        let stated = case
             .counters
             .iter()
             .find(|(c, _)| *c == counter)
             .map_or(0, |&(_, n)| n);
+        let expected = match (expected, counter) {
+            (Expected::Stated, _) => stated,
+            (Expected::Closed(_), Counter::KnockPortDropped) => 0,
+            (Expected::Closed(_), Counter::ResetSent) => sent,
+            (Expected::Closed(_), _) => stated,
+        };
         if moved != expected {
             problems.push(format!(
                 "counter {}: expected +{expected}, moved +{moved}",
@@ -215,11 +345,11 @@ fn check(knock: &mut Knock, case: &Case) -> Vec<String> {
     if admitted != case.door_open {
         problems.push(format!(
             "afterwards a plain SYN to SSH from the source was {}, but the door should be {}",
-            if admitted { "admitted" } else { "dropped" },
+            if admitted { "admitted" } else { "refused" },
             open_or_shut(case.door_open)
         ));
     }
-    problems
+    (problems, moved)
 }
 
 fn report(case: &Case, problems: &[String]) -> String {
@@ -319,6 +449,7 @@ fn verdict_name(code: u32) -> String {
     match code {
         kernel::PASS => "Pass".to_owned(),
         kernel::DROP => "Drop".to_owned(),
+        kernel::TX => "Tx (answered)".to_owned(),
         other => format!("XDP action {other}"),
     }
 }

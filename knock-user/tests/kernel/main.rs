@@ -6,6 +6,7 @@
 #[path = "../common/kernel.rs"]
 mod kernel;
 
+mod aimed;
 mod corpus;
 mod observe;
 mod push;

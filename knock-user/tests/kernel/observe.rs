@@ -6,12 +6,12 @@ use crate::kernel;
 
 use std::net::IpAddr;
 
-use kernel::{DROP, PASS, counter, load_with, verdict};
+use kernel::{DROP, PASS, TX, counter, load_with, verdict};
 use knock_common::counter::Counter;
 use knock_common::craft::Craft;
 use knock_common::event::DoorEvent;
 use knock_common::segment::tcp_flags::SYN;
-use knock_common::settings::OBSERVING;
+use knock_common::settings::{FILTERED, OBSERVING};
 use knock_common::{Addr, ProtoPort};
 use knock_user::kernel::Knock;
 
@@ -27,8 +27,9 @@ fn syn(port: u16) -> Vec<u8> {
     Craft::tcp(client(), server(), port, SYN).build()
 }
 
+/// Observing in the filtered look, where the program drops the most.
 fn observing() -> Knock {
-    load_with(DOOR, |plan| plan.settings.flags |= OBSERVING)
+    load_with(DOOR, |plan| plan.settings.flags |= OBSERVING | FILTERED)
 }
 
 fn events(knock: &mut Knock) -> Vec<DoorEvent> {
@@ -65,10 +66,24 @@ fn observing_drops_nothing_the_program_would_drop() {
 
 #[test]
 fn without_observing_the_same_frames_are_dropped() {
-    let knock = load_with(DOOR, |_| {});
+    let knock = load_with(DOOR, |plan| plan.settings.flags |= FILTERED);
     assert_eq!(verdict(&knock, &syn(22)), DROP);
     assert_eq!(verdict(&knock, &syn(4438)), DROP);
     assert_eq!(counter(&knock, Counter::ObservePassed), 0);
+}
+
+#[test]
+fn observing_in_the_closed_look_answers_nothing_and_passes_the_syn() {
+    let closed = load_with(DOOR, |_| {});
+    assert_eq!(
+        verdict(&closed, &syn(22)),
+        TX,
+        "the closed look answers with a reset"
+    );
+    let observed = load_with(DOOR, |plan| plan.settings.flags |= OBSERVING);
+    assert_eq!(verdict(&observed, &syn(22)), PASS);
+    assert_eq!(counter(&observed, Counter::GateDropped), 1);
+    assert_eq!(counter(&observed, Counter::ResetSent), 0);
 }
 
 #[test]

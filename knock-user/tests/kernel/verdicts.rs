@@ -5,7 +5,7 @@ use crate::kernel;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use kernel::{DROP, PASS, counter, load_with, sources_in_progress, verdict};
+use kernel::{DROP, PASS, TX, counter, load_with, sources_in_progress, verdict};
 use knock_common::Addr;
 use knock_common::counter::Counter;
 use knock_common::craft::Craft;
@@ -31,16 +31,16 @@ fn syn(port: u16) -> Vec<u8> {
 
 fn knock_sequence(knock: &Knock) {
     for port in [4438, 1813, 8235] {
-        assert_eq!(verdict(knock, &syn(port)), DROP, "knock on {port}");
+        assert_eq!(verdict(knock, &syn(port)), PASS, "knock on {port}");
     }
 }
 
 #[test]
-fn a_knock_is_dropped_and_counted() {
+fn a_knock_goes_on_to_the_host_like_any_packet_to_a_closed_port_and_counts() {
     let mut knock = guide();
-    assert_eq!(verdict(&knock, &syn(4438)), DROP);
+    assert_eq!(verdict(&knock, &syn(4438)), PASS);
     assert_eq!(counter(&knock, Counter::KnockAccepted), 1);
-    assert_eq!(counter(&knock, Counter::KnockPortDropped), 1);
+    assert_eq!(counter(&knock, Counter::KnockPortDropped), 0);
     let progress = knock.progress().unwrap();
     let entry = progress
         .get(&Addr::from(client()), 0)
@@ -49,10 +49,33 @@ fn a_knock_is_dropped_and_counted() {
 }
 
 #[test]
-fn an_unknocked_syn_to_ssh_is_dropped() {
+fn an_unknocked_syn_to_ssh_is_answered_with_a_reset_built_in_xdp() {
     let knock = guide();
-    assert_eq!(verdict(&knock, &syn(22)), DROP);
+    assert_eq!(verdict(&knock, &syn(22)), TX);
     assert_eq!(counter(&knock, Counter::GateDropped), 1);
+    assert_eq!(counter(&knock, Counter::ResetSent), 1);
+}
+
+#[test]
+fn in_the_filtered_look_knocks_and_unknocked_syns_vanish() {
+    let knock = load_with(GUIDE, |plan| {
+        plan.settings.flags |= knock_common::settings::Look::Filtered.flags();
+    });
+    assert_eq!(verdict(&knock, &syn(4438)), DROP);
+    assert_eq!(counter(&knock, Counter::KnockPortDropped), 1);
+    assert_eq!(counter(&knock, Counter::KnockAccepted), 1);
+    assert_eq!(verdict(&knock, &syn(22)), DROP);
+    assert_eq!(counter(&knock, Counter::ResetSent), 0);
+    // The SYN to 22 reset the attempt (the strict rule): the whole sequence again.
+    for port in [4438, 1813, 8235] {
+        assert_eq!(verdict(&knock, &syn(port)), DROP);
+    }
+    assert_eq!(
+        counter(&knock, Counter::DoorOpened),
+        1,
+        "the sequence opens"
+    );
+    assert_eq!(verdict(&knock, &syn(22)), PASS);
 }
 
 #[test]
@@ -74,7 +97,7 @@ fn the_door_opens_for_the_knocking_source_alone() {
     let knock = guide();
     knock_sequence(&knock);
     let other = Craft::tcp("198.51.100.3".parse().unwrap(), server(), 22, SYN).build();
-    assert_eq!(verdict(&knock, &other), DROP);
+    assert_eq!(verdict(&knock, &other), TX);
 }
 
 #[test]
@@ -110,7 +133,7 @@ fn knocks_out_of_order_keep_the_door_shut() {
     for port in [4438, 8235, 1813] {
         verdict(&knock, &syn(port));
     }
-    assert_eq!(verdict(&knock, &syn(22)), DROP);
+    assert_eq!(verdict(&knock, &syn(22)), TX);
     assert_eq!(counter(&knock, Counter::AttemptReset), 1);
 }
 
@@ -121,7 +144,7 @@ fn a_connection_to_another_port_between_knocks_resets_the_attempt() {
     verdict(&knock, &syn(80));
     verdict(&knock, &syn(1813));
     verdict(&knock, &syn(8235));
-    assert_eq!(verdict(&knock, &syn(22)), DROP);
+    assert_eq!(verdict(&knock, &syn(22)), TX);
 }
 
 #[test]
@@ -140,7 +163,7 @@ fn the_kernel_enforces_the_sequence_timeout() {
     verdict(&knock, &syn(1813));
     std::thread::sleep(Duration::from_millis(150));
     verdict(&knock, &syn(8235));
-    assert_eq!(verdict(&knock, &syn(22)), DROP);
+    assert_eq!(verdict(&knock, &syn(22)), TX);
     assert_eq!(counter(&knock, Counter::AttemptTimedOut), 1);
 }
 
@@ -150,7 +173,7 @@ fn the_kernel_closes_the_door_after_cmd_timeout() {
     knock_sequence(&knock);
     assert_eq!(verdict(&knock, &syn(22)), PASS);
     std::thread::sleep(Duration::from_millis(150));
-    assert_eq!(verdict(&knock, &syn(22)), DROP);
+    assert_eq!(verdict(&knock, &syn(22)), TX);
     let ack = Craft::tcp(client(), server(), 22, ACK).build();
     assert_eq!(
         verdict(&knock, &ack),
@@ -180,7 +203,7 @@ fn truncated_frames_never_count_as_a_knock_nor_open_anything() {
     }
     assert_eq!(counter(&knock, Counter::KnockAccepted), 0);
     assert_eq!(sources_in_progress(&mut knock), 0);
-    assert_eq!(verdict(&knock, &syn(22)), DROP);
+    assert_eq!(verdict(&knock, &syn(22)), TX);
 }
 
 #[test]
@@ -191,12 +214,12 @@ fn an_ipv6_source_knocks_and_connects_like_an_ipv4_one() {
         "2001:db8::1".parse().unwrap(),
     );
     for port in [4438, 1813, 8235] {
-        assert_eq!(verdict(&knock, &Craft::tcp(c, s, port, SYN).build()), DROP);
+        assert_eq!(verdict(&knock, &Craft::tcp(c, s, port, SYN).build()), PASS);
     }
     assert_eq!(verdict(&knock, &Craft::tcp(c, s, 22, SYN).build()), PASS);
     assert_eq!(
         verdict(&knock, &syn(22)),
-        DROP,
+        TX,
         "the IPv4 client did not knock"
     );
 }
@@ -273,7 +296,7 @@ fn a_used_single_use_sequence_never_opens_again_even_when_it_is_pushed_again() {
         verdict(&knock, &Craft::tcp(other, server(), port, SYN).build());
     }
     let replay = Craft::tcp(other, server(), 22, SYN).build();
-    assert_eq!(verdict(&knock, &replay), DROP, "the replay opens nothing");
+    assert_eq!(verdict(&knock, &replay), TX, "the replay opens nothing");
     assert_eq!(counter(&knock, Counter::DoorOpened), 1);
     assert_eq!(counter(&knock, Counter::SingleUseRefused), 1);
     let mut ring = knock.take_events().expect("the event ring");
@@ -315,7 +338,7 @@ fn a_single_use_sequence_completed_by_two_sources_at_once_opens_for_one() {
             for port in [4438, 1813] {
                 assert_eq!(
                     verdict(&knock, &Craft::tcp(source, s, port, SYN).build()),
-                    DROP
+                    PASS
                 );
             }
         }

@@ -244,7 +244,7 @@ fn debians_default_configuration_runs_unchanged() {
 /// any program that logs with env_logger.
 #[test]
 fn debug_output_follows_rust_log() {
-    let gate_record = "gate: dropped a new connection to port 22";
+    let gate_record = "gate: refused a new connection to a protected port";
     let push_line = "push 1:";
     let debug = Scene::build(GUIDE)
         .args(&["-D"])

@@ -21,3 +21,4 @@ mod one_time;
 mod operations;
 mod replay;
 mod safety_net;
+mod scanner;

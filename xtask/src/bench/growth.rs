@@ -39,7 +39,8 @@ impl Shape {
 }
 
 fn doors_config(count: u16, shape: Shape) -> String {
-    let mut text = String::from("[options]\n");
+    // The filtered look, as in `packet::config`.
+    let mut text = String::from("[options]\n    Ports_Look = filtered\n");
     for i in 0..count {
         let [a, b, c] = shape.knocks(i);
         let _ = write!(

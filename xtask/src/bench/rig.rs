@@ -91,6 +91,7 @@ impl Rig {
             Capacities {
                 progress,
                 gate: 4096,
+                reserve: 1024,
             },
             |_| {},
         )
@@ -137,11 +138,16 @@ impl Rig {
         if let Ok(mut progress) = self.knock.progress() {
             let _ = progress.remove(&addr);
         }
-        if let Ok(mut gate) = self.knock.gate() {
+        // Both maps of the gate: an SPA opening sits in the reserve.
+        let _ = self.knock.each_gate(|gate| {
             let _ = gate.remove(&addr);
-        }
+        });
         if let Ok(mut bans) = self.knock.bans() {
-            let _ = bans.remove(&addr);
+            // Bans key IPv6 sources by their prefix.
+            let _ = bans.remove(&knock_common::ban::key(
+                addr,
+                knock_common::ban::DEFAULT_PREFIX6,
+            ));
         }
     }
 

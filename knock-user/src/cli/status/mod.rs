@@ -130,18 +130,23 @@ pub fn snapshot(dir: &StateDir) -> Result<Snapshot, StateError> {
         }
     }
 
-    let gate: HashMap<MapData, Addr, Pass> = hash(dir, maps::GATE)?;
     let mut open = Vec::new();
-    let mut gate_entries = 0;
-    for (source, pass) in gate.iter().filter_map(Result::ok) {
-        gate_entries += 1;
-        for (door, expires) in pass.door.iter().zip(pass.expires_ns) {
-            if expires > now {
-                open.push(OpenView {
-                    source: source.ip().to_string(),
-                    door: name_of(*door),
-                    left_s: seconds(expires - now),
-                });
+    let mut gate_entries = [0; 2];
+    for (entries, map) in gate_entries
+        .iter_mut()
+        .zip([maps::GATE, maps::GATE_RESERVE])
+    {
+        let gate: HashMap<MapData, Addr, Pass> = hash(dir, map)?;
+        for (source, pass) in gate.iter().filter_map(Result::ok) {
+            *entries += 1;
+            for (door, expires) in pass.door.iter().zip(pass.expires_ns) {
+                if expires > now {
+                    open.push(OpenView {
+                        source: source.ip().to_string(),
+                        door: name_of(*door),
+                        left_s: seconds(expires - now),
+                    });
+                }
             }
         }
     }
@@ -195,7 +200,8 @@ pub fn snapshot(dir: &StateDir) -> Result<Snapshot, StateError> {
         counters: counters(dir)?,
         maps: vec![
             fill(maps::PROGRESS, progress_entries),
-            fill(maps::GATE, gate_entries),
+            fill(maps::GATE, gate_entries[0]),
+            fill(maps::GATE_RESERVE, gate_entries[1]),
             fill(maps::BANS, ban_entries),
             fill(maps::NONCES, nonce_entries),
         ],

@@ -47,13 +47,16 @@ pub fn knock_gate(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn answer(ctx: &XdpContext, probe: Probe, settings: &Settings, reset: &mut Reset) -> u32 {
-    // Offsets the verifier can bound; the main program's never exceed them.
+    let frame = XdpFrame::new(ctx);
+    // Offsets the verifier can bound; the main program's never exceed them. Hidden from the
+    // compiler first: it would otherwise turn the mask into a range check on one copy of the
+    // offset and use another, unchecked, copy, which kernels before 6.x cannot follow (6.1
+    // refused the program with "R2 offset is outside of the packet").
     let probe = Probe {
-        l3: (usize::from(probe.l3) & L3_LIMIT) as u16,
-        l4: (usize::from(probe.l4) & L4_LIMIT) as u16,
+        l3: (frame.opaque(usize::from(probe.l3)) & L3_LIMIT) as u16,
+        l4: (frame.opaque(usize::from(probe.l4)) & L4_LIMIT) as u16,
         ..probe
     };
-    let frame = XdpFrame::new(ctx);
     let Some(source) = source(&frame, probe) else {
         return XDP_DROP;
     };

@@ -88,7 +88,10 @@ fn verify(
     if start > PAYLOAD_LIMIT {
         return Err(Rejection::Malformed);
     }
-    let start = start & PAYLOAD_LIMIT;
+    // Masked through `opaque`: otherwise the compiler keeps the check above on one copy of the
+    // offset and reads the packet with another, which kernels before 6.x cannot follow (6.1
+    // and 5.10 refused the program with "R2 offset is outside of the packet").
+    let start = frame.opaque(start) & PAYLOAD_LIMIT;
     for word in 0..PACKET_LEN / 8 {
         let bytes: [u8; 8] = frame.bytes(start + word * 8).ok_or(Rejection::Malformed)?;
         packet[word * 8..word * 8 + 8].copy_from_slice(&bytes);

@@ -11,7 +11,7 @@ use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::maps::HashMap;
 use aya_ebpf::maps::lpm_trie::Key;
 
-use crate::maps::{ALWAYS_ALLOW, GATE, GATE_RESERVE, GUARDS, RESERVE_SEEN, Scratch};
+use crate::maps::{ALWAYS_ALLOW, GATE, GATE_RESERVE, GUARDS, PASS_SEEN, RESERVE_SEEN, Scratch};
 use crate::report::{count, emit, zero};
 
 /// Whether a door opened by a static sequence admits `source` to a guarded port of class
@@ -32,10 +32,36 @@ pub fn admits_reserved(source: Addr, class: u8, settings: &Settings) -> bool {
     marked && admits_in(&GATE_RESERVE, source, class)
 }
 
-/// Whether any open door admits `source`: the socket-lookup guard's check.
+/// Whether any open door admits `source`: the gate program's and the socket-lookup guard's
+/// check. Sources whose slot of `PASS_SEEN` says no door can be open for them skip both
+/// lookups.
 #[inline(always)]
 pub fn admits(source: Addr, class: u8, settings: &Settings) -> bool {
-    admits_static(source, class) || admits_reserved(source, class, settings)
+    may_hold_pass(&source, settings)
+        && (admits_static(source, class) || admits_reserved(source, class, settings))
+}
+
+/// Whether a door may be open for `source` in either map of the gate.
+#[inline(always)]
+fn may_hold_pass(source: &Addr, settings: &Settings) -> bool {
+    PASS_SEEN
+        .get(recent::slot(source))
+        .is_none_or(|mark| pass::may_hold_pass(*mark, settings.recent_tick))
+}
+
+/// Whether the main program refuses a new connection from `source` to a guarded port of class
+/// `class` itself, with the gate program's verdict and counter but without its tail call and
+/// lookups (see `knock_common::gate::refused_at_once`).
+#[inline(always)]
+pub fn refused_at_once(source: &Addr, class: u8, settings: &Settings) -> bool {
+    let debug_log =
+        aya_log_ebpf::macro_support::level_enabled(aya_log_ebpf::macro_support::Level::Debug);
+    // The flags first: the slot's mark is read only where they allow a refusal.
+    if !pass::may_refuse_at_once(class, settings, debug_log) {
+        return false;
+    }
+    let mark = PASS_SEEN.get(recent::slot(source)).map_or(u32::MAX, |m| *m);
+    pass::refused_at_once(class, mark, settings, debug_log)
 }
 
 #[inline(always)]
@@ -75,6 +101,18 @@ pub fn open(
 ) {
     let id = door.gate_id;
     let expires_ns = now_ns.saturating_add(door.open_ns);
+    // Marked before the pass exists, so that no pass in either map is ever unmarked.
+    if let Some(mark) = PASS_SEEN.get_ptr_mut(recent::slot(&source)) {
+        // SAFETY: an element of an array map; concurrent writers write about the same value,
+        // and a lost race can only lower a mark to one that covers the writer's own door.
+        unsafe {
+            let raised = pass::raised_mark(
+                core::ptr::read_volatile(mark),
+                pass::pass_mark(now_ns, settings.longest_open_s),
+            );
+            core::ptr::write_volatile(mark, raised);
+        }
+    }
     if authenticated {
         // Marked before the pass exists, so that no pass in the reserve is ever unmarked.
         if let Some(mark) = RESERVE_SEEN.get_ptr_mut(recent::slot(&source)) {

@@ -67,9 +67,7 @@ fn answer(ctx: &XdpContext, probe: Probe, settings: &Settings, reset: &mut Reset
         count(Counter::StealthDropped);
         return observe::spare(XDP_DROP, settings);
     }
-    if gate::admits_static(source, probe.class)
-        || gate::admits_reserved(source, probe.class, settings)
-    {
+    if gate::admits(source, probe.class, settings) {
         count(Counter::GateAllowed);
         return XDP_PASS;
     }

@@ -23,7 +23,7 @@ use crate::maps::{
     SETTINGS, Scratch,
 };
 use crate::report::{count, emit, zero};
-use crate::{ban, observe, recent};
+use crate::{ban, gate, observe, recent};
 
 /// Links with Ethernet headers.
 #[xdp]
@@ -106,6 +106,11 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
     let gated = class & GUARDED != 0 && contact && !spa;
     if !spa && !at_knock_port && !lately {
         if gated {
+            // A stranger's attempt that the gate program could only drop is dropped here.
+            if gate::refused_at_once(&source, class, settings) {
+                count(Counter::GateDropped);
+                return Ok(XDP_DROP);
+            }
             // Nothing but the hand-over on this path: the verifier walks it once per path
             // through the classifier.
             note_probe::<IP_FIRST>(&unaddressed, class)?;

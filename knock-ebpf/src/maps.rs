@@ -120,6 +120,11 @@ pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map]
 pub static BANS: LruHashMap<Addr, Strikes> = LruHashMap::with_max_entries(16384, 0);
 
+/// Until when (on `recent`'s coarse clock) a ban key hashed to each slot may be banned: most
+/// knocks and connections skip the `BANS` lookup.
+#[map]
+pub static BAN_SEEN: Array<u32> = Array::with_max_entries(recent::SLOTS, 0);
+
 /// SPA client keys by key id.
 #[map]
 pub static KEYS: HashMap<u32, SpaKey> = HashMap::with_max_entries(1024, 0);

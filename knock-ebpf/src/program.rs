@@ -198,14 +198,17 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
             track(scratch, port, now_ns);
         }
     }
-    // Doors to open, a wrong knock to count or a packet for the gate: the open program does
-    // what there is to do and gives the verdict.
+    // Doors to open or a wrong knock to count: the open program does what there is to do and
+    // gives the verdict, handing a packet for the gate on to the gate program. A packet for
+    // the gate with nothing to open goes there at once.
     // SAFETY: this CPU's scratch slot; a tail call into our own program array, on failure
     // execution goes on (and nothing opens).
     unsafe {
-        if (*scratch).opens.count != 0 || (*scratch).failed != 0 || (*scratch).to_gate != 0 {
+        if (*scratch).opens.count != 0 || (*scratch).failed != 0 {
             core::ptr::write_volatile(&raw mut (*scratch).now_ns, now_ns);
             HANDOFF.tail_call(ctx, HANDOFF_OPEN);
+        } else if (*scratch).to_gate != 0 {
+            HANDOFF.tail_call(ctx, HANDOFF_GATE);
         }
     }
     // SAFETY: as above.

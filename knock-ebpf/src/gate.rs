@@ -15,30 +15,31 @@ use crate::maps::{ALWAYS_ALLOW, GATE, GATE_RESERVE, GUARDS, PASS_SEEN, RESERVE_S
 use crate::report::{count, emit, zero};
 
 /// Whether a door opened by a static sequence admits `source` to a guarded port of class
-/// `class` now: the main program's check. The clock is read only for a source with a pass: it
-/// costs more than the rest of a miss.
+/// `class` at `now_ns` (zero: now, from the clock). The clock is read only for a source with
+/// a pass: it costs more than the rest of a miss.
 #[inline(always)]
-pub fn admits_static(source: Addr, class: u8) -> bool {
-    admits_in(&GATE, source, class)
+pub fn admits_static(source: Addr, class: u8, now_ns: u64) -> bool {
+    admits_in(&GATE, source, class, now_ns)
 }
 
 /// Whether a door in the gate's reserve admits `source`: the reply program's check, for
 /// sources the main program refused, so the main program pays nothing for the reserve.
 #[inline(always)]
-pub fn admits_reserved(source: Addr, class: u8, settings: &Settings) -> bool {
+pub fn admits_reserved(source: Addr, class: u8, settings: &Settings, now_ns: u64) -> bool {
     let marked = RESERVE_SEEN
         .get(recent::slot(&source))
         .is_some_and(|mark| pass::may_hold_reserve(*mark, settings.recent_tick));
-    marked && admits_in(&GATE_RESERVE, source, class)
+    marked && admits_in(&GATE_RESERVE, source, class, now_ns)
 }
 
-/// Whether any open door admits `source`: the gate program's and the socket-lookup guard's
-/// check. Sources whose slot of `PASS_SEEN` says no door can be open for them skip both
+/// Whether any open door admits `source` at `now_ns` (zero: now, from the clock): the gate
+/// program's and the socket-lookup guard's check. Sources whose slot of `PASS_SEEN` says no door can be open for them skip both
 /// lookups.
 #[inline(always)]
-pub fn admits(source: Addr, class: u8, settings: &Settings) -> bool {
+pub fn admits(source: Addr, class: u8, settings: &Settings, now_ns: u64) -> bool {
     may_hold_pass(&source, settings)
-        && (admits_static(source, class) || admits_reserved(source, class, settings))
+        && (admits_static(source, class, now_ns)
+            || admits_reserved(source, class, settings, now_ns))
 }
 
 /// Whether a door may be open for `source` in either map of the gate.
@@ -65,13 +66,21 @@ pub fn refused_at_once(source: &Addr, class: u8, settings: &Settings) -> bool {
 }
 
 #[inline(always)]
-fn admits_in(map: &HashMap<Addr, Pass>, source: Addr, class: u8) -> bool {
+fn admits_in(map: &HashMap<Addr, Pass>, source: Addr, class: u8, now_ns: u64) -> bool {
     let Some(guarding) = GUARDS.get(ports::guard_group(class)) else {
         return false;
     };
     match map.get_ptr(source) {
-        // SAFETY: a hash map value; a concurrent update can at worst give a stale deadline.
-        Some(pass) => unsafe { (*pass).admits(*guarding, bpf_ktime_get_ns()) },
+        Some(pass) => {
+            // The clock costs more than the rest of a hit: read only when nobody has.
+            let now_ns = if now_ns != 0 {
+                now_ns
+            } else {
+                unsafe { bpf_ktime_get_ns() }
+            };
+            // SAFETY: a hash map value; a concurrent update can at worst give a stale deadline.
+            unsafe { (*pass).admits(*guarding, now_ns) }
+        }
         None => false,
     }
 }

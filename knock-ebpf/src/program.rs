@@ -208,6 +208,8 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
             core::ptr::write_volatile(&raw mut (*scratch).now_ns, now_ns);
             HANDOFF.tail_call(ctx, HANDOFF_OPEN);
         } else if (*scratch).to_gate != 0 {
+            // The gate program judges by the time the state machine did.
+            core::ptr::write_volatile(&raw mut (*scratch).now_ns, now_ns);
             HANDOFF.tail_call(ctx, HANDOFF_GATE);
         }
     }
@@ -228,8 +230,12 @@ fn note_probe<const IP_FIRST: bool>(unaddressed: &Unaddressed, class: u8) -> Res
         ip_link: u8::from(IP_FIRST),
         class,
     };
-    // SAFETY: this CPU's scratch slot, used only for the packet at hand.
-    unsafe { core::ptr::write_volatile(&raw mut (*scratch).probe, probe) };
+    // SAFETY: this CPU's scratch slot, used only for the packet at hand. The time is zero
+    // until the program reads the clock, which tells the gate program to read it itself.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*scratch).probe, probe);
+        core::ptr::write_volatile(&raw mut (*scratch).now_ns, 0);
+    }
     Ok(())
 }
 

@@ -9,7 +9,9 @@
 
 mod bpffs;
 mod daemon;
+mod generator;
 pub mod knockd;
+mod live;
 pub mod nat;
 mod netns;
 mod raw;
@@ -17,9 +19,12 @@ mod scene;
 mod socket;
 pub mod stun;
 mod tempdir;
+mod txring;
 
 pub use bpffs::BpfMount;
 pub use daemon::Daemon;
+pub use generator::{Flood, Flooded, Sender, stamp};
+pub use live::DropAll;
 pub use netns::Netns;
 pub use raw::Capture;
 pub use scene::{SHORT, Scene, SceneBuilder};

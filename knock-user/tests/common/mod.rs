@@ -38,3 +38,22 @@ fn scene_full(config: &str, extra: &[&str], files: &[(&str, &str)]) -> Scene {
     }
     build.start(Path::new(BINARY)).expect("the daemon starts")
 }
+
+/// What a command printed, stdout then stderr, for assertions and their messages.
+pub fn text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// `knock-user ARGS --state-dir PINS` from the host's shell, as an operator would.
+pub fn operator(scene: &Scene, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BINARY)
+        .args(args)
+        .arg("--state-dir")
+        .arg(scene.state_dir().expect("the scene pins"))
+        .output()
+        .expect("knock-user runs")
+}

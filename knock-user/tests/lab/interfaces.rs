@@ -6,10 +6,10 @@
 //! so.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::common::{BINARY, GUIDE};
+use crate::common::{BINARY, GUIDE, operator, text};
 use knock_lab::{Netns, SERVER_V4, Scene};
 
 const DOOR: &str = "[openSSH]\nsequence = 4438,1813,8235\nseq_timeout = 5\ncmd_timeout = 30\n";
@@ -34,21 +34,9 @@ fn expect_line(scene: &Scene, needle: &str, within: Duration) -> String {
 
 /// `knock-user status` with `args`, from the host's shell.
 fn status(scene: &Scene, args: &[&str]) -> Output {
-    Command::new(BINARY)
-        .arg("status")
-        .args(args)
-        .arg("--state-dir")
-        .arg(scene.state_dir().expect("the scene pins"))
-        .output()
-        .expect("knock-user runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    let mut all = vec!["status"];
+    all.extend_from_slice(args);
+    operator(scene, &all)
 }
 
 /// What `status` says of a guarded interface that is not there, in every format.

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{BINARY, SHORT, TempDir};
+use common::{BINARY, SHORT, TempDir, text};
 use knock_lab::nat::{NAT_CLIENT, NAT_PUBLIC, NAT_SERVER, NatLab};
 use knock_lab::stun::StunResponder;
 use knock_lab::{Daemon, Listener, connects};
@@ -28,14 +28,6 @@ fn client(lab: &NatLab, home: &Path, args: &[&str]) -> Output {
         .env_remove("XDG_CONFIG_HOME")
         .output()
         .expect("knock-user runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[test]

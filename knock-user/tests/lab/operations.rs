@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{BINARY, SHORT};
+use common::{BINARY, SHORT, text};
 use knock_lab::{CLIENT_V6, Daemon, SERVER_V4, SERVER_V6, Scene};
 
 const DOOR: &str = "[openSSH]\nsequence = 4438,1813,8235\ncmd_timeout = 8\n\
@@ -180,14 +180,6 @@ fn acknowledged(stream: &mut TcpStream) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[test]

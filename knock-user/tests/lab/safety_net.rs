@@ -7,10 +7,10 @@ use crate::common;
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{BINARY, SHORT};
+use common::{BINARY, SHORT, operator, text};
 use knock_lab::{SERVER_V4, Scene};
 
 const DOOR: &str = "[openSSH]\nsequence = 4438,1813,8235\ncmd_timeout = 30\n\
@@ -43,24 +43,6 @@ fn knock(scene: &Scene, ports: &[&str]) {
 
 fn ssh(scene: &Scene) -> std::io::Result<TcpStream> {
     knock_lab::connects(&scene.lab.client, SERVER_V4.into(), 22, SHORT)
-}
-
-/// `knock-user ARGS --state-dir PINS` from the host's shell, as an operator would.
-fn operator(scene: &Scene, args: &[&str]) -> Output {
-    Command::new(BINARY)
-        .args(args)
-        .arg("--state-dir")
-        .arg(scene.state_dir().expect("the scene pins"))
-        .output()
-        .expect("knock-user runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 fn xdp_attached(scene: &Scene) -> bool {

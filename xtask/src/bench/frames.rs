@@ -50,11 +50,6 @@ pub fn set_dport(frame: &mut [u8], port: u16) {
     frame[l4 + 2..l4 + 4].copy_from_slice(&port.to_be_bytes());
 }
 
-/// Sets the low 32 bits of an IPv6 frame's source address.
-pub fn set_v6_source_low(frame: &mut [u8], low: u32) {
-    frame[L3 + 20..L3 + 24].copy_from_slice(&low.to_be_bytes());
-}
-
 /// A random order of every port from 1 to 65535, the same for the same seed (xorshift64 and
 /// Fisher-Yates: no dependency for a shuffle).
 pub fn shuffled_ports(seed: u64) -> Vec<u16> {

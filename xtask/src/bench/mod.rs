@@ -17,6 +17,8 @@ mod frames;
 #[cfg(feature = "bench")]
 mod growth;
 #[cfg(feature = "bench")]
+mod linerate;
+#[cfg(feature = "bench")]
 mod measure;
 #[cfg(feature = "bench")]
 mod packet;

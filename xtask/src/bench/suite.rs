@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 
 use super::measure::Sizes;
 use super::report::{self, Table};
-use super::{chart, connect, flood, growth, packet, scan};
+use super::{chart, connect, flood, growth, linerate, packet, scan};
 use crate::shell;
 
 /// How much each part does, full or quick.
@@ -21,6 +21,8 @@ pub struct Plan {
     pub connects: usize,
     pub flood: Duration,
     pub flood_max: u64,
+    /// How long each sender and each strangers' flood runs.
+    pub burst: Duration,
     pub scans: usize,
     pub scan_rate: u64,
 }
@@ -39,8 +41,9 @@ impl Plan {
                 fills: vec![0, 100],
                 delays: vec![0, 100],
                 connects: 3,
-                flood: Duration::from_secs(3),
-                flood_max: 300_000,
+                flood: Duration::from_secs(2),
+                flood_max: 2_000_000,
+                burst: Duration::from_millis(500),
                 scans: 1,
                 scan_rate: 20_000,
             }
@@ -56,8 +59,9 @@ impl Plan {
                 fills: vec![0, 25, 50, 75, 90, 100],
                 delays: vec![0, 1, 10, 100],
                 connects: 100,
-                flood: Duration::from_secs(20),
-                flood_max: 20_000_000,
+                flood: Duration::from_secs(30),
+                flood_max: 40_000_000,
+                burst: Duration::from_secs(5),
                 scans: 30,
                 scan_rate: 50_000,
             }
@@ -116,10 +120,29 @@ pub fn run(quick: bool, packets_only: bool) -> anyhow::Result<()> {
     show(&table);
     tables.push(table);
 
-    part("3. flood");
+    part("3. line rate: senders");
     let load = report::load();
-    let rows = flood::measure(&binary, plan.flood, plan.flood_max)?;
+    let rows = linerate::senders(plan.burst, plan.flood_max)?;
+    let best = linerate::Best::of(&rows);
+    let mut table = linerate::senders_table(&rows);
+    table.note(loads(&load));
+    show(&table);
+    tables.push(table);
+
+    part("3. line rate: strangers' SYNs to SSH");
+    let load = report::load();
+    let rows = linerate::strangers(&binary, best, plan.burst * 2, plan.flood_max)?;
+    let mut table = linerate::strangers_table(&rows);
+    table.note(best.describe());
+    table.note(loads(&load));
+    show(&table);
+    tables.push(table);
+
+    part("3. flood of first knocks");
+    let load = report::load();
+    let rows = flood::measure(&binary, best, plan.flood, plan.flood_max)?;
     let mut table = flood::table(&rows);
+    table.note(best.describe());
     table.note(loads(&load));
     show(&table);
     tables.push(table);

@@ -46,6 +46,22 @@ const fn mask(bits: u32) -> u64 {
     }
 }
 
+/// The mark a ban until `banned_until_ns` leaves in its key's slot of `BAN_SEEN` (by
+/// `recent::slot` of the [`key`]): a tick of `recent`'s coarse clock at or past the ban's end,
+/// with one to spare. Packets whose slot's mark has passed skip the `BANS` lookup.
+#[inline(always)]
+pub const fn ban_mark(banned_until_ns: u64) -> u32 {
+    crate::recent::tick(banned_until_ns).saturating_add(1)
+}
+
+/// Whether a key whose slot of `BAN_SEEN` is marked `mark` may be banned at tick `now` (user
+/// space's tick, which lags the clock and so only says yes more often). A slot's mark only
+/// grows (see `gate::raised_mark`), so a shorter ban never hides a longer one.
+#[inline(always)]
+pub const fn may_be_banned(mark: u32, now: u32) -> bool {
+    mark >= now
+}
+
 /// One source's failures, the value of the `BANS` LRU map, keyed by [`key`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -104,6 +120,32 @@ mod tests {
             window_ns: 60 * S,
             ban_ns: 600 * S,
         }
+    }
+
+    #[test]
+    fn a_ban_mark_covers_the_whole_ban() {
+        let mut strikes = Strikes::default();
+        for at in 1..=3 {
+            strikes.strike(at * S, &policy());
+        }
+        let mark = ban_mark(strikes.banned_until_ns);
+        for now in [3 * S, 300 * S, 602 * S, 603 * S] {
+            // User space's tick lags the clock by up to a tick.
+            for lag in [0, 1] {
+                let tick = crate::recent::tick(now).saturating_sub(lag);
+                assert!(
+                    may_be_banned(mark, tick) || !strikes.is_banned_at(now),
+                    "{now} {lag}"
+                );
+            }
+        }
+        assert!(!may_be_banned(mark, crate::recent::tick(610 * S)));
+    }
+
+    #[test]
+    fn a_slot_never_marked_is_looked_up_only_early_after_boot() {
+        assert!(may_be_banned(0, 0));
+        assert!(!may_be_banned(0, crate::recent::tick(10 * S)));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! scan of eight slots; the reserve costs a second lookup only for sources whose slot of
 //! `RESERVE_SEEN` says they may have a pass there ([`may_hold_reserve`]).
 
-use crate::recent;
+use crate::settings::Settings;
+use crate::{ports, recent};
 
 /// The mark an opening in the reserve leaves in its source's slot of `RESERVE_SEEN`, at
 /// `now_ns`: a tick of `recent`'s coarse clock past the latest deadline any door opened now can
@@ -31,6 +32,49 @@ pub const fn reserve_mark(now_ns: u64, longest_open_s: u32) -> u32 {
 #[inline(always)]
 pub const fn may_hold_reserve(mark: u32, now: u32) -> bool {
     mark >= now
+}
+
+/// The mark any opening leaves in its source's slot of `PASS_SEEN`: like [`reserve_mark`],
+/// for a pass in either map. A slot's mark only grows ([`raised_mark`]), so a shorter open time
+/// after a reload never hides a door opened before it.
+#[inline(always)]
+pub const fn pass_mark(now_ns: u64, longest_open_s: u32) -> u32 {
+    reserve_mark(now_ns, longest_open_s)
+}
+
+/// The mark a slot holding `old` takes for an opening that leaves `new`: the later of the two.
+#[inline(always)]
+pub const fn raised_mark(old: u32, new: u32) -> u32 {
+    if old > new { old } else { new }
+}
+
+/// Whether a source whose slot of `PASS_SEEN` is marked `mark` may have a pass in either map
+/// at tick `now` (user space's tick, which lags and so only says yes more often).
+#[inline(always)]
+pub const fn may_hold_pass(mark: u32, now: u32) -> bool {
+    mark >= now
+}
+
+/// Whether the main program may refuse a new connection to a guarded port of class `class`
+/// on its own, with a plain drop, where the gate program would come to the same drop after a
+/// tail call and a hash lookup, for a source no door can be open for: the port is a protected
+/// one (the stealth look's group 0 answers by destination), the look is filtered (a refusal is
+/// a drop, never a reset), no network is always allowed, nothing is only observed, and no
+/// debug record of the refusal is wanted. Only the flags: see [`refused_at_once`].
+#[inline(always)]
+pub const fn may_refuse_at_once(class: u8, settings: &Settings, debug_log: bool) -> bool {
+    use crate::settings::{ALWAYS_ALLOWING, FILTERED, OBSERVING};
+    // Without short circuits: fewer branches for the verifier to walk on every path through
+    // the classifier.
+    let flags = settings.flags & (FILTERED | ALWAYS_ALLOWING | OBSERVING);
+    (ports::guard_group(class) != 0) & (flags == FILTERED) & !debug_log
+}
+
+/// Whether the main program refuses a new connection to a guarded port of class `class` on
+/// its own, for a source whose slot of `PASS_SEEN` is marked `mark`.
+#[inline(always)]
+pub const fn refused_at_once(class: u8, mark: u32, settings: &Settings, debug_log: bool) -> bool {
+    may_refuse_at_once(class, settings, debug_log) && !may_hold_pass(mark, settings.recent_tick)
 }
 
 /// How many doors can be open for one source at once.
@@ -146,6 +190,78 @@ mod tests {
     fn a_slot_never_marked_is_looked_up_only_early_after_boot() {
         assert!(may_hold_reserve(0, 0));
         assert!(!may_hold_reserve(0, recent::tick(60 * S)));
+    }
+
+    #[test]
+    fn a_pass_mark_only_grows() {
+        let long = pass_mark(3600 * S, 3600);
+        let short = pass_mark(3610 * S, 60);
+        assert_eq!(
+            raised_mark(long, short),
+            long,
+            "a shorter open time keeps the mark"
+        );
+        assert_eq!(raised_mark(short, long), long);
+        assert!(may_hold_pass(
+            raised_mark(long, short),
+            recent::tick(7000 * S)
+        ));
+    }
+
+    fn filtered_at(tick: u32, flags: u32) -> Settings {
+        Settings {
+            flags: crate::settings::FILTERED | flags,
+            recent_tick: tick,
+            ..Settings::default()
+        }
+    }
+
+    const PROTECTED: u8 = ports::guarded_class(1, 0);
+
+    #[test]
+    fn a_stranger_is_refused_at_once_only_where_the_gate_would_just_drop() {
+        let now = recent::tick(3600 * S);
+        let settings = filtered_at(now, 0);
+        assert!(refused_at_once(PROTECTED, 0, &settings, false));
+        // A door may be open for the slot: the gate looks.
+        let mark = pass_mark(3590 * S, 30);
+        assert!(!refused_at_once(PROTECTED, mark, &settings, false));
+        // The stealth look's unserved ports answer by destination.
+        assert!(!refused_at_once(ports::STEALTHY, 0, &settings, false));
+        // The closed look answers with a reset.
+        let closed = Settings {
+            flags: 0,
+            ..settings
+        };
+        assert!(!refused_at_once(PROTECTED, 0, &closed, false));
+        for flag in [crate::settings::ALWAYS_ALLOWING, crate::settings::OBSERVING] {
+            assert!(!refused_at_once(
+                PROTECTED,
+                0,
+                &filtered_at(now, flag),
+                false
+            ));
+        }
+        // A debug record of the refusal is the gate program's to write.
+        assert!(!refused_at_once(PROTECTED, 0, &settings, true));
+    }
+
+    #[test]
+    fn a_door_opened_is_never_refused_at_once_while_it_may_be_open() {
+        let opened = 3600 * S;
+        let mark = pass_mark(opened, 30);
+        for at in [opened, opened + 30 * S, opened + 31 * S] {
+            // User space's tick lags the clock by up to a tick.
+            for lag in [0, 1] {
+                let settings = filtered_at(recent::tick(at).saturating_sub(lag), 0);
+                assert!(
+                    !refused_at_once(PROTECTED, mark, &settings, false),
+                    "{at} {lag}"
+                );
+            }
+        }
+        let later = filtered_at(recent::tick(opened + 40 * S), 0);
+        assert!(refused_at_once(PROTECTED, mark, &later, false));
     }
 
     #[test]

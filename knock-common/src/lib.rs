@@ -66,6 +66,8 @@ pub mod maps {
     pub const SPENT: &str = "SPENT";
     pub const GATE_RESERVE: &str = "GATE_RESERVE";
     pub const RESERVE_SEEN: &str = "RESERVE_SEEN";
+    pub const PASS_SEEN: &str = "PASS_SEEN";
+    pub const BAN_SEEN: &str = "BAN_SEEN";
 }
 
 /// The name of the XDP program in the object file: the one for links with Ethernet headers.

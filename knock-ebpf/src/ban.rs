@@ -6,17 +6,26 @@ use knock_common::ban::{self, Strikes};
 use knock_common::counter::Counter;
 use knock_common::event::kind;
 use knock_common::settings::Settings;
+use knock_common::{gate, recent};
 
-use crate::maps::BANS;
+use crate::maps::{BAN_SEEN, BANS};
 use crate::report::{count, emit};
 
-/// Whether `source` is banned now. Costs nothing when bans are off.
+/// Whether `source` is banned now. Costs nothing when bans are off, and one array read for
+/// sources whose slot of `BAN_SEEN` says no ban can cover them.
 #[inline(always)]
 pub fn is_banned(source: Addr, settings: &Settings, now_ns: u64) -> bool {
     if settings.ban_limit == 0 {
         return false;
     }
-    match BANS.get_ptr(ban::key(source, settings.ban_prefix6)) {
+    let key = ban::key(source, settings.ban_prefix6);
+    let marked = BAN_SEEN
+        .get(recent::slot(&key))
+        .is_none_or(|mark| ban::may_be_banned(*mark, settings.recent_tick));
+    if !marked {
+        return false;
+    }
+    match BANS.get_ptr(key) {
         // SAFETY: an LRU entry; a concurrent update can at worst be missed.
         Some(strikes) => unsafe { (*strikes).is_banned_at(now_ns) },
         None => false,
@@ -32,6 +41,17 @@ pub fn strike(source: Addr, settings: &Settings, now_ns: u64) {
         return;
     }
     let key = ban::key(source, settings.ban_prefix6);
+    // Every strike marks its key's slot in `BAN_SEEN` for as long as a ban it earns would
+    // last, before the ban can exist in `BANS`: no ban is ever unmarked.
+    if let Some(mark) = BAN_SEEN.get_ptr_mut(recent::slot(&key)) {
+        let until = ban::ban_mark(now_ns.saturating_add(policy.ban_ns));
+        // SAFETY: an element of an array map; concurrent writers write about the same value,
+        // and a lost race can only lower a mark to one that covers the writer's own ban.
+        unsafe {
+            let raised = gate::raised_mark(core::ptr::read_volatile(mark), until);
+            core::ptr::write_volatile(mark, raised);
+        }
+    }
     let banned = match BANS.get_ptr_mut(key) {
         // SAFETY: as in `is_banned`.
         Some(strikes) => unsafe { (*strikes).strike(now_ns, &policy) },

@@ -11,41 +11,76 @@ use aya_ebpf::helpers::bpf_ktime_get_ns;
 use aya_ebpf::maps::HashMap;
 use aya_ebpf::maps::lpm_trie::Key;
 
-use crate::maps::{ALWAYS_ALLOW, GATE, GATE_RESERVE, GUARDS, RESERVE_SEEN, Scratch};
+use crate::maps::{ALWAYS_ALLOW, GATE, GATE_RESERVE, GUARDS, PASS_SEEN, RESERVE_SEEN, Scratch};
 use crate::report::{count, emit, zero};
 
 /// Whether a door opened by a static sequence admits `source` to a guarded port of class
-/// `class` now: the main program's check. The clock is read only for a source with a pass: it
-/// costs more than the rest of a miss.
+/// `class` at `now_ns` (zero: now, from the clock). The clock is read only for a source with
+/// a pass: it costs more than the rest of a miss.
 #[inline(always)]
-pub fn admits_static(source: Addr, class: u8) -> bool {
-    admits_in(&GATE, source, class)
+pub fn admits_static(source: Addr, class: u8, now_ns: u64) -> bool {
+    admits_in(&GATE, source, class, now_ns)
 }
 
 /// Whether a door in the gate's reserve admits `source`: the reply program's check, for
 /// sources the main program refused, so the main program pays nothing for the reserve.
 #[inline(always)]
-pub fn admits_reserved(source: Addr, class: u8, settings: &Settings) -> bool {
+pub fn admits_reserved(source: Addr, class: u8, settings: &Settings, now_ns: u64) -> bool {
     let marked = RESERVE_SEEN
         .get(recent::slot(&source))
         .is_some_and(|mark| pass::may_hold_reserve(*mark, settings.recent_tick));
-    marked && admits_in(&GATE_RESERVE, source, class)
+    marked && admits_in(&GATE_RESERVE, source, class, now_ns)
 }
 
-/// Whether any open door admits `source`: the socket-lookup guard's check.
+/// Whether any open door admits `source` at `now_ns` (zero: now, from the clock): the gate
+/// program's and the socket-lookup guard's check. Sources whose slot of `PASS_SEEN` says no door can be open for them skip both
+/// lookups.
 #[inline(always)]
-pub fn admits(source: Addr, class: u8, settings: &Settings) -> bool {
-    admits_static(source, class) || admits_reserved(source, class, settings)
+pub fn admits(source: Addr, class: u8, settings: &Settings, now_ns: u64) -> bool {
+    may_hold_pass(&source, settings)
+        && (admits_static(source, class, now_ns)
+            || admits_reserved(source, class, settings, now_ns))
+}
+
+/// Whether a door may be open for `source` in either map of the gate.
+#[inline(always)]
+fn may_hold_pass(source: &Addr, settings: &Settings) -> bool {
+    PASS_SEEN
+        .get(recent::slot(source))
+        .is_none_or(|mark| pass::may_hold_pass(*mark, settings.recent_tick))
+}
+
+/// Whether the main program refuses a new connection from `source` to a guarded port of class
+/// `class` itself, with the gate program's verdict and counter but without its tail call and
+/// lookups (see `knock_common::gate::refused_at_once`).
+#[inline(always)]
+pub fn refused_at_once(source: &Addr, class: u8, settings: &Settings) -> bool {
+    let debug_log =
+        aya_log_ebpf::macro_support::level_enabled(aya_log_ebpf::macro_support::Level::Debug);
+    // The flags first: the slot's mark is read only where they allow a refusal.
+    if !pass::may_refuse_at_once(class, settings, debug_log) {
+        return false;
+    }
+    let mark = PASS_SEEN.get(recent::slot(source)).map_or(u32::MAX, |m| *m);
+    pass::refused_at_once(class, mark, settings, debug_log)
 }
 
 #[inline(always)]
-fn admits_in(map: &HashMap<Addr, Pass>, source: Addr, class: u8) -> bool {
+fn admits_in(map: &HashMap<Addr, Pass>, source: Addr, class: u8, now_ns: u64) -> bool {
     let Some(guarding) = GUARDS.get(ports::guard_group(class)) else {
         return false;
     };
     match map.get_ptr(source) {
-        // SAFETY: a hash map value; a concurrent update can at worst give a stale deadline.
-        Some(pass) => unsafe { (*pass).admits(*guarding, bpf_ktime_get_ns()) },
+        Some(pass) => {
+            // The clock costs more than the rest of a hit: read only when nobody has.
+            let now_ns = if now_ns != 0 {
+                now_ns
+            } else {
+                unsafe { bpf_ktime_get_ns() }
+            };
+            // SAFETY: a hash map value; a concurrent update can at worst give a stale deadline.
+            unsafe { (*pass).admits(*guarding, now_ns) }
+        }
         None => false,
     }
 }
@@ -75,6 +110,18 @@ pub fn open(
 ) {
     let id = door.gate_id;
     let expires_ns = now_ns.saturating_add(door.open_ns);
+    // Marked before the pass exists, so that no pass in either map is ever unmarked.
+    if let Some(mark) = PASS_SEEN.get_ptr_mut(recent::slot(&source)) {
+        // SAFETY: an element of an array map; concurrent writers write about the same value,
+        // and a lost race can only lower a mark to one that covers the writer's own door.
+        unsafe {
+            let raised = pass::raised_mark(
+                core::ptr::read_volatile(mark),
+                pass::pass_mark(now_ns, settings.longest_open_s),
+            );
+            core::ptr::write_volatile(mark, raised);
+        }
+    }
     if authenticated {
         // Marked before the pass exists, so that no pass in the reserve is ever unmarked.
         if let Some(mark) = RESERVE_SEEN.get_ptr_mut(recent::slot(&source)) {

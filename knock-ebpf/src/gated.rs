@@ -34,19 +34,26 @@ pub fn knock_gate(ctx: XdpContext) -> u32 {
     let (Some(scratch), Some(settings)) = (SCRATCH.get_ptr_mut(0), SETTINGS.get(0)) else {
         return XDP_DROP;
     };
-    // SAFETY: this CPU's scratch slot, where the main program left the probe for this packet;
-    // the reset is another field of it.
-    let (probe, reset) = unsafe {
+    // SAFETY: this CPU's scratch slot, where the main program left the probe for this packet
+    // and the time it read the clock (zero when it did not); the reset is another field of it.
+    let (probe, now_ns, reset) = unsafe {
         (
             core::ptr::read_volatile(&raw const (*scratch).probe),
+            core::ptr::read_volatile(&raw const (*scratch).now_ns),
             &mut (*scratch).reset,
         )
     };
-    answer(&ctx, probe, settings, reset)
+    answer(&ctx, probe, now_ns, settings, reset)
 }
 
 #[inline(always)]
-fn answer(ctx: &XdpContext, probe: Probe, settings: &Settings, reset: &mut Reset) -> u32 {
+fn answer(
+    ctx: &XdpContext,
+    probe: Probe,
+    now_ns: u64,
+    settings: &Settings,
+    reset: &mut Reset,
+) -> u32 {
     let frame = XdpFrame::new(ctx);
     // Offsets the verifier can bound; the main program's never exceed them. Hidden from the
     // compiler first: it would otherwise turn the mask into a range check on one copy of the
@@ -70,9 +77,7 @@ fn answer(ctx: &XdpContext, probe: Probe, settings: &Settings, reset: &mut Reset
         count(Counter::StealthDropped);
         return observe::spare(XDP_DROP, settings);
     }
-    if gate::admits_static(source, probe.class)
-        || gate::admits_reserved(source, probe.class, settings)
-    {
+    if gate::admits(source, probe.class, settings, now_ns) {
         count(Counter::GateAllowed);
         return XDP_PASS;
     }

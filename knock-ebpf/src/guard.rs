@@ -76,7 +76,7 @@ fn admits(ctx: &SkLookupContext) -> bool {
         }
         _ => return true,
     };
-    if gate::admits(source, class, settings)
+    if gate::admits(source, class, settings, 0)
         || (settings.always_allowing() && gate::always_allowed(source))
     {
         return true;

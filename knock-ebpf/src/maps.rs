@@ -51,6 +51,12 @@ pub static GATE_RESERVE: HashMap<Addr, Pass> = HashMap::with_max_entries(1024, 0
 #[map]
 pub static RESERVE_SEEN: Array<u32> = Array::with_max_entries(recent::SLOTS, 0);
 
+/// Until when (on `recent`'s coarse clock) a source hashed to each slot may have a pass in
+/// either map of the gate: strangers' connection attempts skip the gate's lookups, and in the
+/// filtered look the tail call to the gate program too.
+#[map]
+pub static PASS_SEEN: Array<u32> = Array::with_max_entries(recent::SLOTS, 0);
+
 /// For each guard group (see `ports::guard_group`), the doors that open its port.
 #[map]
 pub static GUARDS: Array<u64> = Array::with_max_entries(ports::GUARD_GROUPS, 0);
@@ -113,6 +119,11 @@ pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 /// Failures per source. An LRU map: sources are untrusted; a flood can only evict strikes.
 #[map]
 pub static BANS: LruHashMap<Addr, Strikes> = LruHashMap::with_max_entries(16384, 0);
+
+/// Until when (on `recent`'s coarse clock) a ban key hashed to each slot may be banned: most
+/// knocks and connections skip the `BANS` lookup.
+#[map]
+pub static BAN_SEEN: Array<u32> = Array::with_max_entries(recent::SLOTS, 0);
 
 /// SPA client keys by key id.
 #[map]

@@ -23,7 +23,7 @@ use crate::maps::{
     SETTINGS, Scratch,
 };
 use crate::report::{count, emit, zero};
-use crate::{ban, observe, recent};
+use crate::{ban, gate, observe, recent};
 
 /// Links with Ethernet headers.
 #[xdp]
@@ -106,6 +106,11 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
     let gated = class & GUARDED != 0 && contact && !spa;
     if !spa && !at_knock_port && !lately {
         if gated {
+            // A stranger's attempt that the gate program could only drop is dropped here.
+            if gate::refused_at_once(&source, class, settings) {
+                count(Counter::GateDropped);
+                return Ok(XDP_DROP);
+            }
             // Nothing but the hand-over on this path: the verifier walks it once per path
             // through the classifier.
             note_probe::<IP_FIRST>(&unaddressed, class)?;
@@ -193,14 +198,19 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
             track(scratch, port, now_ns);
         }
     }
-    // Doors to open, a wrong knock to count or a packet for the gate: the open program does
-    // what there is to do and gives the verdict.
+    // Doors to open or a wrong knock to count: the open program does what there is to do and
+    // gives the verdict, handing a packet for the gate on to the gate program. A packet for
+    // the gate with nothing to open goes there at once.
     // SAFETY: this CPU's scratch slot; a tail call into our own program array, on failure
     // execution goes on (and nothing opens).
     unsafe {
-        if (*scratch).opens.count != 0 || (*scratch).failed != 0 || (*scratch).to_gate != 0 {
+        if (*scratch).opens.count != 0 || (*scratch).failed != 0 {
             core::ptr::write_volatile(&raw mut (*scratch).now_ns, now_ns);
             HANDOFF.tail_call(ctx, HANDOFF_OPEN);
+        } else if (*scratch).to_gate != 0 {
+            // The gate program judges by the time the state machine did.
+            core::ptr::write_volatile(&raw mut (*scratch).now_ns, now_ns);
+            HANDOFF.tail_call(ctx, HANDOFF_GATE);
         }
     }
     // SAFETY: as above.
@@ -220,8 +230,12 @@ fn note_probe<const IP_FIRST: bool>(unaddressed: &Unaddressed, class: u8) -> Res
         ip_link: u8::from(IP_FIRST),
         class,
     };
-    // SAFETY: this CPU's scratch slot, used only for the packet at hand.
-    unsafe { core::ptr::write_volatile(&raw mut (*scratch).probe, probe) };
+    // SAFETY: this CPU's scratch slot, used only for the packet at hand. The time is zero
+    // until the program reads the clock, which tells the gate program to read it itself.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*scratch).probe, probe);
+        core::ptr::write_volatile(&raw mut (*scratch).now_ns, 0);
+    }
     Ok(())
 }
 

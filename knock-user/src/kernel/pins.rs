@@ -29,7 +29,7 @@ pub use links::{attached_ifindex, detach_pinned_link};
 /// that hands SPA datagrams to their program (the kernel empties a program array when the last
 /// descriptor or pin of it goes, and SPA would stop opening doors while no daemon runs), and the
 /// settings, whose IPv6 ban prefix `knock-user unban` needs when no daemon runs.
-pub const PINNED: [&str; 16] = [
+pub const PINNED: [&str; 18] = [
     knock_common::HANDOFF,
     maps::SPENT,
     maps::PROGRESS,
@@ -37,7 +37,9 @@ pub const PINNED: [&str; 16] = [
     maps::GATE,
     maps::GATE_RESERVE,
     maps::RESERVE_SEEN,
+    maps::PASS_SEEN,
     maps::BANS,
+    maps::BAN_SEEN,
     maps::NONCES,
     maps::COUNTERS,
     maps::EVENTS,

@@ -150,7 +150,7 @@ pub fn measure(sizes: Sizes) -> Result<Vec<Row>> {
                 sizes,
                 counted(DROP, Counter::GateDropped),
             )?,
-            Some(Goal::Gate),
+            Some(Goal::Refused),
         );
         add(
             "SYN to the protected port, allowed",
@@ -161,7 +161,7 @@ pub fn measure(sizes: Sizes) -> Result<Vec<Row>> {
                 sizes,
                 counted(PASS, Counter::GateAllowed),
             )?,
-            Some(Goal::Gate),
+            Some(Goal::Admitted),
         );
         // The stateful classes, each timed with the daemon idle (the event wakes it) and busy
         // (an unread event is already waiting, so this one wakes nobody).

@@ -53,7 +53,10 @@ impl Table {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Goal {
     FastPath,
-    Gate,
+    /// A stranger's new connection to a protected port, refused.
+    Refused,
+    /// A new connection to a protected port with the door open (right after knocking too).
+    Admitted,
     Knock,
     Spa,
 }
@@ -62,18 +65,20 @@ impl Goal {
     pub const fn limit_ns(self) -> f64 {
         match self {
             Self::FastPath => 5.0,
-            Self::Gate => 60.0,
+            Self::Refused => 20.0,
+            Self::Admitted => 50.0,
             Self::Knock => 250.0,
-            Self::Spa => 1500.0,
+            Self::Spa => 1000.0,
         }
     }
 
     pub const fn describe(self) -> &'static str {
         match self {
             Self::FastPath => "fast path <= 5",
-            Self::Gate => "gate <= 60",
+            Self::Refused => "refused <= 20",
+            Self::Admitted => "admitted <= 50",
             Self::Knock => "knock <= 250",
-            Self::Spa => "SPA <= 1500",
+            Self::Spa => "SPA <= 1000",
         }
     }
 }

@@ -33,9 +33,13 @@ impl FrameBytes for XdpFrame<'_> {
         self.ctx.data_end() - self.ctx.data()
     }
 
+    /// Adds the zero rather than OR-ing it: `(value | zero) & mask` is what LLVM rewrites as
+    /// `value | (zero & mask)` where it knows `value` fits the mask, and kernels before 6.x then
+    /// lose the bound ("math between pkt pointer and register with unbounded min value", seen
+    /// on 6.1 and 5.10); a sum with an unknown it cannot take apart.
     #[inline(always)]
     fn opaque(&self, value: usize) -> usize {
-        value | crate::maps::opaque_zero()
+        value.wrapping_add(crate::maps::opaque_zero())
     }
 }
 

@@ -83,15 +83,13 @@ fn verify(
     // Eight bytes at a time into map memory: the 512-byte stack has no room for the copy.
     let frame = XdpFrame::new(ctx);
     // The classifier never puts a payload past MAX_TRANSPORT_OFFSET plus the link and UDP
-    // headers; the mask tells the verifier so, which it needs to accept the packet reads.
-    let start = usize::from(segment.payload_at);
-    if start > PAYLOAD_LIMIT {
-        return Err(Rejection::Malformed);
-    }
-    // Masked through `opaque`: otherwise the compiler keeps the check above on one copy of the
-    // offset and reads the packet with another, which kernels before 6.x cannot follow (6.1
-    // and 5.10 refused the program with "R2 offset is outside of the packet").
-    let start = frame.opaque(start) & PAYLOAD_LIMIT;
+    // headers, and stores it masked to PAYLOAD_LIMIT; the mask again here tells the verifier so,
+    // which it needs to accept the packet reads. Through `opaque` and with no range check
+    // before it: the compiler would otherwise check one copy of the offset and read with
+    // another, or fold the mask into the check, which kernels before 6.x cannot follow (6.1 and
+    // 5.10 refused the program: "R2 offset is outside of the packet", "math between pkt
+    // pointer and register with unbounded min value").
+    let start = frame.opaque(usize::from(segment.payload_at)) & PAYLOAD_LIMIT;
     for word in 0..PACKET_LEN / 8 {
         let bytes: [u8; 8] = frame.bytes(start + word * 8).ok_or(Rejection::Malformed)?;
         packet[word * 8..word * 8 + 8].copy_from_slice(&bytes);

@@ -139,7 +139,10 @@ impl Daemon {
         let now_s = clock::unix_s();
         let claimed_periods = crate::plan::spent::used_periods(&config, now_s, &claimed);
         let mut switches = options.switches;
-        switches.guard = super::lookup_guard::attach(&mut knock, &journal);
+        // Loaded now, attached only once the first plan is in the maps (below): a guard on maps
+        // not pushed yet admits everything (no port is guarded in an empty PORTS), and on a
+        // restart it takes the place of the earlier daemon's guard at once.
+        switches.guard = super::lookup_guard::load(&mut knock, &journal);
         // A veth delivers XDP_TX frames only to a peer that runs XDP itself: in native mode the
         // program's resets would vanish there, so the host's stack answers instead.
         let veths: Vec<&str> = present
@@ -156,7 +159,7 @@ impl Daemon {
                 veths.join(", ")
             ));
         }
-        let (desired, first) =
+        let (mut desired, first) =
             Desired::start(config, &kept, claimed_periods, host, switches, now_s);
         if resumed {
             knock.each_gate(|gate| sweep::forget_doors(gate, &first.removed))?;
@@ -164,6 +167,12 @@ impl Daemon {
         knock
             .push(&first.plan)
             .context("cannot write the configuration into the kernel")?;
+        if switches.guard && !super::lookup_guard::attach(&mut knock, &journal) {
+            // Without a guard, refusals must not go on to the host's stack.
+            knock
+                .push(&desired.without_guard())
+                .context("cannot write the configuration into the kernel")?;
+        }
         let recorded = predecessor.and_then(|p| XdpMode::from_code(p.mode));
         let mut guards = Vec::new();
         let mut attached = Vec::new();

@@ -51,6 +51,16 @@ pub struct Next {
 }
 
 impl Desired {
+    /// Plans without the socket-lookup guard from now on (it could not be attached): refused
+    /// packets are dropped, never left to the host's stack. Returns the committed plan so.
+    pub fn without_guard(&mut self) -> Plan {
+        self.switches.guard = false;
+        self.switches.host_resets = false;
+        self.plan.settings.flags &=
+            !(knock_common::settings::GUARD | knock_common::settings::HOST_RESETS);
+        self.plan.clone()
+    }
+
     /// The first plan of a daemon at Unix time `now_s`. `kept` are the door records and names an
     /// earlier daemon left in the pinned maps (empty on a fresh start): doors keep their ids, and
     /// the periods whose sequences the kernel emptied stay used, as do the `claimed` ones (see

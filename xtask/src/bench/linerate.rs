@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use knock_common::craft::Craft;
 use knock_common::segment::tcp_flags::SYN;
-use knock_lab::{Capture, Flood, Lab, SERVER_V6, Sender};
+use knock_lab::{CLONES_PER_RUN, Capture, Flood, Lab, SERVER_V6, Sender};
 
 use super::frames::fix_tcp_checksum;
 use super::report::Table;
@@ -91,12 +91,20 @@ pub fn senders(duration: Duration, max_packets: u64) -> Result<Vec<SenderRow>> {
     let template = syn_template(7000)?;
     let mut rows = Vec::new();
     let mut checked = Vec::new();
+    let clone_redirect = Sender::CloneRedirect {
+        clones: CLONES_PER_RUN,
+    };
     let runs = [
         (Sender::Sendto, 1),
         (Sender::TxRing, 1),
         (Sender::Sendto, 2),
         (Sender::TxRing, 2),
         (Sender::LiveFrames, 1),
+        // One clone per run shows what the run's own cost takes; more threads than the two
+        // cores would only take turns.
+        (Sender::CloneRedirect { clones: 1 }, 1),
+        (clone_redirect, 1),
+        (clone_redirect, 2),
     ];
     for (sender, threads) in runs {
         let before = rx_packets(&lab)?;
@@ -145,14 +153,14 @@ pub fn senders_table(rows: &[SenderRow]) -> Table {
         let rate = |n: u64| format!("{:.0}", n as f64 / row.seconds.max(1e-9));
         match &row.error {
             Some(error) => table.row(vec![
-                row.sender.name().to_owned(),
+                row.sender.name(),
                 row.threads.to_string(),
                 format!("none: {error}"),
                 String::new(),
                 String::new(),
             ]),
             None => table.row(vec![
-                row.sender.name().to_owned(),
+                row.sender.name(),
                 row.threads.to_string(),
                 rate(row.offered),
                 rate(row.delivered),

@@ -34,8 +34,6 @@ const MAP_LOOKUP_ELEM: i32 = 1;
 const SKB_STORE_BYTES: i32 = 9;
 const CLONE_REDIRECT: i32 = 13;
 const SKB_LOAD_BYTES: i32 = 26;
-/// `bpf_clone_redirect`'s flag for the target's receive path instead of its transmit path.
-const BPF_F_INGRESS: i32 = 1;
 /// Where the stamp goes: bytes 8..16 of the IPv6 source address.
 const STAMP: i32 = 14 + 8 + 8;
 /// The most clones one repetition makes: the veth's ring holds 256 frames between two NAPI
@@ -50,30 +48,17 @@ pub struct CloneRedirect {
     clones: u32,
 }
 
-/// Where a clone goes on the target interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Path {
-    /// Out of the interface (`dev_queue_xmit`): to the veth's peer.
-    Egress,
-    /// Into the interface's own receive path, as if it had arrived on it.
-    Ingress,
-}
-
 impl CloneRedirect {
     /// Loads the program: each repetition makes `clones` (1 to [`MAX_CLONES`]) clones, each
-    /// from the next source, to `ifindex` by `path`.
-    pub fn load(ifindex: u32, clones: u32, path: Path) -> io::Result<Self> {
+    /// from the next source, out of `ifindex`. Out, not in: `BPF_F_INGRESS` would hand the
+    /// clones to the client veth's own receive path, and the server would see none.
+    pub fn load(ifindex: u32, clones: u32) -> io::Result<Self> {
         if !(1..=MAX_CLONES).contains(&clones) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("clones per run must be 1 to {MAX_CLONES}, not {clones}"),
             ));
         }
-        let flags = if path == Path::Ingress {
-            BPF_F_INGRESS
-        } else {
-            0
-        };
         let mut attr = [0u64; 16];
         // map_type, key_size; value_size, max_entries.
         attr[0] = u64::from(BPF_MAP_TYPE_ARRAY) | (4 << 32);
@@ -81,7 +66,7 @@ impl CloneRedirect {
         let taken = fd(bpf(BPF_MAP_CREATE, &mut attr)?);
         let program = load(
             BPF_PROG_TYPE_SCHED_CLS,
-            &instructions(ifindex as i32, clones, flags, taken.as_raw_fd()),
+            &instructions(ifindex as i32, clones, taken.as_raw_fd()),
             "the clone-redirect sender",
         )?;
         Ok(Self {
@@ -128,7 +113,7 @@ impl CloneRedirect {
 /// The program. r6 holds the skb, r7 the source number, r8 the clones taken in this run (added
 /// to the map `taken` at the end, and the run's return value), fp-8..fp the stamp being
 /// written, fp-12 the map's key.
-fn instructions(ifindex: i32, clones: u32, flags: i32, taken: i32) -> Vec<u64> {
+fn instructions(ifindex: i32, clones: u32, taken: i32) -> Vec<u64> {
     let mut program = vec![
         insn(0xbf, 6, 1, 0, 0),     // r6 = skb
         insn(0xb7, 8, 0, 0, 0),     // r8 = 0
@@ -161,7 +146,7 @@ fn instructions(ifindex: i32, clones: u32, flags: i32, taken: i32) -> Vec<u64> {
             insn(0x55, 0, 0, 0, 0),       // if r0 != 0: out (patched below)
             insn(0xbf, 1, 6, 0, 0),       // r1 = skb
             insn(0xb7, 2, 0, 0, ifindex), // r2 = target
-            insn(0xb7, 3, 0, 0, flags),   // r3 = egress or ingress
+            insn(0xb7, 3, 0, 0, 0),       // r3 = no flags: egress
             insn(0x85, 0, 0, 0, CLONE_REDIRECT),
             insn(0x55, 0, 0, 1, 0), // if r0 != 0: skip the count
             insn(0x07, 8, 0, 0, 1), // r8 += 1
@@ -195,7 +180,7 @@ mod tests {
 
     #[test]
     fn every_early_exit_jumps_to_the_end_and_the_program_fits_the_verifier() {
-        let program = instructions(7, MAX_CLONES, 0, 3);
+        let program = instructions(7, MAX_CLONES, 3);
         let exit = program.len() - 10;
         let mut exits = 0;
         for (at, insn) in program.iter().enumerate() {

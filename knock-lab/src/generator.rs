@@ -11,7 +11,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::Lab;
-use crate::clone::{CloneRedirect, Path};
+use crate::clone::CloneRedirect;
 use crate::live::{DropAll, LiveFrames};
 use crate::txring::TxRing;
 
@@ -76,7 +76,8 @@ pub struct Flood {
 }
 
 /// What a flood did: packets the sender handed to the interface (for live frames, to the
-/// driver: the kernel does not say how many it took), and over how long.
+/// driver: the kernel does not say how many it took; for clone redirect, to
+/// `bpf_clone_redirect`, which a full receiving ring refuses), and over how long.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Flooded {
     pub offered: u64,
@@ -255,7 +256,7 @@ impl Open {
             },
             Sender::LiveFrames => Self::Live(LiveFrames::load(first)?),
             Sender::CloneRedirect { clones } => Self::Clone {
-                sender: CloneRedirect::load(index, clones, Path::Egress)?,
+                sender: CloneRedirect::load(index, clones)?,
                 next: first,
             },
         })
@@ -318,7 +319,8 @@ impl Open {
                 Ok(u64::from(count))
             }
             Self::Clone { sender, next } => {
-                // Whole runs only: a chunk smaller than one run still makes one.
+                // Whole runs only: a chunk smaller than one run still makes one, so a flood
+                // may end up to a run's clones past its bound.
                 let clones = u64::from(sender.clones());
                 let runs = u32::try_from((count / clones).max(1)).unwrap_or(u32::MAX);
                 let mut copy = frame.to_vec();

@@ -23,7 +23,7 @@ mod tempdir;
 mod txring;
 
 pub use bpffs::BpfMount;
-pub use clone::{CloneRedirect, MAX_CLONES, Path};
+pub use clone::{CloneRedirect, MAX_CLONES};
 pub use daemon::Daemon;
 pub use generator::{CLONES_PER_RUN, Flood, Flooded, Sender, stamp};
 pub use live::DropAll;

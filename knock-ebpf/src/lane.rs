@@ -1,0 +1,59 @@
+//! The fast lane: verdicts on a glance (see `knock_common::frame::glance`) for the packets most
+//! traffic is made of, before the classifier's walk. It gives exactly the verdict the main
+//! path would give: established flows' packets to ports no sequence uses pass, new
+//! connections and datagrams to ports no door knows pass unless their source may be knocking,
+//! and a stranger's attempt on a protected port that the main path would drop at once is
+//! dropped, with the same counter. Everything else (knock ports, SPA, sources that knocked
+//! lately, attempts for the gate program) goes on to the main path, which decides it afresh.
+
+use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
+use knock_common::Addr;
+use knock_common::counter::Counter;
+use knock_common::frame::{FrameBytes, Glance};
+use knock_common::ports::{self, GUARDED, KNOCK};
+use knock_common::segment::PROTO_UDP;
+
+use crate::frame::XdpFrame;
+use crate::maps::{PORTS, SETTINGS};
+use crate::report::count;
+use crate::{gate, recent};
+
+/// The verdict on a glanced-at packet, or `None` when the main path must decide (a missing map
+/// entry included: the main path reports it).
+#[inline(always)]
+pub fn verdict(glance: &Glance, frame: &XdpFrame) -> Option<u32> {
+    let (word, shift) = ports::slot(glance.proto, glance.dport);
+    let class = ports::class_in(*PORTS.get(word)?, shift);
+    if !glance.contact {
+        // Only knock ports hear packets other than new connections and datagrams.
+        return (class & KNOCK == 0).then_some(XDP_PASS);
+    }
+    if class & KNOCK != 0 {
+        return None;
+    }
+    let settings = SETTINGS.get(0)?;
+    if glance.proto == PROTO_UDP && settings.spa_port != 0 && glance.dport == settings.spa_port {
+        return None;
+    }
+    // A port no door knows, under knockd's rule: nothing to end.
+    if class & GUARDED == 0 && settings.strict_doors == 0 {
+        return Some(XDP_PASS);
+    }
+    let source = if glance.ipv6 {
+        Addr::from_ipv6(frame.bytes::<16>(glance.source_at)?)
+    } else {
+        Addr::from_ipv4(frame.bytes::<4>(glance.source_at)?)
+    };
+    // A source that may be knocking is the state machine's to judge, under the strict rule.
+    if recent::may_be_knocking(&source, settings) {
+        return None;
+    }
+    if class & GUARDED == 0 {
+        return Some(XDP_PASS);
+    }
+    if gate::refused_at_once(&source, class, settings) {
+        count(Counter::GateDropped);
+        return Some(XDP_DROP);
+    }
+    None
+}

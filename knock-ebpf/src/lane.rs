@@ -2,8 +2,9 @@
 //! traffic is made of, before the classifier's walk. It gives exactly the verdict the main
 //! path would give: established flows' packets to ports no sequence uses pass, new
 //! connections and datagrams to ports no door knows pass unless their source may be knocking,
-//! and a stranger's attempt on a protected port that the main path would drop at once is
-//! dropped, with the same counter. Everything else (knock ports, SPA, sources that knocked
+//! a stranger's attempt on a protected port that the main path would drop at once is dropped,
+//! and one from a source a door is open for is admitted, as the gate program would, with the
+//! same counters. Everything else (knock ports, SPA, sources that knocked
 //! lately, attempts for the gate program) goes on to the main path, which decides it afresh.
 
 use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
@@ -54,6 +55,13 @@ pub fn verdict(glance: &Glance, frame: &XdpFrame) -> Option<u32> {
     if gate::refused_at_once(&source, class, settings) {
         count(Counter::GateDropped);
         return Some(XDP_DROP);
+    }
+    // The gate program's first question, asked here without the tail call: is a door open for
+    // the source? Its other answers (always-allowed sources, refusals with their replies) stay
+    // the gate program's.
+    if ports::guard_group(class) != 0 && gate::admits(source, class, settings, 0) {
+        count(Counter::GateAllowed);
+        return Some(XDP_PASS);
     }
     None
 }

@@ -1,11 +1,14 @@
 //! The fast lane: verdicts on a glance (see `knock_common::frame::glance`) for the packets most
-//! traffic is made of, before the classifier's walk. It gives exactly the verdict the main
-//! path would give: established flows' packets to ports no sequence uses pass, new
-//! connections and datagrams to ports no door knows pass unless their source may be knocking,
-//! a stranger's attempt on a protected port that the main path would drop at once is dropped,
-//! and one from a source a door is open for is admitted, as the gate program would, with the
-//! same counters. Everything else (knock ports, SPA, sources that knocked
-//! lately, attempts for the gate program) goes on to the main path, which decides it afresh.
+//! traffic is made of, before the classifier's walk. It gives exactly the verdict and counter
+//! the main path would give:
+//! - an established flow's packet to a port no sequence uses passes;
+//! - a new connection or datagram to a port no door knows passes, unless its source has an
+//!   attempt in progress for the strict rule to end;
+//! - a stranger's attempt on a protected port that the main path would drop at once is dropped;
+//! - an attempt from a source a door is open for is admitted, as the gate program would.
+//!
+//! Everything else (knock ports, SPA, sources with an attempt in progress or a ban mark,
+//! refusals the gate program answers) goes on to the main path, which decides it afresh.
 
 use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
 use knock_common::Addr;
@@ -15,9 +18,9 @@ use knock_common::ports::{self, GUARDED, KNOCK};
 use knock_common::segment::PROTO_UDP;
 
 use crate::frame::XdpFrame;
-use crate::maps::{PORTS, SETTINGS};
+use crate::maps::{PORTS, PROGRESS, SETTINGS};
 use crate::report::count;
-use crate::{gate, recent};
+use crate::{ban, gate, recent};
 
 /// The verdict on a glanced-at packet, or `None` when the main path must decide (a missing map
 /// entry included: the main path reports it).
@@ -45,8 +48,12 @@ pub fn verdict(glance: &Glance, frame: &XdpFrame) -> Option<u32> {
     } else {
         Addr::from_ipv4(frame.bytes::<4>(glance.source_at)?)
     };
-    // A source that may be knocking is the state machine's to judge, under the strict rule.
-    if recent::may_be_knocking(&source, settings) {
+    // A source that may be knocking is the state machine's to judge under the strict rule, if
+    // it has an attempt to end, or a ban the main path would count. Without either the main
+    // path would change nothing before the gate, so the packet is judged as a stranger's.
+    if recent::may_be_knocking(&source, settings)
+        && (ban::may_be_banned(source, settings) || PROGRESS.get_ptr(source).is_some())
+    {
         return None;
     }
     if class & GUARDED == 0 {

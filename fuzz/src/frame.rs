@@ -4,7 +4,9 @@
 //! Ethernet frame, and as a frame of a link without Ethernet headers, which starts at the IP
 //! header.
 
-use knock_common::frame::{Frame, Link, MAX_TRANSPORT_OFFSET, Malformed, classify_on};
+use knock_common::frame::{
+    Frame, Link, MAX_TRANSPORT_OFFSET, Malformed, Sight, classify_on, glance_on,
+};
 use knock_common::segment::{PROTO_TCP, PROTO_UDP};
 use knock_common::{Addr, Segment};
 
@@ -21,6 +23,7 @@ fn check_on(link: Link, frame: &[u8]) {
         Link::Ethernet => read(frame),
         Link::Ip => read_ip(frame),
     };
+    glance_agrees(link, frame, &verdict);
     match verdict {
         Frame::Segment(segment) => {
             let Some(found) = reading.transport else {
@@ -61,6 +64,39 @@ fn check_on(link: Link, frame: &[u8]) {
             }
         }
     }
+}
+
+/// The fast lane's glance, where it has one, says what the classifier says: the XDP program
+/// passes established flows on the glance alone.
+fn glance_agrees(link: Link, frame: &[u8], verdict: &Frame) {
+    let glance = match glance_on(link, frame) {
+        None => return,
+        Some(Sight::Malformed(why)) => {
+            assert_eq!(
+                *verdict,
+                Frame::Malformed(why),
+                "malformed at a glance, not to the classifier"
+            );
+            return;
+        }
+        Some(Sight::Segment(glance)) => glance,
+    };
+    let Frame::Segment(segment) = verdict else {
+        panic!("a glance ({glance:?}) at a frame the classifier calls {verdict:?}");
+    };
+    assert_eq!(
+        (glance.proto, glance.dport, glance.contact),
+        (segment.proto, segment.dport, segment.is_contact()),
+        "the glance and the classifier disagree"
+    );
+    let width = if glance.ipv6 { 16 } else { 4 };
+    let source = &frame[glance.source_at..glance.source_at + width];
+    let expected = if glance.ipv6 {
+        Addr::from_ipv6(source.try_into().expect("16 bytes"))
+    } else {
+        Addr::from_ipv4(source.try_into().expect("4 bytes"))
+    };
+    assert_eq!(expected, segment.src, "the glance reads another source");
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,6 +18,13 @@ pub trait FrameBytes {
     /// The frame's length in bytes.
     fn length(&self) -> usize;
 
+    /// The four bytes at `offset` as one word in the machine's byte order, for comparing with
+    /// constants: a single load in the kernel, where an array of bytes is read byte by byte.
+    #[inline(always)]
+    fn word(&self, offset: usize) -> Option<u32> {
+        self.bytes::<4>(offset).map(u32::from_ne_bytes)
+    }
+
     /// `value`, unchanged, but hidden from the kernel's verifier, which then checks what follows
     /// once for every value instead of once per value it could know. The XDP program combines
     /// it with a zero the verifier cannot see; elsewhere nothing needs hiding. Whoever uses the
@@ -522,6 +529,10 @@ fn transport<F: FrameBytes + ?Sized>(
         _ => Headers::Final(Frame::Other),
     }
 }
+
+mod glance;
+
+pub use glance::{Glance, Sight, glance_on};
 
 #[cfg(test)]
 mod ip_tests;

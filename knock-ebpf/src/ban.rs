@@ -15,21 +15,27 @@ use crate::report::{count, emit};
 /// sources whose slot of `BAN_SEEN` says no ban can cover them.
 #[inline(always)]
 pub fn is_banned(source: Addr, settings: &Settings, now_ns: u64) -> bool {
-    if settings.ban_limit == 0 {
+    if !may_be_banned(source, settings) {
         return false;
     }
-    let key = ban::key(source, settings.ban_prefix6);
-    let marked = BAN_SEEN
-        .get(recent::slot(&key))
-        .is_none_or(|mark| ban::may_be_banned(*mark, settings.recent_tick));
-    if !marked {
-        return false;
-    }
-    match BANS.get_ptr(key) {
+    match BANS.get_ptr(ban::key(source, settings.ban_prefix6)) {
         // SAFETY: an LRU entry; a concurrent update can at worst be missed.
         Some(strikes) => unsafe { (*strikes).is_banned_at(now_ns) },
         None => false,
     }
+}
+
+/// Whether a ban may cover `source`: bans are on and its slot of `BAN_SEEN` is marked. No
+/// lookup in `BANS`.
+#[inline(always)]
+pub fn may_be_banned(source: Addr, settings: &Settings) -> bool {
+    if settings.ban_limit == 0 {
+        return false;
+    }
+    let key = ban::key(source, settings.ban_prefix6);
+    BAN_SEEN
+        .get(recent::slot(&key))
+        .is_none_or(|mark| ban::may_be_banned(*mark, settings.recent_tick))
 }
 
 /// Counts one failure of `source`, banning it (its prefix, for IPv6) when it has used up its

@@ -29,6 +29,17 @@ impl FrameBytes for XdpFrame<'_> {
     }
 
     #[inline(always)]
+    fn word(&self, offset: usize) -> Option<u32> {
+        let start = self.ctx.data();
+        if start + offset + 4 > self.ctx.data_end() {
+            return None;
+        }
+        // SAFETY: the four bytes at `offset` lie inside the packet, checked just above; the
+        // object is built for misaligned loads.
+        Some(unsafe { ((start + offset) as *const u32).read_unaligned() })
+    }
+
+    #[inline(always)]
     fn length(&self) -> usize {
         self.ctx.data_end() - self.ctx.data()
     }

@@ -11,7 +11,7 @@ use aya_ebpf::programs::XdpContext;
 use knock_common::counter::Counter;
 use knock_common::event::kind;
 use knock_common::frame::Unaddressed;
-use knock_common::frame::{Frame, Headers, Link, headers_on};
+use knock_common::frame::{Frame, Headers, Link, Sight, glance_on, headers_on};
 use knock_common::ports::{self, GUARDED, KNOCK, SERVED};
 use knock_common::progress::{Arrival, Change, DoorBook, Observer, Progress, advance};
 use knock_common::reply::Probe;
@@ -23,7 +23,7 @@ use crate::maps::{
     SETTINGS, Scratch,
 };
 use crate::report::{count, emit, zero};
-use crate::{ban, gate, observe, recent};
+use crate::{ban, gate, lane, observe, recent};
 
 /// Links with Ethernet headers.
 #[xdp]
@@ -60,6 +60,16 @@ struct Fault;
 fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
     let link = if IP_FIRST { Link::Ip } else { Link::Ethernet };
     let frame = XdpFrame::new(ctx);
+    // Most traffic is decided on a glance at fixed offsets; the rest takes the classifier's walk.
+    match glance_on(link, &frame) {
+        Some(Sight::Segment(glance)) => {
+            if let Some(verdict) = lane::verdict(&glance, &frame) {
+                return Ok(verdict);
+            }
+        }
+        Some(Sight::Malformed(_)) => return Ok(malformed()),
+        None => {}
+    }
     let unaddressed = match headers_on(link, &frame) {
         Headers::Segment(unaddressed) => unaddressed,
         Headers::Final(Frame::Malformed(_)) => return Ok(malformed()),

@@ -32,6 +32,8 @@ const STRANGER: u8 = 3;
 const KNOCKER: u8 = 5;
 /// Leaves an unread event in the ring buffer for the "daemon busy" runs.
 const PRIMER: u8 = 6;
+/// Has the door open through SPA, so no knock of its is recent.
+const SPA_OPENED: u8 = 8;
 
 pub fn syn(src: IpAddr, dport: u16) -> Vec<u8> {
     Craft::tcp(src, server(src.is_ipv6()), dport, SYN).build()
@@ -104,6 +106,8 @@ pub fn measure(sizes: Sizes) -> Result<Vec<Row>> {
         for port in KNOCKS {
             rig.feed(&syn(opened, port))?;
         }
+        let spa_opened = host(v6, SPA_OPENED);
+        rig.feed(&spa_frame(spa_opened, (1 << 44) + u64::from(v6), false))?;
         rig.drain();
         let stranger = host(v6, STRANGER);
         let knocker = host(v6, KNOCKER);
@@ -158,6 +162,17 @@ pub fn measure(sizes: Sizes) -> Result<Vec<Row>> {
             repeated(
                 &mut rig,
                 &syn(opened, 22),
+                sizes,
+                counted(PASS, Counter::GateAllowed),
+            )?,
+            Some(Goal::Admitted),
+        );
+        add(
+            "SYN to the protected port, allowed, no knock lately (door opened by SPA)",
+            "",
+            repeated(
+                &mut rig,
+                &syn(spa_opened, 22),
                 sizes,
                 counted(PASS, Counter::GateAllowed),
             )?,

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
+use knock_common::settings::Look;
 
 use super::connect::{Sources, attempt};
 use super::linerate::{Best, syn_template};
 use super::report::{Table, median};
-use super::server::{KNOCKS, Kind, Output, Server, Setup, cpu_seconds, softirq_seconds};
+use super::server::{KNOCKS, Kind, Output, Ring, Server, Setup, cpu_seconds, softirq_seconds};
 
 /// The offered load the issue asks for, and the share of the real client's attempts that must
 /// get in under it.
@@ -23,9 +24,13 @@ pub const TARGET_SUCCESS: f64 = 0.95;
 
 pub struct Row {
     pub kind: Kind,
+    pub look: Look,
+    pub threads: u32,
     pub packets: u64,
     /// Frames the server's interface received during the flood.
     pub delivered: u64,
+    /// Frames the server veth's full ring had no room for.
+    pub ring_dropped: u64,
     pub seconds: f64,
     pub attempts: usize,
     /// Attempts whose knocks the client's own interface would not take.
@@ -42,12 +47,13 @@ pub struct Row {
 pub fn measure(
     binary: &Path,
     best: Best,
+    cases: &[(Kind, Look)],
     duration: Duration,
     max_packets: u64,
 ) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let template = syn_template(KNOCKS[0])?;
-    for kind in [Kind::Knockd, Kind::KnockStrict] {
+    for &(kind, look) in cases {
         let server = Server::start(
             kind,
             binary,
@@ -55,11 +61,12 @@ pub fn measure(
                 seq_timeout_s: 5,
                 cmd_timeout_s: super::connect::OPEN_S,
                 knockd_output: Output::Quiet,
+                look,
             },
         )?;
         let mut sources = Sources::new(server.add_clients(10, 60)?);
         let pid = server.pid().context("the daemon's process id")?;
-        let received = server.rx_packets()?;
+        let ring = Ring::read(&server.scene.lab)?;
         let cpu_before = cpu_seconds(pid).context("the daemon's CPU time")?;
         let softirq_before = softirq_seconds();
         let started = Instant::now();
@@ -99,12 +106,15 @@ pub fn measure(
         let seconds = started.elapsed().as_secs_f64();
         let daemon_cpu_s = cpu_seconds(pid).context("the daemon's CPU time")? - cpu_before;
         let softirq_s = softirq_seconds() - softirq_before;
-        let delivered = server.rx_packets()? - received;
+        let ring = Ring::read(&server.scene.lab)?.since(ring);
         let mut ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1e3).collect();
         rows.push(Row {
             kind,
+            look,
+            threads: best.threads,
             packets: flooded.offered,
-            delivered,
+            delivered: ring.received,
+            ring_dropped: ring.dropped,
             seconds: flooded.seconds.min(seconds),
             attempts,
             refused,
@@ -126,7 +136,8 @@ pub fn table(rows: &[Row]) -> Table {
             "delivered",
             "offered (packets/s)",
             "delivered (packets/s)",
-            "offered >= 1 Mpps",
+            "refused by the full ring (packets/s)",
+            "1 Mpps offered / delivered",
             "client connected",
             "success >= 95 %",
             "median ms to established",
@@ -137,15 +148,21 @@ pub fn table(rows: &[Row]) -> Table {
     for row in rows {
         let per_million = |s: f64| s * 1e6 / row.delivered.max(1) as f64;
         let rate = |n: u64| n as f64 / row.seconds.max(1e-9);
-        let met = |yes: bool| if yes { "yes" } else { "**no**" }.to_owned();
+        let met = |yes: bool| if yes { "yes" } else { "**no**" };
         let success = row.connected as f64 / row.attempts.max(1) as f64;
+        let target = TARGET_PPS as f64;
         table.row(vec![
-            row.kind.name().to_owned(),
+            row.kind.label(row.look),
             row.packets.to_string(),
             row.delivered.to_string(),
             format!("{:.0}", rate(row.packets)),
             format!("{:.0}", rate(row.delivered)),
-            met(rate(row.packets) >= TARGET_PPS as f64),
+            format!("{:.0}", rate(row.ring_dropped)),
+            format!(
+                "{} / {}",
+                met(rate(row.packets) >= target),
+                met(rate(row.delivered) >= target)
+            ),
             format!(
                 "{} of {} ({:.0} %){}",
                 row.connected,
@@ -160,7 +177,7 @@ pub fn table(rows: &[Row]) -> Table {
             if row.kind == Kind::Knockd {
                 String::new()
             } else {
-                met(success >= TARGET_SUCCESS)
+                met(success >= TARGET_SUCCESS).to_owned()
             },
             format!("{:.1}", row.median_ms),
             format!("{:.2}", per_million(row.daemon_cpu_s)),
@@ -183,16 +200,21 @@ fn receiving_side(rows: &[Row]) -> String {
             let delivered = row.delivered.min(row.packets) as f64 / row.packets.max(1) as f64;
             let softirq = row.softirq_s * 1e6 / row.delivered.max(1) as f64;
             format!(
-                "{}: {:.0} % of the offered frames delivered, {softirq:.2} cores of softirq \
-                 for 1 Mpps delivered",
-                row.kind.name(),
+                "{} ({} sending thread{}): {:.0} % of the offered frames delivered, \
+                 {softirq:.2} cores of softirq for 1 Mpps delivered",
+                row.kind.label(row.look),
+                row.threads,
+                if row.threads == 1 { "" } else { "s" },
                 delivered * 100.0
             )
         })
         .collect();
     format!(
         "Receiving side ({cores} cores here): {}. What the server's veth had no room for, the \
-         client's veth refused (its peer's ring was full).",
+         client's veth refused (its peer's ring was full): the ring column, from the client \
+         veth's tx_dropped and the server veth's rx_dropped. In the closed look (knock's \
+         default) the host's stack answers each first knock with a RST, as for any closed port; \
+         in the filtered look knock drops it in XDP, as knockd's DROP rule does.",
         each.join("; ")
     )
 }

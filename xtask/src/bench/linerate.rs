@@ -12,7 +12,7 @@ use knock_lab::{CLONES_PER_RUN, Capture, Flood, Lab, SERVER_V6, Sender};
 
 use super::frames::fix_tcp_checksum;
 use super::report::Table;
-use super::server::{Kind, Output, Server, Setup, cpu_seconds, softirq_seconds};
+use super::server::{Output, SIDE_BY_SIDE, Server, Setup, cpu_seconds, softirq_seconds};
 
 /// The flood's sources: 2001:db8:f100:0:n:!n (see `knock_lab::stamp`).
 pub const SPOOFED: &str = "2001:db8:f100::";
@@ -252,7 +252,9 @@ pub struct StrangerRow {
 
 /// Strangers' SYNs to 22, each from a new source, flat out from the flood sender, for
 /// `duration`: first into an XDP program that drops everything (the floor: the veth and the way
-/// into XDP), then knockd's iptables DROP rule, then knock's XDP gate.
+/// into XDP), then knockd's iptables DROP rule, then knock's XDP gate in the closed look (on the
+/// lab's veth the host answers each with a RST) and in the filtered look (dropped in XDP, like
+/// knockd's rule).
 pub fn strangers(
     binary: &Path,
     best: Best,
@@ -280,7 +282,7 @@ pub fn strangers(
             softirq_s: softirq_seconds() - softirq_before,
         });
     }
-    for kind in [Kind::Knockd, Kind::KnockStrict] {
+    for (kind, look) in SIDE_BY_SIDE {
         let server = Server::start(
             kind,
             binary,
@@ -288,6 +290,7 @@ pub fn strangers(
                 seq_timeout_s: 5,
                 cmd_timeout_s: super::connect::OPEN_S,
                 knockd_output: Output::Quiet,
+                look,
             },
         )?;
         let pid = server.pid().context("the daemon's process id")?;
@@ -297,7 +300,7 @@ pub fn strangers(
         let done = server.scene.lab.flood_from_client(&template, flood)?;
         std::thread::sleep(Duration::from_millis(100));
         rows.push(StrangerRow {
-            name: kind.name().to_owned(),
+            name: kind.label(look),
             offered: done.offered,
             delivered: server.rx_packets()? - received,
             seconds: done.seconds,
@@ -332,5 +335,11 @@ pub fn strangers_table(rows: &[StrangerRow]) -> Table {
             format!("{:.2}", per_million(row.softirq_s)),
         ]);
     }
+    table.note(
+        "In the closed look (knock's default) on the lab's veth, knock leaves each refused SYN to \
+         the host's stack, which answers it with a RST as for a closed port; in the filtered look \
+         knock drops it in XDP, as knockd's DROP rule drops it in netfilter: compare knockd with \
+         the filtered row.",
+    );
     table
 }

@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 
 use super::measure::Sizes;
 use super::report::{self, Table};
-use super::{chart, connect, flood, growth, linerate, packet, scan};
+use super::{chart, connect, flood, growth, linerate, packet, scan, server};
 use crate::shell;
 
 /// How much each part does, full or quick.
@@ -140,7 +140,13 @@ pub fn run(quick: bool, packets_only: bool) -> anyhow::Result<()> {
 
     part("3. flood of first knocks");
     let load = report::load();
-    let rows = flood::measure(&binary, best, plan.flood, plan.flood_max)?;
+    let rows = flood::measure(
+        &binary,
+        best,
+        &server::SIDE_BY_SIDE,
+        plan.flood,
+        plan.flood_max,
+    )?;
     let mut table = flood::table(&rows);
     table.note(best.describe());
     table.note(loads(&load));

@@ -339,7 +339,8 @@ pub fn strangers_table(rows: &[StrangerRow]) -> Table {
         "In the closed look (knock's default) on the lab's veth, knock leaves each refused SYN to \
          the host's stack, which answers it with a RST as for a closed port; in the filtered look \
          knock drops it in XDP, as knockd's DROP rule drops it in netfilter: compare knockd with \
-         the filtered row.",
+         the filtered row."
+            .to_owned(),
     );
     table
 }

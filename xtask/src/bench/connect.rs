@@ -96,6 +96,7 @@ pub fn measure(binary: &Path, delays: &[u64], runs: usize) -> Result<Vec<Row>> {
                 cmd_timeout_s: OPEN_S,
                 knockd_output: Output::Verbose,
                 look: Look::Closed,
+                queue_per_core: false,
             },
         )?;
         let mut sources = Sources::new(server.add_clients(10, 200)?);

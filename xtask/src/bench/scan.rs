@@ -43,6 +43,7 @@ pub fn measure(binary: &Path, scans: usize, rate: u64) -> Result<Vec<Row>> {
                 cmd_timeout_s: 1,
                 knockd_output: Output::Debug,
                 look: Look::Closed,
+                queue_per_core: false,
             },
         )?;
         let (mut opened, mut captured, mut sent) = (0, 0u64, 0u64);

@@ -16,14 +16,55 @@ use knock_lab::{Lab, Netns, SERVER_V4, Scene};
 /// The door in every lab part: three TCP knocks in front of SSH.
 pub const KNOCKS: [u16; 3] = [7000, 8000, 9000];
 
-/// The floods' implementations: knockd with its DROP rule, then knock in its default look,
-/// where the host's stack answers each refused packet as for any closed port (on the lab's
-/// veth, a RST from the host), and in the filtered look, where knock drops it in XDP as
-/// knockd's DROP rule does.
-pub const SIDE_BY_SIDE: [(Kind, Look); 3] = [
-    (Kind::Knockd, Look::Closed),
-    (Kind::KnockStrict, Look::Closed),
-    (Kind::KnockStrict, Look::Filtered),
+/// One implementation as the floods run it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Case {
+    pub kind: Kind,
+    /// knock's `Ports_Look`; knockd ignores it.
+    pub look: Look,
+    /// See [`Setup::queue_per_core`].
+    pub queue_per_core: bool,
+}
+
+impl Case {
+    const fn new(kind: Kind, look: Look, queue_per_core: bool) -> Self {
+        Self {
+            kind,
+            look,
+            queue_per_core,
+        }
+    }
+
+    pub fn label(self) -> String {
+        let mut label = self.kind.label(self.look);
+        if self.queue_per_core {
+            label.push_str("; one receive queue per core");
+        }
+        label
+    }
+
+    pub fn setup(self, seq_timeout_s: u32, cmd_timeout_s: u32) -> Setup {
+        Setup {
+            seq_timeout_s,
+            cmd_timeout_s,
+            knockd_output: Output::Quiet,
+            look: self.look,
+            queue_per_core: self.queue_per_core,
+        }
+    }
+}
+
+/// The floods' implementations, on the lab's veth as it is made (one receive queue): knockd with
+/// its DROP rule; knock in its default look, where the host's stack answers each refused packet
+/// as for any closed port (on the lab's veth, a RST from the host); knock in the filtered look,
+/// where it drops them in XDP as knockd's DROP rule does. Then both droppers again with one
+/// receive queue per core, as on a NIC with receive-side scaling.
+pub const SIDE_BY_SIDE: [Case; 5] = [
+    Case::new(Kind::Knockd, Look::Closed, false),
+    Case::new(Kind::KnockStrict, Look::Closed, false),
+    Case::new(Kind::KnockStrict, Look::Filtered, false),
+    Case::new(Kind::Knockd, Look::Closed, true),
+    Case::new(Kind::KnockStrict, Look::Filtered, true),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +120,9 @@ pub struct Setup {
     pub knockd_output: Output,
     /// knock's `Ports_Look`; knockd ignores it.
     pub look: Look,
+    /// One receive queue per core on the server's veth, as a NIC with receive-side scaling
+    /// has, instead of the veth's one: see `Lab::one_queue_per_core`.
+    pub queue_per_core: bool,
 }
 
 /// What knockd prints.
@@ -123,6 +167,12 @@ impl Server {
             .stopped()
             .start(binary)
             .context("building the lab (needs root)")?;
+        if setup.queue_per_core {
+            scene
+                .lab
+                .one_queue_per_core()
+                .context("one receive queue per core on the lab's veth pair")?;
+        }
         let mut server = Self {
             running: None,
             scene,

@@ -160,13 +160,7 @@ pub fn run(quick: bool, packets_only: bool) -> anyhow::Result<()> {
 
     part("3. flood of first knocks");
     let load = report::load();
-    let rows = flood::measure(
-        &binary,
-        best,
-        &server::SIDE_BY_SIDE,
-        plan.flood,
-        plan.flood_max,
-    )?;
+    let rows = flood::measure(&binary, best, &plan.cases(true), plan.flood, plan.flood_max)?;
     let mut table = flood::table(&rows);
     table.note(best.describe());
     table.note(loads(&load));

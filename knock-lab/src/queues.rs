@@ -55,7 +55,7 @@ impl Lab {
             let output = self
                 .client
                 .command("sh")
-                .args(["-c", &format!("printf %x {} > {path}", 1u64 << queue)])
+                .args(["-c", &format!("echo {} > {path}", cpu_mask(queue))])
                 .output()?;
             if !output.status.success() {
                 return Err(io::Error::other(format!(
@@ -90,4 +90,28 @@ pub(crate) fn ethtool(iface: &str, data: &mut [u32]) -> io::Result<()> {
     // SAFETY: fd is ours.
     unsafe { libc::close(fd) };
     if rc < 0 { Err(error) } else { Ok(()) }
+}
+
+/// The CPU mask holding only `cpu`, as sysfs reads one: 32-bit hex words, most significant
+/// first, separated by commas.
+fn cpu_mask(cpu: u32) -> String {
+    let mut mask = format!("{:x}", 1u32 << (cpu % 32));
+    for _ in 0..cpu / 32 {
+        mask.push_str(",00000000");
+    }
+    mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_mask;
+
+    #[test]
+    fn a_cpu_mask_names_one_cpu_in_sysfs_words() {
+        assert_eq!(cpu_mask(0), "1");
+        assert_eq!(cpu_mask(1), "2");
+        assert_eq!(cpu_mask(31), "80000000");
+        assert_eq!(cpu_mask(32), "1,00000000");
+        assert_eq!(cpu_mask(65), "2,00000000,00000000");
+    }
 }

@@ -28,16 +28,22 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The implementations a flood part runs: all of them in a full run; a quick one, to stay
-    /// short, leaves out the one-queue-per-core rows but knock's filtered look in the first-knock
-    /// flood (`first_knocks`), where the queues matter most.
+    /// The implementations a flood part runs: all of them in a full run. A quick one, to stay
+    /// short, runs each kind of row once across the two parts: knock's closed look in the
+    /// first-knock flood (`first_knocks`), its filtered look on the veth's one queue in the
+    /// strangers' flood, and with one queue per core in the first-knock flood; knockd in both.
     fn cases(&self, first_knocks: bool) -> Vec<server::Case> {
+        use knock_common::settings::Look;
         server::SIDE_BY_SIDE
             .into_iter()
             .filter(|case| {
+                let knock = case.kind != server::Kind::Knockd;
                 !self.quick
-                    || !case.queue_per_core
-                    || (first_knocks && case.kind != server::Kind::Knockd)
+                    || match (first_knocks, knock) {
+                        (_, false) => !case.queue_per_core,
+                        (true, true) => case.look == Look::Closed || case.queue_per_core,
+                        (false, true) => case.look == Look::Filtered && !case.queue_per_core,
+                    }
             })
             .collect()
     }

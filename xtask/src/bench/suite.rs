@@ -62,7 +62,7 @@ impl Plan {
                 delays: vec![0, 100],
                 connects: 3,
                 flood: Duration::from_secs(2),
-                flood_max: 2_000_000,
+                flood_max: 3_000_000,
                 burst: Duration::from_millis(500),
                 scans: 1,
                 scan_rate: 20_000,

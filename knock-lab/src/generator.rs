@@ -170,28 +170,9 @@ impl Lab {
 }
 
 fn set_gro(iface: &str) -> io::Result<()> {
-    const SIOCETHTOOL: libc::c_ulong = 0x8946;
     const ETHTOOL_SGRO: u32 = 0x2c;
-    let name = CString::new(iface).map_err(io::Error::other)?;
     // struct ethtool_value: cmd, data.
-    let mut value: [u32; 2] = [ETHTOOL_SGRO, 1];
-    // SAFETY: an all-zero ifreq is valid; the name fits (interface names are under 16 bytes).
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (slot, byte) in request.ifr_name.iter_mut().zip(name.as_bytes()) {
-        *slot = *byte as libc::c_char;
-    }
-    request.ifr_ifru.ifru_data = value.as_mut_ptr().cast();
-    // SAFETY: plain socket(2), closed below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: SIOCETHTOOL with an ifreq pointing at an ethtool_value that outlives the call.
-    let rc = unsafe { libc::ioctl(fd, SIOCETHTOOL, &raw mut request) };
-    let error = io::Error::last_os_error();
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
-    if rc < 0 { Err(error) } else { Ok(()) }
+    crate::queues::ethtool(iface, &mut [ETHTOOL_SGRO, 1])
 }
 
 /// The sending loop, on a thread inside the client's namespace.

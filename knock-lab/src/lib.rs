@@ -15,6 +15,7 @@ pub mod knockd;
 mod live;
 pub mod nat;
 mod netns;
+mod queues;
 mod raw;
 mod scene;
 mod socket;

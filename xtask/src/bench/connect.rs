@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use knock_common::settings::Look;
 use knock_lab::{SERVER_V4, connects_from};
 
 use super::report::{Table, median, p90};
@@ -94,6 +95,8 @@ pub fn measure(binary: &Path, delays: &[u64], runs: usize) -> Result<Vec<Row>> {
                 seq_timeout_s: 5,
                 cmd_timeout_s: OPEN_S,
                 knockd_output: Output::Verbose,
+                look: Look::Closed,
+                queue_per_core: false,
             },
         )?;
         let mut sources = Sources::new(server.add_clients(10, 200)?);

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use knock_common::craft::Craft;
 use knock_common::segment::tcp_flags::SYN;
+use knock_common::settings::Look;
 use knock_lab::SERVER_V4;
 
 use super::frames::{fix_tcp_checksum, set_dport, shuffled_ports};
@@ -41,6 +42,8 @@ pub fn measure(binary: &Path, scans: usize, rate: u64) -> Result<Vec<Row>> {
                 seq_timeout_s: 25,
                 cmd_timeout_s: 1,
                 knockd_output: Output::Debug,
+                look: Look::Closed,
+                queue_per_core: false,
             },
         )?;
         let (mut opened, mut captured, mut sent) = (0, 0u64, 0u64);

@@ -9,11 +9,63 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use knock_common::craft::Craft;
 use knock_common::segment::tcp_flags::SYN;
+use knock_common::settings::Look;
 use knock_lab::knockd::{KNOCKD, Knockd};
-use knock_lab::{Lab, SERVER_V4, Scene};
+use knock_lab::{Lab, Netns, SERVER_V4, Scene};
 
 /// The door in every lab part: three TCP knocks in front of SSH.
 pub const KNOCKS: [u16; 3] = [7000, 8000, 9000];
+
+/// One implementation as the floods run it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Case {
+    pub kind: Kind,
+    /// knock's `Ports_Look`; knockd ignores it.
+    pub look: Look,
+    /// See [`Setup::queue_per_core`].
+    pub queue_per_core: bool,
+}
+
+impl Case {
+    const fn new(kind: Kind, look: Look, queue_per_core: bool) -> Self {
+        Self {
+            kind,
+            look,
+            queue_per_core,
+        }
+    }
+
+    pub fn label(self) -> String {
+        let mut label = self.kind.label(self.look);
+        if self.queue_per_core {
+            label.push_str("; one receive queue per core");
+        }
+        label
+    }
+
+    pub fn setup(self, seq_timeout_s: u32, cmd_timeout_s: u32) -> Setup {
+        Setup {
+            seq_timeout_s,
+            cmd_timeout_s,
+            knockd_output: Output::Quiet,
+            look: self.look,
+            queue_per_core: self.queue_per_core,
+        }
+    }
+}
+
+/// The floods' implementations, on the lab's veth as it is made (one receive queue): knockd with
+/// its DROP rule; knock in its default look, where the host's stack answers each refused packet
+/// as for any closed port (on the lab's veth, a RST from the host); knock in the filtered look,
+/// where it drops them in XDP as knockd's DROP rule does. Then both droppers again with one
+/// receive queue per core, as on a NIC with receive-side scaling.
+pub const SIDE_BY_SIDE: [Case; 5] = [
+    Case::new(Kind::Knockd, Look::Closed, false),
+    Case::new(Kind::KnockStrict, Look::Closed, false),
+    Case::new(Kind::KnockStrict, Look::Filtered, false),
+    Case::new(Kind::Knockd, Look::Closed, true),
+    Case::new(Kind::KnockStrict, Look::Filtered, true),
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -30,6 +82,17 @@ impl Kind {
             Self::Knockd => "knockd 0.8 + iptables",
             Self::KnockLoose => "knock, Progress = knockd",
             Self::KnockStrict => "knock, Progress = strict",
+        }
+    }
+
+    /// The name with knock's `Ports_Look` (knockd has none: its iptables rules say how the host
+    /// answers).
+    pub fn label(self, look: Look) -> String {
+        match self {
+            Self::Knockd => self.name().to_owned(),
+            Self::KnockLoose | Self::KnockStrict => {
+                format!("{}, Ports_Look = {}", self.name(), look.name())
+            }
         }
     }
 }
@@ -55,6 +118,11 @@ pub struct Setup {
     pub seq_timeout_s: u32,
     pub cmd_timeout_s: u32,
     pub knockd_output: Output,
+    /// knock's `Ports_Look`; knockd ignores it.
+    pub look: Look,
+    /// One receive queue per core on the server's veth, as a NIC with receive-side scaling
+    /// has, instead of the veth's one: see `Lab::one_queue_per_core`.
+    pub queue_per_core: bool,
 }
 
 /// What knockd prints.
@@ -87,9 +155,10 @@ impl Server {
                 } else {
                     "strict"
                 };
+                let look = setup.look.name();
                 format!(
-                    "[options]\n    Progress = {rule}\n[openSSH]\n    sequence = {sequence}\n    \
-                     seq_timeout = {seq}\n    cmd_timeout = {open}\n"
+                    "[options]\n    Progress = {rule}\n    Ports_Look = {look}\n[openSSH]\n    \
+                     sequence = {sequence}\n    seq_timeout = {seq}\n    cmd_timeout = {open}\n"
                 )
             }
         };
@@ -98,6 +167,12 @@ impl Server {
             .stopped()
             .start(binary)
             .context("building the lab (needs root)")?;
+        if setup.queue_per_core {
+            scene
+                .lab
+                .one_queue_per_core()
+                .context("one receive queue per core on the lab's veth pair")?;
+        }
         let mut server = Self {
             running: None,
             scene,
@@ -183,15 +258,7 @@ impl Server {
 
     /// Frames the server's interface has received so far.
     pub fn rx_packets(&self) -> Result<u64> {
-        let path = format!(
-            "/sys/class/net/{}/statistics/rx_packets",
-            self.scene.lab.server_if
-        );
-        let output = self.scene.lab.server.command("cat").arg(&path).output()?;
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .with_context(|| format!("reading {path} in the server namespace"))
+        Ring::read(&self.scene.lab).map(|ring| ring.received)
     }
 
     /// Adds client addresses 198.51.100.`first`.. to the client side, `count` of them.
@@ -353,4 +420,42 @@ pub fn softirq_seconds() -> f64 {
         .find(|l| l.starts_with("cpu "))
         .and_then(|l| l.split_whitespace().nth(7)?.parse::<f64>().ok())
         .map_or(0.0, |ticks| ticks / ticks_per_second())
+}
+
+/// The veth pair's counters: what the server's end received, and what found its ring full
+/// (the client's end counts a frame its peer had no room for as a transmit drop, the server's
+/// end a frame it could not take as a receive drop).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ring {
+    pub received: u64,
+    pub dropped: u64,
+}
+
+impl Ring {
+    pub fn read(lab: &Lab) -> Result<Self> {
+        Ok(Self {
+            received: interface_stat(&lab.server, &lab.server_if, "rx_packets")?,
+            dropped: interface_stat(&lab.server, &lab.server_if, "rx_dropped")?
+                + interface_stat(&lab.client, &lab.client_if, "tx_dropped")?,
+        })
+    }
+
+    /// What happened since `before`.
+    pub fn since(self, before: Self) -> Self {
+        Self {
+            received: self.received.saturating_sub(before.received),
+            dropped: self.dropped.saturating_sub(before.dropped),
+        }
+    }
+}
+
+/// One of an interface's counters (/sys/class/net/IF/statistics/NAME), read inside its
+/// namespace.
+fn interface_stat(netns: &Netns, iface: &str, name: &str) -> Result<u64> {
+    let path = format!("/sys/class/net/{iface}/statistics/{name}");
+    let output = netns.command("cat").arg(&path).output()?;
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .with_context(|| format!("reading {path} in {}", netns.name()))
 }

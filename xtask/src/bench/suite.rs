@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 
 use super::measure::Sizes;
 use super::report::{self, Table};
-use super::{chart, connect, flood, growth, linerate, packet, scan};
+use super::{chart, connect, flood, growth, linerate, packet, scan, server};
 use crate::shell;
 
 /// How much each part does, full or quick.
@@ -28,6 +28,26 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The implementations a flood part runs: all of them in a full run. A quick one, to stay
+    /// short, runs each kind of row once across the two parts: knock's closed look in the
+    /// first-knock flood (`first_knocks`), its filtered look on the veth's one queue in the
+    /// strangers' flood, and with one queue per core in the first-knock flood; knockd in both.
+    fn cases(&self, first_knocks: bool) -> Vec<server::Case> {
+        use knock_common::settings::Look;
+        server::SIDE_BY_SIDE
+            .into_iter()
+            .filter(|case| {
+                let knock = case.kind != server::Kind::Knockd;
+                !self.quick
+                    || match (first_knocks, knock) {
+                        (_, false) => !case.queue_per_core,
+                        (true, true) => case.look == Look::Closed || case.queue_per_core,
+                        (false, true) => case.look == Look::Filtered && !case.queue_per_core,
+                    }
+            })
+            .collect()
+    }
+
     fn new(quick: bool) -> Self {
         if quick {
             Self {
@@ -42,7 +62,7 @@ impl Plan {
                 delays: vec![0, 100],
                 connects: 3,
                 flood: Duration::from_secs(2),
-                flood_max: 2_000_000,
+                flood_max: 3_000_000,
                 burst: Duration::from_millis(500),
                 scans: 1,
                 scan_rate: 20_000,
@@ -131,7 +151,13 @@ pub fn run(quick: bool, packets_only: bool) -> anyhow::Result<()> {
 
     part("3. line rate: strangers' SYNs to SSH");
     let load = report::load();
-    let rows = linerate::strangers(&binary, best, plan.burst * 2, plan.flood_max)?;
+    let rows = linerate::strangers(
+        &binary,
+        best,
+        &plan.cases(false),
+        plan.burst * 2,
+        plan.flood_max,
+    )?;
     let mut table = linerate::strangers_table(&rows);
     table.note(best.describe());
     table.note(loads(&load));
@@ -140,7 +166,7 @@ pub fn run(quick: bool, packets_only: bool) -> anyhow::Result<()> {
 
     part("3. flood of first knocks");
     let load = report::load();
-    let rows = flood::measure(&binary, best, plan.flood, plan.flood_max)?;
+    let rows = flood::measure(&binary, best, &plan.cases(true), plan.flood, plan.flood_max)?;
     let mut table = flood::table(&rows);
     table.note(best.describe());
     table.note(loads(&load));

@@ -186,7 +186,13 @@ impl Pass {
         } else {
             return Opening::Full;
         };
-        let slot = lowest_slot(slots) & (DOORS_PER_PASS - 1);
+        // The mask tells the verifier the index fits, but the compiler knows it does and drops
+        // the mask unless the index comes out of memory it cannot see into; and kernels before
+        // 6.x cannot bound `lowest_slot`'s OR themselves (6.1 refused the programs: "math
+        // between map_value pointer and register with unbounded min value").
+        let slot = lowest_slot(slots);
+        // SAFETY: a read of a local, initialised just above.
+        let slot = unsafe { core::ptr::read_volatile(&raw const slot) } & (DOORS_PER_PASS - 1);
         self.door[slot] = door;
         if self.expires_ns[slot] < expires_ns || opening == Opening::Opened {
             self.expires_ns[slot] = expires_ns;

@@ -112,12 +112,6 @@ const fn below(a: u64, b: u64) -> u64 {
     ((!a & b) | ((!a | b) & a.wrapping_sub(b))) >> 63
 }
 
-/// 1 if `a == b`, else 0, without a comparison (see [`below`]).
-#[inline(always)]
-const fn same(a: u8, b: u8) -> u64 {
-    ((a ^ b) as u64).wrapping_sub(1) >> 63
-}
-
 /// The index of the lowest set bit of `mask` (one of eight slots), computed without
 /// comparisons (see [`below`]); any index for an empty mask.
 #[inline(always)]
@@ -152,14 +146,20 @@ impl Pass {
         live
     }
 
-    /// The slots holding `door`, open or not, one bit per slot.
+    /// The slots holding `door`, open or not, one bit per slot: all eight compared at once, as
+    /// the bytes of one word.
     #[inline(always)]
     fn holding(&self, door: u8) -> u64 {
-        let mut holding = 0;
-        for slot in 0..DOORS_PER_PASS {
-            holding |= same(self.door[slot], door) << slot;
-        }
-        holding
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+        // Byte by byte: zero where the slot holds `door`.
+        let differ = u64::from_le_bytes(self.door) ^ (u64::from(door) * ONES);
+        // The top bit of each byte: set where that byte is not zero. No sum carries into the
+        // next byte, so no slot's answer depends on its neighbour's.
+        let nonzero = ((differ & LOW7) + LOW7) | differ;
+        let same = (!nonzero & !LOW7) >> 7;
+        // One bit per byte at bit 8k, gathered to bit 56 + k; no two products share a bit.
+        same.wrapping_mul(0x0102_0408_1020_4080) >> 56
     }
 
     /// Whether `door` is open at `now_ns`.
@@ -386,17 +386,34 @@ mod tests {
                 assert_eq!(below(a, b) == 1, a < b, "{a} < {b}");
             }
         }
-        for a in 0..=u8::MAX {
-            for b in [0, 1, 7, 128, 254, 255, a] {
-                assert_eq!(same(a, b) == 1, a == b, "{a} == {b}");
-            }
-        }
         for mask in 1..=0xffu64 {
             assert_eq!(
                 lowest_slot(mask),
                 mask.trailing_zeros() as usize,
                 "{mask:#x}"
             );
+        }
+    }
+
+    #[test]
+    fn the_slots_holding_a_door_are_found_in_one_word() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for round in 0..100_000u32 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut pass = Pass {
+                door: state.to_le_bytes(),
+                ..Pass::default()
+            };
+            // Repeated ids, and the ids next to each other in every bit.
+            pass.door[(round % 8) as usize] = pass.door[((round / 8) % 8) as usize];
+            for door in [pass.door[0], pass.door[7], 0, 0x7f, 0x80, 0xff, round as u8] {
+                let plain = (0..DOORS_PER_PASS)
+                    .filter(|&slot| pass.door[slot] == door)
+                    .fold(0, |mask, slot| mask | 1 << slot);
+                assert_eq!(pass.holding(door), plain, "{:?} {door}", pass.door);
+            }
         }
     }
 

@@ -11,6 +11,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::Lab;
+use crate::clone::CloneRedirect;
 use crate::live::{DropAll, LiveFrames};
 use crate::txring::TxRing;
 
@@ -19,6 +20,10 @@ const STAMP: usize = 14 + 8 + 8;
 
 /// Frames per call of a sender between looks at the clock: 20 to 200 ms at the rates seen here.
 const CHUNK: u64 = 65_536;
+
+/// Clones per run of the clone-redirect sender: enough that the run's own cost (the test
+/// run's loop, turning bottom halves back on) is spread thin, few enough for one NAPI poll.
+pub const CLONES_PER_RUN: u32 = 16;
 
 /// How a flood leaves the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,16 +35,29 @@ pub enum Sender {
     /// BPF_PROG_TEST_RUN in live-frames mode: an XDP program stamps and transmits copies of the
     /// frame in the kernel, `XDP_TX` into the veth's `ndo_xdp_xmit`.
     LiveFrames,
+    /// BPF_PROG_TEST_RUN of a tc program: each run stamps the run's skb and hands `clones`
+    /// clones of it to `bpf_clone_redirect`, out of the client's veth (see [`crate::clone`]).
+    CloneRedirect { clones: u32 },
 }
 
 impl Sender {
-    pub const ALL: [Self; 3] = [Self::Sendto, Self::TxRing, Self::LiveFrames];
+    pub const ALL: [Self; 4] = [
+        Self::Sendto,
+        Self::TxRing,
+        Self::LiveFrames,
+        Self::CloneRedirect {
+            clones: CLONES_PER_RUN,
+        },
+    ];
 
-    pub const fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Self::Sendto => "AF_PACKET, sendto(2) per frame",
-            Self::TxRing => "AF_PACKET TX ring, PACKET_QDISC_BYPASS",
-            Self::LiveFrames => "BPF_PROG_TEST_RUN live frames, XDP_TX",
+            Self::Sendto => "AF_PACKET, sendto(2) per frame".to_owned(),
+            Self::TxRing => "AF_PACKET TX ring, PACKET_QDISC_BYPASS".to_owned(),
+            Self::LiveFrames => "BPF_PROG_TEST_RUN live frames, XDP_TX".to_owned(),
+            Self::CloneRedirect { clones } => {
+                format!("BPF_PROG_TEST_RUN of a tc program, bpf_clone_redirect x {clones} per run")
+            }
         }
     }
 }
@@ -58,7 +76,8 @@ pub struct Flood {
 }
 
 /// What a flood did: packets the sender handed to the interface (for live frames, to the
-/// driver: the kernel does not say how many it took), and over how long.
+/// driver: the kernel does not say how many it took; for clone redirect, to
+/// `bpf_clone_redirect`, which a full receiving ring refuses), and over how long.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Flooded {
     pub offered: u64,
@@ -183,7 +202,7 @@ fn run(iface: &str, frame: &[u8], flood: Flood, first: u32) -> io::Result<Floode
     if index == 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut sender = Open::new(flood.sender, iface, first)?;
+    let mut sender = Open::new(flood.sender, iface, index, first)?;
     let started = Instant::now();
     let mut offered = 0u64;
     // Paced floods send what is due one millisecond ahead, then sleep; others go flat out in
@@ -215,10 +234,11 @@ enum Open {
     Sendto { fd: i32, next: u32 },
     TxRing { ring: TxRing, next: u32 },
     Live(LiveFrames),
+    Clone { sender: CloneRedirect, next: u32 },
 }
 
 impl Open {
-    fn new(sender: Sender, iface: &str, first: u32) -> io::Result<Self> {
+    fn new(sender: Sender, iface: &str, index: u32, first: u32) -> io::Result<Self> {
         Ok(match sender {
             Sender::Sendto => {
                 // SAFETY: plain socket(2), closed on drop.
@@ -235,6 +255,10 @@ impl Open {
                 next: first,
             },
             Sender::LiveFrames => Self::Live(LiveFrames::load(first)?),
+            Sender::CloneRedirect { clones } => Self::Clone {
+                sender: CloneRedirect::load(index, clones)?,
+                next: first,
+            },
         })
     }
 
@@ -293,6 +317,26 @@ impl Open {
                 let count = u32::try_from(count).unwrap_or(u32::MAX);
                 live.send(index, frame, count)?;
                 Ok(u64::from(count))
+            }
+            Self::Clone { sender, next } => {
+                // Whole runs only: a chunk smaller than one run still makes one, so a flood
+                // may end up to a run's clones past its bound.
+                let clones = u64::from(sender.clones());
+                let runs = u32::try_from((count / clones).max(1)).unwrap_or(u32::MAX);
+                let mut copy = frame.to_vec();
+                stamp(&mut copy, *next);
+                sender.send(&copy, runs)?;
+                // Offered is what the program handed to bpf_clone_redirect; a veth whose
+                // peer's ring is full refuses some, which shows as delivered < offered. None
+                // taken ever (the first run always finds room) is a broken sender.
+                if sender.taken()? == 0 {
+                    return Err(io::Error::other(
+                        "bpf_clone_redirect took none of the clones: the target refuses them",
+                    ));
+                }
+                let sent = u64::from(runs) * clones;
+                *next = next.wrapping_add(sent as u32);
+                Ok(sent)
             }
         }
     }

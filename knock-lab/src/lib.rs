@@ -8,6 +8,7 @@
 //! the NAT of [`nat::NatLab`]) and 2001:db8::/32.
 
 mod bpffs;
+mod clone;
 mod daemon;
 mod generator;
 pub mod knockd;
@@ -22,8 +23,9 @@ mod tempdir;
 mod txring;
 
 pub use bpffs::BpfMount;
+pub use clone::{CloneRedirect, MAX_CLONES};
 pub use daemon::Daemon;
-pub use generator::{Flood, Flooded, Sender, stamp};
+pub use generator::{CLONES_PER_RUN, Flood, Flooded, Sender, stamp};
 pub use live::DropAll;
 pub use netns::Netns;
 pub use raw::Capture;

@@ -17,7 +17,7 @@ const BATCH: u32 = 256;
 const BPF_MAP_CREATE: i64 = 0;
 const BPF_MAP_UPDATE_ELEM: i64 = 2;
 const BPF_PROG_LOAD: i64 = 5;
-const BPF_PROG_TEST_RUN: i64 = 10;
+pub(crate) const BPF_PROG_TEST_RUN: i64 = 10;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 
@@ -31,14 +31,14 @@ pub struct LiveFrames {
 }
 
 /// One BPF instruction: opcode, registers, offset, immediate.
-const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+pub(crate) const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
     (code as u64)
         | (((dst | (src << 4)) as u64) << 8)
         | ((off as u16 as u64) << 16)
         | ((imm as u32 as u64) << 32)
 }
 
-fn bpf(command: i64, attr: &mut [u64; 16]) -> io::Result<i64> {
+pub(crate) fn bpf(command: i64, attr: &mut [u64; 16]) -> io::Result<i64> {
     // SAFETY: bpf(2) with an attribute block of the stated size that outlives the call; every
     // pointer in it points at memory the caller keeps alive for the call.
     let rc = unsafe { libc::syscall(libc::SYS_bpf, command, attr.as_mut_ptr(), size_of_val(attr)) };
@@ -49,32 +49,47 @@ fn bpf(command: i64, attr: &mut [u64; 16]) -> io::Result<i64> {
     }
 }
 
-fn fd(rc: i64) -> OwnedFd {
+pub(crate) fn fd(rc: i64) -> OwnedFd {
     // SAFETY: a descriptor bpf(2) just returned to us, owned by nobody else.
     unsafe { OwnedFd::from_raw_fd(rc as i32) }
 }
 
 /// Loads an XDP program given as instructions, with the verifier's log in the error.
 fn load_xdp(program: &[u64], what: &str) -> io::Result<OwnedFd> {
+    load(BPF_PROG_TYPE_XDP, program, what)
+}
+
+/// Loads a program of type `kind` given as instructions, with the verifier's log in the error.
+/// The first attempt asks for no log: a verbose log of a long program fills any small buffer
+/// (ENOSPC) even when the program is fine; only a refused program is loaded again for its log.
+pub(crate) fn load(kind: u32, program: &[u64], what: &str) -> io::Result<OwnedFd> {
     let license = c"GPL";
-    let mut log = vec![0u8; 4096];
     let mut attr = [0u64; 16];
-    attr[0] = u64::from(BPF_PROG_TYPE_XDP) | ((program.len() as u64) << 32);
+    attr[0] = u64::from(kind) | ((program.len() as u64) << 32);
     attr[1] = program.as_ptr() as u64;
     attr[2] = license.as_ptr() as u64;
+    let refused = match bpf(BPF_PROG_LOAD, &mut attr.clone()) {
+        Ok(rc) => return Ok(fd(rc)),
+        Err(error) => error,
+    };
+    let mut log = vec![0u8; 1 << 20];
     // log_level, log_size; log_buf.
     attr[3] = 1 | ((log.len() as u64) << 32);
     attr[4] = log.as_mut_ptr() as u64;
-    bpf(BPF_PROG_LOAD, &mut attr).map(fd).map_err(|error| {
-        let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
-        io::Error::new(
-            error.kind(),
-            format!(
-                "loading {what}: {error}: {}",
-                String::from_utf8_lossy(&log[..end]).trim()
-            ),
-        )
-    })
+    let error = match bpf(BPF_PROG_LOAD, &mut attr) {
+        // Loaded with a log after all: the first refusal was not the program's fault.
+        Ok(rc) => return Ok(fd(rc)),
+        Err(error) => error,
+    };
+    let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+    // The verifier's last lines say why.
+    let text = String::from_utf8_lossy(&log[..end]);
+    let tail: Vec<&str> = text.lines().rev().take(12).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(io::Error::new(
+        refused.kind(),
+        format!("loading {what}: {error}: {}", tail.join("\n").trim()),
+    ))
 }
 
 /// An XDP program that drops every frame, attached to an interface through a BPF link: the

@@ -86,6 +86,27 @@ impl Capture {
         Ok(Self { fd })
     }
 
+    /// Lets the socket hold `bytes` of frames not yet read (SO_RCVBUFFORCE, past the
+    /// namespace's rmem_max): a burst read after it ends loses nothing to the buffer.
+    pub fn hold(&self, bytes: usize) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
+        // SAFETY: an int option, valid for the stated length during the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&raw const bytes).cast(),
+                size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Every frame seen from now until `duration` has passed.
     pub fn frames_for(&self, duration: std::time::Duration) -> Vec<Vec<u8>> {
         use std::os::fd::AsRawFd as _;

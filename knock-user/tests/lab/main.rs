@@ -22,3 +22,4 @@ mod operations;
 mod replay;
 mod safety_net;
 mod scanner;
+mod senders;

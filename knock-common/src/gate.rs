@@ -102,6 +102,28 @@ pub enum Opening {
     Full,
 }
 
+/// 1 if `a < b` (unsigned), else 0, without a comparison: BPF has no instruction that sets a
+/// register from a comparison, so the compiler turns each one into a jump, and the verifier
+/// walks what follows once per side. A slot index picked by jumps is a constant on every path,
+/// which the verifier must then track precisely, so those paths never merge again (Hacker's
+/// Delight, 2-12).
+#[inline(always)]
+const fn below(a: u64, b: u64) -> u64 {
+    ((!a & b) | ((!a | b) & a.wrapping_sub(b))) >> 63
+}
+
+/// The index of the lowest set bit of `mask` (one of eight slots), computed without
+/// comparisons (see [`below`]); any index for an empty mask.
+#[inline(always)]
+const fn lowest_slot(mask: u64) -> usize {
+    let bit = mask & mask.wrapping_neg() & 0xff;
+    // Each bit of the index: whether the lowest bit lies among the slots with that bit set.
+    let one = ((bit & 0xaa) + 0xff) >> 8;
+    let two = ((bit & 0xcc) + 0xff) >> 8;
+    let four = ((bit & 0xf0) + 0xff) >> 8;
+    (one | (two << 1) | (four << 2)) as usize
+}
+
 impl Pass {
     /// Whether any door in `guarding` (a mask of door ids) is open at `now_ns`.
     #[inline(always)]
@@ -114,39 +136,63 @@ impl Pass {
         admitted
     }
 
+    /// The slots whose door is open at `now_ns`, one bit per slot.
+    #[inline(always)]
+    fn live(&self, now_ns: u64) -> u64 {
+        let mut live = 0;
+        for slot in 0..DOORS_PER_PASS {
+            live |= below(now_ns, self.expires_ns[slot]) << slot;
+        }
+        live
+    }
+
+    /// The slots holding `door`, open or not, one bit per slot: all eight compared at once, as
+    /// the bytes of one word.
+    #[inline(always)]
+    fn holding(&self, door: u8) -> u64 {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+        // Byte by byte: zero where the slot holds `door`.
+        let differ = u64::from_le_bytes(self.door) ^ (u64::from(door) * ONES);
+        // The top bit of each byte: set where that byte is not zero. No sum carries into the
+        // next byte, so no slot's answer depends on its neighbour's.
+        let nonzero = ((differ & LOW7) + LOW7) | differ;
+        let same = (!nonzero & !LOW7) >> 7;
+        // One bit per byte at bit 8k, gathered to bit 56 + k; no two products share a bit.
+        same.wrapping_mul(0x0102_0408_1020_4080) >> 56
+    }
+
     /// Whether `door` is open at `now_ns`.
     #[inline(always)]
     pub fn holds(&self, door: u8, now_ns: u64) -> bool {
-        let mut held = false;
-        for slot in 0..DOORS_PER_PASS {
-            held |= self.door[slot] == door && self.expires_ns[slot] > now_ns;
-        }
-        held
+        self.live(now_ns) & self.holding(door) != 0
     }
 
     /// Opens `door` until `expires_ns`, or moves its deadline if it is already open.
+    ///
+    /// Slots are picked by bit masks rather than by a branch per slot: the SPA and open
+    /// programs inline this three times, and the verifier walked each copy once per
+    /// combination of slot indices the branches left (see [`below`]).
     #[inline(always)]
     pub fn open(&mut self, door: u8, expires_ns: u64, now_ns: u64) -> Opening {
+        let live = self.live(now_ns);
+        let held = live & self.holding(door);
+        let free = !live & ((1 << DOORS_PER_PASS) - 1);
         // The slot already holding the door wins; else the first free one.
-        let mut held = DOORS_PER_PASS;
-        let mut free = DOORS_PER_PASS;
-        for slot in (0..DOORS_PER_PASS).rev() {
-            let live = self.expires_ns[slot] > now_ns;
-            if live && self.door[slot] == door {
-                held = slot;
-            }
-            if !live {
-                free = slot;
-            }
-        }
-        let (slot, opening) = if held < DOORS_PER_PASS {
+        let (slots, opening) = if held != 0 {
             (held, Opening::Refreshed)
-        } else if free < DOORS_PER_PASS {
+        } else if free != 0 {
             (free, Opening::Opened)
         } else {
             return Opening::Full;
         };
-        let slot = slot & (DOORS_PER_PASS - 1);
+        // The mask tells the verifier the index fits, but the compiler knows it does and drops
+        // the mask unless the index comes out of memory it cannot see into; and kernels before
+        // 6.x cannot bound `lowest_slot`'s OR themselves (6.1 refused the programs: "math
+        // between map_value pointer and register with unbounded min value").
+        let slot = lowest_slot(slots);
+        // SAFETY: a read of a local, initialised just above.
+        let slot = unsafe { core::ptr::read_volatile(&raw const slot) } & (DOORS_PER_PASS - 1);
         self.door[slot] = door;
         if self.expires_ns[slot] < expires_ns || opening == Opening::Opened {
             self.expires_ns[slot] = expires_ns;
@@ -303,5 +349,108 @@ mod tests {
         }
         assert_eq!(pass.open(9, 100, 0), Opening::Full);
         assert_eq!(pass.open(2, 100, 0), Opening::Refreshed);
+    }
+
+    /// The rule `open` and `holds` follow, written the plain way: one branch per slot.
+    fn opened_plainly(pass: &mut Pass, door: u8, expires_ns: u64, now_ns: u64) -> Opening {
+        let live = |slot: usize, pass: &Pass| pass.expires_ns[slot] > now_ns;
+        let held = (0..DOORS_PER_PASS).find(|&slot| live(slot, pass) && pass.door[slot] == door);
+        let free = (0..DOORS_PER_PASS).find(|&slot| !live(slot, pass));
+        let (slot, opening) = match (held, free) {
+            (Some(slot), _) => (slot, Opening::Refreshed),
+            (None, Some(slot)) => (slot, Opening::Opened),
+            (None, None) => return Opening::Full,
+        };
+        pass.door[slot] = door;
+        if opening == Opening::Opened || pass.expires_ns[slot] < expires_ns {
+            pass.expires_ns[slot] = expires_ns;
+        }
+        opening
+    }
+
+    #[test]
+    fn the_comparisons_without_branches_agree_with_the_operators() {
+        let edges = [
+            0,
+            1,
+            2,
+            1 << 62,
+            (1 << 63) - 1,
+            1 << 63,
+            (1 << 63) + 1,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for a in edges {
+            for b in edges {
+                assert_eq!(below(a, b) == 1, a < b, "{a} < {b}");
+            }
+        }
+        for mask in 1..=0xffu64 {
+            assert_eq!(
+                lowest_slot(mask),
+                mask.trailing_zeros() as usize,
+                "{mask:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_slots_holding_a_door_are_found_in_one_word() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for round in 0..100_000u32 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut pass = Pass {
+                door: state.to_le_bytes(),
+                ..Pass::default()
+            };
+            // Repeated ids, and the ids next to each other in every bit.
+            pass.door[(round % 8) as usize] = pass.door[((round / 8) % 8) as usize];
+            for door in [pass.door[0], pass.door[7], 0, 0x7f, 0x80, 0xff, round as u8] {
+                let plain = (0..DOORS_PER_PASS)
+                    .filter(|&slot| pass.door[slot] == door)
+                    .fold(0, |mask, slot| mask | 1 << slot);
+                assert_eq!(pass.holding(door), plain, "{:?} {door}", pass.door);
+            }
+        }
+    }
+
+    /// Random passes whose slots mix open, closed and just-expiring doors of a few ids, opened
+    /// and probed both ways: every outcome and every slot the same.
+    #[test]
+    fn opening_without_branches_picks_the_slots_the_plain_rule_picks() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            let now = [0, 5, 1 << 40, u64::MAX - 1, u64::MAX][next() as usize % 5];
+            let mut pass = Pass::default();
+            for slot in 0..DOORS_PER_PASS {
+                pass.door[slot] = [0, 1, 2, 3, 255][next() as usize % 5];
+                pass.expires_ns[slot] = [
+                    0,
+                    now.wrapping_sub(1),
+                    now,
+                    now.wrapping_add(1),
+                    u64::MAX,
+                    next(),
+                ][next() as usize % 6];
+            }
+            let door = [0, 1, 2, 3, 255][next() as usize % 5];
+            let expires = [0, now, now.saturating_add(100), next()][next() as usize % 4];
+            let plain_holds = (0..DOORS_PER_PASS)
+                .any(|slot| pass.expires_ns[slot] > now && pass.door[slot] == door);
+            assert_eq!(pass.holds(door, now), plain_holds, "{pass:?} {door} {now}");
+            let mut plain = pass;
+            let opening = pass.open(door, expires, now);
+            assert_eq!(opening, opened_plainly(&mut plain, door, expires, now));
+            assert_eq!(pass, plain, "door {door} until {expires} at {now}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use knock_user::kernel::{Capacities, Knock};
 const CEILINGS: [(&str, u32); 6] = [
     (knock_common::PROGRAM, 140_000),
     (knock_common::IP_PROGRAM, 115_000),
-    (knock_common::SPA_PROGRAM, 8_000),
+    (knock_common::SPA_PROGRAM, 2_900),
     (knock_common::GATE_PROGRAM, 9_000),
     (knock_common::OPEN_PROGRAM, 12_000),
     (knock_common::GUARD_PROGRAM, 3_500),

@@ -20,6 +20,7 @@ mod nat;
 mod one_time;
 mod operations;
 mod replay;
+mod restart_under_fire;
 mod safety_net;
 mod scanner;
 mod senders;

@@ -42,13 +42,6 @@ pub fn admits(source: Addr, class: u8, settings: &Settings, now_ns: u64) -> bool
             || admits_reserved(source, class, settings, now_ns))
 }
 
-/// Whether a door in `GATE` admits `source` now, asked only when its `PASS_SEEN` slot is
-/// marked: the fast lane's admission.
-#[inline(always)]
-pub fn admits_static_marked(source: Addr, class: u8, settings: &Settings) -> bool {
-    may_hold_pass(&source, settings) && admits_static(source, class, 0)
-}
-
 /// Whether a door may be open for `source` in either map of the gate.
 #[inline(always)]
 fn may_hold_pass(source: &Addr, settings: &Settings) -> bool {

@@ -63,11 +63,10 @@ pub fn verdict(glance: &Glance, frame: &XdpFrame) -> Option<u32> {
         count(Counter::GateDropped);
         return Some(XDP_DROP);
     }
-    // The gate program's first question, asked here without the tail call: is a door opened
-    // by a static sequence open for the source? Its other answers (the reserve of
-    // authenticated openings, always-allowed sources, refusals with their replies) stay the
-    // gate program's.
-    if ports::guard_group(class) != 0 && gate::admits_static_marked(source, class, settings) {
+    // The gate program's first question, asked here without the tail call: is a door open for
+    // the source, in either map (doors opened by SPA live in the reserve)? Its other answers
+    // (always-allowed sources, refusals with their replies) stay the gate program's.
+    if ports::guard_group(class) != 0 && gate::admits(source, class, settings, 0) {
         count(Counter::GateAllowed);
         return Some(XDP_PASS);
     }

@@ -11,6 +11,19 @@ pub const GUARDED: u8 = 2;
 /// The host serves this port, so knocks on it are counted but let through.
 pub const SERVED: u8 = 4;
 
+/// For a knock port: some door's first knock goes to this port, so only here does the program
+/// look up `FIRST_STEPS`. The bit is the lowest of a guarded port's group; no port is both a
+/// knock and guarded (the configuration refuses it, and the stealth look leaves knock ports
+/// alone), and were one ever both, it would count as a possible first step whatever its group.
+pub const FIRST_STEP: u8 = 8;
+
+/// Whether a first knock may go to a port of class `class`: the `FIRST_STEPS` lookup is
+/// worth making.
+#[inline(always)]
+pub const fn may_start(class: u8) -> bool {
+    class & (GUARDED | FIRST_STEP) != 0
+}
+
 /// The upper five bits of a guarded port's class byte hold its guard group: the index in the
 /// `GUARDS` array of the mask of doors that open it.
 const GROUP_SHIFT: u32 = 3;
@@ -72,6 +85,17 @@ mod tests {
         assert_eq!((w1, s1), (WORDS / 2 - 1, 56));
         assert_eq!((w2, s2), (WORDS / 2, 0));
         assert_eq!((w3, s3), (WORDS - 1, 56));
+    }
+
+    #[test]
+    fn only_first_steps_and_guarded_ports_may_start_an_attempt() {
+        assert!(may_start(KNOCK | FIRST_STEP));
+        assert!(
+            may_start(guarded_class(3, KNOCK)),
+            "a guarded knock port: looked up"
+        );
+        assert!(!may_start(KNOCK | SERVED), "a later step only");
+        assert!(!may_start(0));
     }
 
     #[test]

@@ -79,7 +79,8 @@ pub struct Scratch {
     pub failed: u32,
     /// The verdict decided before the state machine runs.
     pub verdict: u32,
-    /// The packet goes to a port of some door's sequence.
+    /// Bit 0: the packet goes to a port of some door's sequence; bit 1: a first knock may go
+    /// to that port (`ports::may_start`).
     pub at_knock_port: u32,
     /// The packet is addressed to the host (or a door's target).
     pub to_host: u32,

@@ -190,7 +190,10 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
     unsafe {
         core::ptr::write_volatile(&raw mut (*scratch).verdict, action);
         core::ptr::write_volatile(&raw mut (*scratch).to_gate, u32::from(to_gate));
-        core::ptr::write_volatile(&raw mut (*scratch).at_knock_port, u32::from(at_knock_port));
+        // Bit 1: a first knock may go to this port (see `track`).
+        let first_step = at_knock_port && ports::may_start(class);
+        let knock_port = u32::from(at_knock_port) | (u32::from(first_step) << 1);
+        core::ptr::write_volatile(&raw mut (*scratch).at_knock_port, knock_port);
         core::ptr::write_volatile(&raw mut (*scratch).to_host, u32::from(to_host));
         (*scratch).opens.count = 0;
         (*scratch).failed = 0;
@@ -260,11 +263,12 @@ fn malformed() -> u32 {
 #[inline(always)]
 fn track(scratch: *mut Scratch, port: ProtoPort, now_ns: u64) {
     // SAFETY: fields of this CPU's scratch slot, written by `try_knock` for this packet.
-    let at_knock_port =
-        unsafe { core::ptr::read_volatile(&raw const (*scratch).at_knock_port) } != 0;
+    let knock_port = unsafe { core::ptr::read_volatile(&raw const (*scratch).at_knock_port) };
+    let at_knock_port = knock_port & 1 != 0;
     // SAFETY: as above.
     let source = unsafe { (*scratch).segment.src };
-    let first_step_doors = if at_knock_port {
+    // Only ports that some door's sequence starts with are looked up.
+    let first_step_doors = if knock_port & 2 != 0 {
         match FIRST_STEPS.get_ptr(port) {
             // SAFETY: written only by user space when the configuration changes.
             Some(first) => unsafe { (*first).doors },

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use knock_common::door::ONCE;
-use knock_common::ports::{self, KNOCK, SERVED};
+use knock_common::ports::{self, GUARDED, KNOCK, SERVED};
 use knock_common::settings::{
     ALWAYS_ALLOWING, EVERY_DOOR, GUARD, HOST_RESETS, IPV4_ONLY, Look, OBSERVING, Settings,
 };
@@ -233,6 +233,15 @@ impl Plan {
             guards[group] = *doors;
             let class = classes.entry(*port).or_default();
             *class = ports::guarded_class(group as u8, *class);
+        }
+        // After the groups: a guarded port's group holds the bit, and it counts as a possible
+        // first step anyway (see `ports::may_start`).
+        for first in first_steps.keys() {
+            if let Some(class) = classes.get_mut(first)
+                && *class & GUARDED == 0
+            {
+                *class |= ports::FIRST_STEP;
+            }
         }
         let mut port_words: BTreeMap<u32, u64> = BTreeMap::new();
         for (port, class) in &classes {

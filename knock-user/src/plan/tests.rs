@@ -42,7 +42,10 @@ fn the_guide_door_becomes_one_record_with_its_steps_and_timeouts() {
 #[test]
 fn knock_ports_and_protected_ports_get_their_classes() {
     let plan = plan_of("[d]\nsequence = 7000:udp,8000\n", &[]);
-    assert_eq!(plan.class_of(ProtoPort::udp(7000)), KNOCK);
+    assert_eq!(
+        plan.class_of(ProtoPort::udp(7000)),
+        KNOCK | ports::FIRST_STEP
+    );
     assert_eq!(plan.class_of(ProtoPort::tcp(7000)), 0);
     assert_eq!(plan.class_of(ProtoPort::tcp(8000)), KNOCK);
     assert_eq!(plan.class_of(ProtoPort::tcp(22)) & GUARDED, GUARDED);
@@ -52,7 +55,10 @@ fn knock_ports_and_protected_ports_get_their_classes() {
 #[test]
 fn a_served_knock_port_is_marked_to_pass() {
     let plan = plan_of("[d]\nsequence = 80,8000\n", &[ProtoPort::tcp(80)]);
-    assert_eq!(plan.class_of(ProtoPort::tcp(80)), KNOCK | SERVED);
+    assert_eq!(
+        plan.class_of(ProtoPort::tcp(80)),
+        KNOCK | SERVED | ports::FIRST_STEP
+    );
     assert_eq!(plan.class_of(ProtoPort::tcp(8000)), KNOCK);
 }
 
@@ -65,6 +71,14 @@ fn doors_sharing_a_first_knock_share_its_mask() {
     assert_eq!(plan.first_steps[&ProtoPort::tcp(1)], 0b011);
     assert_eq!(plan.first_steps[&ProtoPort::tcp(4)], 0b100);
     assert!(!plan.first_steps.contains_key(&ProtoPort::tcp(2)));
+    // The port class tells the program where to look the mask up, and where not to.
+    for (port, first) in [(1, true), (2, false), (3, false), (4, true)] {
+        assert_eq!(
+            ports::may_start(plan.class_of(ProtoPort::tcp(port))),
+            first,
+            "port {port}"
+        );
+    }
 }
 
 #[test]

@@ -264,7 +264,8 @@ fn malformed() -> u32 {
 fn track(scratch: *mut Scratch, port: ProtoPort, now_ns: u64) {
     // SAFETY: fields of this CPU's scratch slot, written by `try_knock` for this packet.
     let knock_port = unsafe { core::ptr::read_volatile(&raw const (*scratch).at_knock_port) };
-    let at_knock_port = knock_port & 1 != 0;
+    // Bit 1 is only ever set with bit 0.
+    let at_knock_port = knock_port != 0;
     // SAFETY: as above.
     let source = unsafe { (*scratch).segment.src };
     // Only ports that some door's sequence starts with are looked up.

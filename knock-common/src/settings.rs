@@ -100,6 +100,12 @@ impl Look {
 }
 
 impl Settings {
+    /// Whether a datagram of protocol `proto` to `port` is for the SPA verifier.
+    #[inline(always)]
+    pub const fn is_spa(&self, proto: u8, port: u16) -> bool {
+        proto == crate::segment::PROTO_UDP && self.spa_port != 0 && port == self.spa_port
+    }
+
     pub const fn ipv4_only(&self) -> bool {
         self.flags & IPV4_ONLY != 0
     }

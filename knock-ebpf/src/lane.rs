@@ -15,7 +15,6 @@ use knock_common::Addr;
 use knock_common::counter::Counter;
 use knock_common::frame::{FrameBytes, Glance};
 use knock_common::ports::{self, GUARDED, KNOCK};
-use knock_common::segment::PROTO_UDP;
 
 use crate::frame::XdpFrame;
 use crate::maps::{PORTS, PROGRESS, SETTINGS};
@@ -36,7 +35,7 @@ pub fn verdict(glance: &Glance, frame: &XdpFrame) -> Option<u32> {
         return None;
     }
     let settings = SETTINGS.get(0)?;
-    if glance.proto == PROTO_UDP && settings.spa_port != 0 && glance.dport == settings.spa_port {
+    if settings.is_spa(glance.proto, glance.dport) {
         return None;
     }
     // A port no door knows, under knockd's rule: nothing to end.

@@ -86,9 +86,7 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
         return Ok(XDP_PASS);
     }
     let settings = SETTINGS.get(0).ok_or(Fault)?;
-    let spa = unaddressed.segment.is_udp()
-        && settings.spa_port != 0
-        && unaddressed.segment.dport == settings.spa_port;
+    let spa = settings.is_spa(unaddressed.segment.proto, unaddressed.segment.dport);
     // A new connection or datagram to a port no door knows can only end an attempt, and only
     // under the strict rule...
     let elsewhere = class & (KNOCK | GUARDED) == 0 && !spa;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::Lab;
 use crate::clone::CloneRedirect;
 use crate::live::{DropAll, LiveFrames};
+use crate::raw::Capture;
 use crate::txring::TxRing;
 
 /// Where the stamp starts in an untagged IPv6 frame: byte 8 of the source address.
@@ -149,6 +150,17 @@ impl Lab {
     pub fn server_napi(&self) -> io::Result<()> {
         let iface = self.server_if.clone();
         self.server.enter(move || set_gro(&iface))?
+    }
+
+    /// A capture on the server's veth, from inside the server's namespace, that holds `bytes`
+    /// of frames not yet read (see [`Capture::hold`]): a burst read after it ends loses nothing.
+    pub fn server_capture(&self, bytes: usize) -> io::Result<Capture> {
+        let iface = self.server_if.clone();
+        self.server.enter(move || {
+            let capture = Capture::open(&iface)?;
+            capture.hold(bytes)?;
+            Ok(capture)
+        })?
     }
 }
 

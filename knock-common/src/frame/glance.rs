@@ -11,15 +11,14 @@
 //! fast path's decision; the compiler keeps all of it alive in registers and on the stack. An
 //! established flow's packet needs none of it.
 
-use super::{FrameBytes, Link, Malformed};
+use super::{
+    ETH_HEADER, ETHERTYPE_IPV4, ETHERTYPE_IPV6, FrameBytes, IPV6_HEADER, Link, Malformed,
+    TCP_NEEDED, UDP_HEADER,
+};
 use crate::segment::{PROTO_TCP, PROTO_UDP, tcp_flags};
 
-const ETH_HEADER: usize = 14;
+/// An IPv4 header without options, the only kind the glance reads.
 const IPV4_HEADER: usize = 20;
-const IPV6_HEADER: usize = 40;
-/// The bytes of the TCP header the classifier requires (ports to flags).
-const TCP_NEEDED: usize = 14;
-const UDP_HEADER: usize = 8;
 
 /// What the fast path decides on, for a frame of a shape the glance knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,8 +50,8 @@ pub fn glance_on<F: FrameBytes + ?Sized>(link: Link, frame: &F) -> Option<Sight>
         Link::Ethernet => {
             let [high, low] = frame.bytes::<2>(12)?;
             let version = match u16::from_be_bytes([high, low]) {
-                0x0800 => 4,
-                0x86dd => 6,
+                ETHERTYPE_IPV4 => 4,
+                ETHERTYPE_IPV6 => 6,
                 _ => return None,
             };
             (ETH_HEADER, version)

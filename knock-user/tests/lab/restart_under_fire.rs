@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use knock_common::craft::Craft;
 use knock_common::segment::tcp_flags::{ACK, RST, SYN};
-use knock_lab::{CLIENT_V6, CLONES_PER_RUN, Capture, Flood, SERVER_V6, Scene, Sender};
+use knock_lab::{CLIENT_V6, CLONES_PER_RUN, Flood, SERVER_V6, Scene, Sender};
 
 use crate::common::BINARY;
 
@@ -48,16 +48,7 @@ fn a_restart_under_a_flood_of_strangers_syns_never_answers_one_with_a_syn_ack() 
             &CLIENT_V6.to_string(),
         ])
         .expect("ip runs");
-    let iface = lab.server_if.clone();
-    let capture = lab
-        .server
-        .enter(move || -> std::io::Result<Capture> {
-            let capture = Capture::open(&iface)?;
-            capture.hold(64 << 20)?;
-            Ok(capture)
-        })
-        .expect("entering the server namespace")
-        .expect("the capture opens");
+    let capture = lab.server_capture(64 << 20).expect("the capture opens");
     let template = Craft::tcp(IpAddr::V6(SPOOFED), IpAddr::V6(SERVER_V6), 22, SYN).build();
 
     // Out of the scene, so the scene is only borrowed (by the flood) while daemons come and go.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use knock_common::craft::Craft;
 use knock_common::segment::tcp_flags::SYN;
-use knock_lab::{CLONES_PER_RUN, Capture, Flood, Lab, SERVER_V6, Sender};
+use knock_lab::{CLONES_PER_RUN, Flood, Lab, SERVER_V6, Sender};
 
 const BURST: u64 = 10_000;
 
@@ -34,16 +34,7 @@ fn the_clone_redirect_sender_delivers_a_bounded_burst_each_frame_from_a_new_sour
     let lab = Lab::new().expect("the lab builds");
     // The server's veth polls with NAPI, as under knock's XDP program.
     lab.server_napi().expect("GRO turns on");
-    let iface = lab.server_if.clone();
-    let capture = lab
-        .server
-        .enter(move || -> std::io::Result<Capture> {
-            let capture = Capture::open(&iface)?;
-            capture.hold(64 << 20)?;
-            Ok(capture)
-        })
-        .expect("entering the server namespace")
-        .expect("the capture opens");
+    let capture = lab.server_capture(64 << 20).expect("the capture opens");
 
     let sender = Sender::CloneRedirect {
         clones: CLONES_PER_RUN,

@@ -21,28 +21,25 @@ pub fn key(source: Addr, prefix6: u8) -> Addr {
         return source;
     }
     let bits = if prefix6 > 128 { 128 } else { prefix6 as u32 };
-    let high_bits = if bits > 64 { 64 } else { bits };
-    let low_bits = bits - high_bits;
-    let o = &source.octets;
-    let high = u64::from_be_bytes([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]]);
-    let low = u64::from_be_bytes([o[8], o[9], o[10], o[11], o[12], o[13], o[14], o[15]]);
-    let high = (high & mask(high_bits)).to_be_bytes();
-    let low = (low & mask(low_bits)).to_be_bytes();
-    Addr {
-        octets: [
-            high[0], high[1], high[2], high[3], high[4], high[5], high[6], high[7], low[0], low[1],
-            low[2], low[3], low[4], low[5], low[6], low[7],
-        ],
+    let mut words = source.words();
+    let mut i = 0;
+    while i < 4 {
+        // The bits of the prefix that fall in this word, 0 to 32.
+        let taken = bits.saturating_sub(32 * i as u32);
+        let kept = if taken > 32 { 32 } else { taken };
+        words[i] &= mask(kept).to_be();
+        i += 1;
     }
+    Addr::from_words(words)
 }
 
-/// The leading `bits` (0 to 64) of a word set.
+/// The leading `bits` (0 to 32) of a word set.
 #[inline(always)]
-const fn mask(bits: u32) -> u64 {
+const fn mask(bits: u32) -> u32 {
     if bits == 0 {
         0
     } else {
-        u64::MAX << (64 - bits)
+        u32::MAX << (32 - bits)
     }
 }
 
@@ -183,6 +180,24 @@ mod tests {
         assert_eq!(key(client, 128), client);
         assert_eq!(key(client, 200), client, "a prefix past 128 is the address");
         assert_eq!(key(client, 0), v6("::"));
+    }
+
+    #[test]
+    fn every_prefix_length_keeps_exactly_its_leading_bits() {
+        let client = v6("2001:db8:1:2:aaaa:bbbb:cccc:dddd");
+        let bits = u128::from_be_bytes(client.octets());
+        for prefix in 0..=128u32 {
+            let kept = if prefix == 0 {
+                0
+            } else {
+                bits & (u128::MAX << (128 - prefix))
+            };
+            assert_eq!(
+                key(client, prefix as u8).octets(),
+                kept.to_be_bytes(),
+                "prefix /{prefix}"
+            );
+        }
     }
 
     #[test]

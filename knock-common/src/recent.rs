@@ -19,13 +19,12 @@ const TICK_SHIFT: u32 = 30;
 /// The slot of `source`.
 #[inline(always)]
 pub fn slot(source: &Addr) -> u32 {
-    let o = &source.octets;
+    let words = source.words();
     let mut folded = 0u32;
     let mut i = 0;
-    while i < 16 {
-        let word = u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-        folded = (folded ^ word).wrapping_mul(0x9e37_79b1);
-        i += 4;
+    while i < 4 {
+        folded = (folded ^ u32::from_be(words[i])).wrapping_mul(0x9e37_79b1);
+        i += 1;
     }
     // Multiplying carries every bit of the address upwards: the top bits make the slot.
     folded >> (32 - SLOTS.trailing_zeros())

@@ -129,11 +129,19 @@ pub fn mac(key: &[u8; 16], packet: &[u8; PACKET_LEN], source: &Addr) -> [u64; 2]
         word(packet, 16),
         word(packet, 24),
         word(packet, 32),
-        word(&source.octets, 0),
-        word(&source.octets, 8),
+        address_half(source, 0),
+        address_half(source, 2),
     ];
     let (k0, k1) = key_words(key);
     siphash128_words(k0, k1, &words)
+}
+
+/// Eight bytes of `source` from word `at` on, as a little-endian number: what the MAC's input
+/// has there, with the address as bytes in network order.
+#[inline(always)]
+fn address_half(source: &Addr, at: usize) -> u64 {
+    let words = source.words();
+    u64::from(u32::from_le(words[at])) | (u64::from(u32::from_le(words[at + 1])) << 32)
 }
 
 /// Whether the packet's MAC is right for `key` and `source`. Compares without early exit.
@@ -278,7 +286,7 @@ mod tests {
         let packet = seal(&request(), &KEY, &source());
         let mut input = [0u8; 56];
         input[..40].copy_from_slice(&packet[..40]);
-        input[40..].copy_from_slice(&source().octets);
+        input[40..].copy_from_slice(&source().octets());
         assert_eq!(packet[40..], crate::siphash::siphash128(&KEY, &input));
     }
 }

@@ -88,7 +88,7 @@ fn admits_in(map: &HashMap<Addr, Pass>, source: Addr, class: u8, now_ns: u64) ->
 /// Whether `source` lies in a network that is always allowed.
 #[inline(always)]
 pub fn always_allowed(source: Addr) -> bool {
-    ALWAYS_ALLOW.get(Key::new(128, source.octets)).is_some()
+    ALWAYS_ALLOW.get(Key::new(128, source.octets())).is_some()
 }
 
 /// Opens `door` for `source` until `now + open time`, or moves the deadline of a door that is

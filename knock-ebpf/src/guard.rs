@@ -66,14 +66,9 @@ fn admits(ctx: &SkLookupContext) -> bool {
         return false;
     };
     let source = match family {
-        AF_INET => Addr::from_ipv4(remote4.to_ne_bytes()),
-        AF_INET6 => {
-            let mut octets = [0u8; 16];
-            for (word, value) in remote6.iter().enumerate() {
-                octets[word * 4..word * 4 + 4].copy_from_slice(&value.to_ne_bytes());
-            }
-            Addr::from_ipv6(octets)
-        }
+        // Both in network order, as words read in the machine's order: as `Addr` holds them.
+        AF_INET => Addr::from_ipv4_word(remote4),
+        AF_INET6 => Addr::from_words(remote6),
         _ => return true,
     };
     if gate::admits(source, class, settings, 0)

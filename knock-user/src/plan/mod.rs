@@ -289,7 +289,7 @@ impl Plan {
                 .iter()
                 .map(|n| {
                     let mapped = if n.address.is_ipv4() { 96 } else { 0 };
-                    (u32::from(n.prefix) + mapped, Addr::from(n.address).octets)
+                    (u32::from(n.prefix) + mapped, Addr::from(n.address).octets())
                 })
                 .collect(),
             settings: Settings {

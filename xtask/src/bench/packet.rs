@@ -258,7 +258,7 @@ pub fn measure(sizes: Sizes) -> Result<Vec<Row>> {
         timing: repeated(&mut rig, &broken, sizes, counted(DROP, Counter::Malformed))?,
         goal: None,
     });
-    let mapped = IpAddr::V6(Ipv6Addr::from(Addr::from(host(false, STRANGER)).octets));
+    let mapped = IpAddr::V6(Ipv6Addr::from(Addr::from(host(false, STRANGER)).octets()));
     rows.push(Row {
         mode: "",
         class: "malformed frame (IPv4-mapped source)",

@@ -3,10 +3,12 @@
 //! spoofed source, on the lab's veth in native mode, where refused SYNs go on to the host and its
 //! socket-lookup guard (the closed look): the host answers each with a RST, never a SYN-ACK.
 //! This pins below `cargo xtask system` the hole that walk found (a new daemon's guard attached
-//! before its first push judged with empty maps and admitted everything), and the one a guard
-//! that cannot attach left open (the first push let refusals go on to a host with no guard).
-//! A daemon without a guard of its own also detaches the earlier daemon's, which would go on
-//! judging by the earlier configuration.
+//! before its first push judged with empty maps and admitted everything). Without any guard
+//! in the namespace, a restart showed two more: the first push let refusals go on to the host
+//! before the guard's attach had failed, and the earlier program handed packets to the new
+//! programs, which read them from a scratch slot it never wrote (now pinned, shared). A daemon
+//! without a guard of its own also detaches the earlier daemon's, which would go on judging by
+//! the earlier configuration.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -152,6 +154,32 @@ fn a_restart_under_a_flood_of_strangers_syns_never_answers_one_with_a_syn_ack() 
     assert_eq!(
         syn_acks, 0,
         "no stranger got a SYN-ACK while the daemon restarted ({resets} resets)"
+    );
+}
+
+#[test]
+fn a_restart_whose_guard_cannot_attach_never_answers_a_strangers_syn_with_a_syn_ack() {
+    let mut scene = scene();
+    refuse_guards(&scene);
+    let first = scene.take_daemon().expect("the first daemon runs");
+    // The second daemon runs without a guard, and detaches the first one's: the namespace has
+    // none when the third starts, whose guard cannot attach either.
+    let second = restart(&scene, first);
+    assert!(
+        second.log().iter().any(|l| l.contains(GUARD_MISSING)),
+        "{:#?}",
+        second.log()
+    );
+    let (resets, syn_acks, third) = restart_under_fire(&scene, second);
+    eprintln!("restart without a guard under fire: {resets} resets, {syn_acks} SYN-ACKs");
+    assert!(
+        third.log().iter().any(|l| l.contains(GUARD_MISSING)),
+        "{:#?}",
+        third.log()
+    );
+    assert_eq!(
+        syn_acks, 0,
+        "no stranger got a SYN-ACK while a daemon without a guard restarted"
     );
 }
 

@@ -28,7 +28,6 @@ const SPOOFED: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf100, 0, 0, 0, 0, 0);
 const RATE: u64 = 20_000;
 const FLOOD: Duration = Duration::from_secs(6);
 const WAIT: Duration = Duration::from_secs(10);
-const GUARD_MISSING: &str = "no socket-lookup guard";
 
 /// The TCP flags of an untagged IPv6 frame from the server to a spoofed source, if it is one.
 fn answer_flags(frame: &[u8]) -> Option<u8> {
@@ -75,6 +74,15 @@ fn restart(scene: &Scene, daemon: Daemon) -> Daemon {
         next.log()
     );
     next
+}
+
+/// Asserts that `daemon` said it has no socket-lookup guard.
+fn said_unguarded(daemon: &Daemon) {
+    let log = daemon.log();
+    assert!(
+        log.iter().any(|l| l.contains("no socket-lookup guard")),
+        "{log:#?}"
+    );
 }
 
 /// Restarts `daemon` while strangers flood the protected port with SYNs; returns the answers
@@ -165,18 +173,10 @@ fn a_restart_whose_guard_cannot_attach_never_answers_a_strangers_syn_with_a_syn_
     // The second daemon runs without a guard, and detaches the first one's: the namespace has
     // none when the third starts, whose guard cannot attach either.
     let second = restart(&scene, first);
-    assert!(
-        second.log().iter().any(|l| l.contains(GUARD_MISSING)),
-        "{:#?}",
-        second.log()
-    );
+    said_unguarded(&second);
     let (resets, syn_acks, third) = restart_under_fire(&scene, second);
     eprintln!("restart without a guard under fire: {resets} resets, {syn_acks} SYN-ACKs");
-    assert!(
-        third.log().iter().any(|l| l.contains(GUARD_MISSING)),
-        "{:#?}",
-        third.log()
-    );
+    said_unguarded(&third);
     assert_eq!(
         syn_acks, 0,
         "no stranger got a SYN-ACK while a daemon without a guard restarted"
@@ -196,11 +196,7 @@ fn a_daemon_whose_guard_cannot_attach_detaches_the_earlier_guard_and_its_old_jud
     refuse_guards(&scene);
     let first = scene.take_daemon().expect("the first daemon runs");
     let second = restart(&scene, first);
-    assert!(
-        second.log().iter().any(|l| l.contains(GUARD_MISSING)),
-        "{:#?}",
-        second.log()
-    );
+    said_unguarded(&second);
     scene
         .ssh()
         .expect("the always-allowed client connects without knocking");

@@ -1,6 +1,6 @@
-//! The socket-lookup guard at start-up: loaded before the first plan is made, so the plan can
-//! say whether refused packets may go on to the host, and attached once that plan is pushed,
-//! so that it never judges with empty maps.
+//! The socket-lookup guard at start-up: loaded before the first plan is made, attached once that
+//! plan is pushed, so that it never judges with empty maps; the plan leaves refused packets to
+//! the host's stack only once the guard is attached (`Desired::guard_attached`).
 
 use crate::journal::Journal;
 use crate::kernel::Knock;
@@ -37,5 +37,21 @@ pub(super) fn attach(knock: &mut Knock, journal: &Journal) -> bool {
             say_unguarded(journal, &anyhow::Error::from(error));
             false
         }
+    }
+}
+
+/// Without a guard of this daemon's: detaches the earlier daemon's, which would go on judging
+/// by the earlier configuration. Called once the pushed plan leaves nothing to a guard.
+pub(super) fn release_earlier(knock: &Knock, journal: &Journal) {
+    match knock.release_earlier_guard() {
+        Ok(false) => {}
+        Ok(true) => journal.detail(
+            "knock: the earlier daemon's socket-lookup guard is detached: it judged by the \
+             earlier configuration",
+        ),
+        Err(error) => journal.line(&format!(
+            "knock: cannot detach the earlier daemon's socket-lookup guard ({error}): it refuses \
+             by the earlier configuration until `knock-user stop`"
+        )),
     }
 }

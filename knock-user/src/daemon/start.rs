@@ -151,27 +151,32 @@ impl Daemon {
             .map(|(name, _, _)| name.as_str())
             .collect();
         switches.host_resets = options.mode != AttachMode::Skb && !veths.is_empty();
-        if switches.host_resets && switches.guard {
-            journal.detail(&format!(
-                "knock: {} is a veth: refused connection attempts are answered by the host's \
-                 stack (through the socket-lookup guard), since a veth in native mode delivers \
-                 the program's own resets only to a peer that runs XDP",
-                veths.join(", ")
-            ));
-        }
         let (mut desired, first) =
             Desired::start(config, &kept, claimed_periods, host, switches, now_s);
         if resumed {
             knock.each_gate(|gate| sweep::forget_doors(gate, &first.removed))?;
         }
+        // The first plan leaves nothing to a guard (see `Desired::start`): on a restart the
+        // earlier daemon's program reads it at once, and this daemon's guard is not attached.
         knock
             .push(&first.plan)
             .context("cannot write the configuration into the kernel")?;
-        if switches.guard && !super::lookup_guard::attach(&mut knock, &journal) {
-            // Without a guard, refusals must not go on to the host's stack.
+        let guard_attached = switches.guard && super::lookup_guard::attach(&mut knock, &journal);
+        if !guard_attached {
+            super::lookup_guard::release_earlier(&knock, &journal);
+        }
+        if let Some(plan) = desired.guard_attached(guard_attached) {
             knock
-                .push(&desired.without_guard())
+                .push(&plan)
                 .context("cannot write the configuration into the kernel")?;
+            if switches.host_resets {
+                journal.detail(&format!(
+                    "knock: {} is a veth: refused connection attempts are answered by the \
+                     host's stack (through the socket-lookup guard), since a veth in native \
+                     mode delivers the program's own resets only to a peer that runs XDP",
+                    veths.join(", ")
+                ));
+            }
         }
         let recorded = predecessor.and_then(|p| XdpMode::from_code(p.mode));
         let mut guards = Vec::new();

@@ -2,7 +2,8 @@
 //! the gate again where the host's stack looks for a socket, so that a refused packet the
 //! program lets go on to the host is answered as at a closed port. Its link is pinned with the
 //! state, like the interfaces' links, and a new daemon's guard is attached before the earlier
-//! one is detached: the namespace is never without one.
+//! one is detached: the namespace is never without one while the settings count on one. A
+//! daemon whose guard cannot attach detaches the earlier one once its settings count on none.
 
 use std::fs::File;
 
@@ -77,6 +78,21 @@ impl Knock {
         std::fs::rename(&aside, &path).map_err(GuardError::Rename)?;
         self.guard = Some(FdLink::from(pinned));
         Ok(GuardAttached::Pinned { replaced })
+    }
+
+    /// Detaches the guard an earlier daemon pinned, when this one attached none of its own.
+    /// That guard judges by the maps of the earlier program, which nobody updates any more (a
+    /// network now always allowed, a port no longer protected), and a plan without guard flags
+    /// leaves it nothing to do. Returns whether there was one.
+    pub fn release_earlier_guard(&self) -> std::io::Result<bool> {
+        let Some(dir) = self.state.as_ref().filter(|_| self.guard.is_none()) else {
+            return Ok(false);
+        };
+        let path = dir.lookup_guard_path();
+        if !path.exists() {
+            return Ok(false);
+        }
+        pins::detach_pinned_link(&path).map(|()| true)
     }
 
     /// Whether the guard is attached by this daemon.

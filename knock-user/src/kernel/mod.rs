@@ -55,6 +55,16 @@ pub enum LoadError {
     },
 }
 
+/// The program object's fingerprint: the first 32 bits of its SHA-256, in hex.
+fn object_fingerprint() -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(PROGRAM_OBJECT);
+    digest[..4]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 /// Capacities of the maps that hold per-source state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacities {
@@ -107,6 +117,9 @@ impl Knock {
             for name in PINNED {
                 loader.map_pin_path(name, dir.map_path(name));
             }
+            let object = object_fingerprint();
+            dir.remove_other_scratches(&object);
+            loader.map_pin_path(maps::SCRATCH, dir.scratch_path(&object));
         }
         let mut ebpf = loader.load(PROGRAM_OBJECT)?;
         program_mut(&mut ebpf, Link::Ethernet)?.load()?;

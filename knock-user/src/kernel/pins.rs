@@ -54,6 +54,8 @@ pub const PINNED: [&str; 18] = [
 const LINK_PREFIX: &str = "link-";
 /// The pinned link of the socket-lookup guard (no interface: it guards the namespace).
 const GUARD_LINK: &str = "socket-lookup";
+/// The prefix of the scratch map pinned for one program object; its fingerprint follows.
+const SCRATCH_PREFIX: &str = "SCRATCH-";
 /// The prefix of the empty directories that name the interfaces a daemon guards, attached or
 /// not (one that is missing has no link).
 const GUARD_PREFIX: &str = "guard-";
@@ -143,6 +145,26 @@ impl StateDir {
 
     pub fn lookup_guard_path(&self) -> PathBuf {
         self.path.join(GUARD_LINK)
+    }
+
+    /// Where the scratch map of the program object with fingerprint `object` is pinned. The
+    /// main program leaves each packet there for the programs it tail-calls through the pinned
+    /// `HANDOFF`; on a restart the earlier main program calls the new daemon's programs until
+    /// its link is taken over, and they must read the slot it wrote. Only the same object
+    /// shares it: another one may lay the slot out differently.
+    pub fn scratch_path(&self, object: &str) -> PathBuf {
+        self.path.join(format!("{SCRATCH_PREFIX}{object}"))
+    }
+
+    /// Unpins the scratch maps of program objects other than `object`. A program still
+    /// attached keeps its map: only the name goes.
+    pub fn remove_other_scratches(&self, object: &str) {
+        for other in self.names_with(SCRATCH_PREFIX) {
+            if other != object {
+                // Best effort: a pin left here costs a few KiB until `knock-user stop`.
+                let _ = std::fs::remove_file(self.scratch_path(&other));
+            }
+        }
     }
 
     pub fn exists(&self) -> bool {
@@ -378,6 +400,25 @@ mod tests {
             assert!(!name.contains('.'), "{name}");
             assert_eq!(decode(&name), iface);
         }
+    }
+
+    #[test]
+    fn only_this_program_objects_scratch_pin_stays() {
+        let root = std::env::temp_dir().join(format!("knock-scratch-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let dir = StateDir::at(root.clone());
+        for object in ["0badf00d", "12345678"] {
+            std::fs::write(dir.scratch_path(object), "").unwrap();
+        }
+        std::fs::write(dir.map_path(maps::DOORS), "").unwrap();
+        dir.remove_other_scratches("12345678");
+        let mut left: Vec<String> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(left, ["DOORS", "SCRATCH-12345678"]);
     }
 
     #[test]

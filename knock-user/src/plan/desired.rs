@@ -33,6 +33,9 @@ pub struct Desired {
     used: BTreeSet<UsedPeriod>,
     host: Host,
     switches: Switches,
+    /// The switches with the socket-lookup guard the start was given, until the daemon says
+    /// whether it attached it (`guard_attached`): until then plans leave refusals in XDP.
+    awaiting_guard: Option<Switches>,
     /// The plan last committed, and the configuration expanded for it.
     plan: Plan,
     expanded: Config,
@@ -51,20 +54,29 @@ pub struct Next {
 }
 
 impl Desired {
-    /// Plans without the socket-lookup guard from now on (it could not be attached): refused
-    /// packets are dropped, never left to the host's stack. Returns the committed plan so.
-    pub fn without_guard(&mut self) -> Plan {
-        self.switches.guard = false;
-        self.switches.host_resets = false;
-        self.plan.settings.flags &=
-            !(knock_common::settings::GUARD | knock_common::settings::HOST_RESETS);
-        self.plan.clone()
+    /// Whether the socket-lookup guard the start was given is attached to the namespace.
+    /// Returns the plan to push when that changes the plan: attached, it may now leave refused
+    /// packets to the host's stack. Not attached, plans keep the program dropping them itself.
+    pub fn guard_attached(&mut self, attached: bool) -> Option<Plan> {
+        let switches = self.awaiting_guard.take().filter(|_| attached)?;
+        self.switches = switches;
+        let plan = self.plan.clone().with_guard_of(switches);
+        if plan == self.plan {
+            return None;
+        }
+        self.plan = plan;
+        Some(self.plan.clone())
     }
 
     /// The first plan of a daemon at Unix time `now_s`. `kept` are the door records and names an
     /// earlier daemon left in the pinned maps (empty on a fresh start): doors keep their ids, and
     /// the periods whose sequences the kernel emptied stay used, as do the `claimed` ones (see
     /// `plan::spent::used_periods`).
+    ///
+    /// The first plan leaves nothing to the socket-lookup guard, even when `switches` has one:
+    /// on a restart the earlier daemon's program reads its settings at once, and a refused
+    /// packet it left to the host's stack would find a socket if no guard stood there. The
+    /// guard's flags follow once the daemon has attached it (`guard_attached`).
     pub fn start(
         config: Config,
         kept: &[(Door, Option<String>)],
@@ -81,7 +93,8 @@ impl Desired {
             config,
             used,
             host,
-            switches,
+            switches: switches.without_guard(),
+            awaiting_guard: switches.guard.then_some(switches),
             plan: previous,
         };
         let next = desired.next(&desired.config, now_s);
@@ -213,6 +226,7 @@ mod tests {
     use std::path::Path;
 
     use knock_common::ports::SERVED;
+    use knock_common::settings::{GUARD, HOST_RESETS};
 
     use super::*;
     use crate::config::parse;
@@ -248,6 +262,99 @@ mod tests {
             Switches::default(),
             NOW,
         )
+    }
+
+    /// A guard loaded, on a veth in native mode: refused SYNs may go to the host's stack.
+    const GUARDED: Switches = Switches {
+        guard: true,
+        host_resets: true,
+        ipv4_only: false,
+        look: None,
+        observe: false,
+    };
+
+    fn started_with(switches: Switches) -> (Desired, Next) {
+        Desired::start(
+            config(),
+            &[],
+            BTreeSet::new(),
+            Host::default(),
+            switches,
+            NOW,
+        )
+    }
+
+    /// The settings flags that leave refusals to the host's stack.
+    fn to_the_host(plan: &Plan) -> u32 {
+        plan.settings.flags & (GUARD | HOST_RESETS)
+    }
+
+    #[test]
+    fn the_first_plan_leaves_nothing_to_a_guard_not_attached_yet() {
+        let (desired, first) = started_with(GUARDED);
+        assert_eq!(to_the_host(&first.plan), 0);
+        assert_eq!(to_the_host(&desired.next(desired.config(), NOW).plan), 0);
+    }
+
+    #[test]
+    fn once_the_guard_is_attached_refusals_go_to_the_host_from_the_plan_it_returns_on() {
+        let (mut desired, first) = started_with(GUARDED);
+        let plan = desired
+            .guard_attached(true)
+            .expect("the guard changes the plan");
+        assert_eq!(to_the_host(&plan), GUARD | HOST_RESETS);
+        assert_eq!(
+            plan.clone().with_guard_of(Switches::default()),
+            first.plan,
+            "only the guard's flags change"
+        );
+        assert_eq!(desired.plan(), &plan, "committed");
+        let next = desired.next(desired.config(), NOW + 30);
+        assert_eq!(to_the_host(&next.plan), GUARD | HOST_RESETS);
+        assert_eq!(desired.guard_attached(true), None, "said once");
+    }
+
+    #[test]
+    fn a_guard_that_cannot_attach_leaves_every_refusal_to_the_program_from_then_on() {
+        let (mut desired, first) = started_with(GUARDED);
+        assert_eq!(
+            desired.guard_attached(false),
+            None,
+            "nothing to push: the first plan already leaves nothing to a guard"
+        );
+        assert_eq!(desired.plan(), &first.plan);
+        let next = desired.next(desired.config(), NOW + 30);
+        assert_eq!(to_the_host(&next.plan), 0);
+    }
+
+    #[test]
+    fn a_guard_off_a_veth_leaves_refused_datagrams_to_the_host_and_resets_to_the_program() {
+        let (mut desired, _) = started_with(Switches {
+            host_resets: false,
+            ..GUARDED
+        });
+        let plan = desired.guard_attached(true).expect("the guard's flag");
+        assert_eq!(to_the_host(&plan), GUARD);
+    }
+
+    #[test]
+    fn without_a_guard_a_veth_leaves_nothing_to_the_host() {
+        let (mut desired, first) = started_with(Switches {
+            guard: false,
+            ..GUARDED
+        });
+        assert_eq!(to_the_host(&first.plan), 0);
+        assert_eq!(desired.guard_attached(true), None, "no guard was loaded");
+        assert_eq!(to_the_host(&desired.next(desired.config(), NOW).plan), 0);
+    }
+
+    #[test]
+    fn a_plan_made_with_the_guard_is_the_plan_made_without_it_under_the_guard() {
+        let served = [ProtoPort::tcp(2000)].into();
+        let with = Plan::new(&config(), &served, GUARDED);
+        let without = Plan::new(&config(), &served, Switches::default());
+        assert_ne!(with, without);
+        assert_eq!(without.with_guard_of(GUARDED), with);
     }
 
     #[test]

@@ -63,6 +63,29 @@ pub struct Switches {
     pub observe: bool,
 }
 
+impl Switches {
+    /// These switches without the socket-lookup guard: the program drops what it refuses
+    /// itself, never leaving it to the host's stack.
+    #[must_use]
+    pub fn without_guard(self) -> Self {
+        Self {
+            guard: false,
+            host_resets: false,
+            ..self
+        }
+    }
+
+    /// The settings flags that leave refused packets to the host's stack and its guard; none
+    /// without a guard, which alone refuses them there.
+    fn guard_flags(self) -> u32 {
+        match (self.guard, self.host_resets) {
+            (false, _) => 0,
+            (true, false) => GUARD,
+            (true, true) => GUARD | HOST_RESETS,
+        }
+    }
+}
+
 /// What the host's own stack puts into the answers of a closed port, and its ephemeral ports:
 /// read from /proc/sys by the daemon (`system::stack`), so the program's resets look like the
 /// host's own and the stealth look lets answers to the host's queries in.
@@ -303,8 +326,7 @@ impl Plan {
                         ALWAYS_ALLOWING
                     }
                     | look.flags()
-                    | if switches.guard { GUARD } else { 0 }
-                    | if switches.host_resets { HOST_RESETS } else { 0 },
+                    | switches.guard_flags(),
                 clock_offset_ns: 0,
                 spa_port: options.spa_port.unwrap_or(0),
                 ttl: stack.ttl,
@@ -324,6 +346,14 @@ impl Plan {
                 _pad2: 0,
             },
         }
+    }
+
+    /// The plan under `switches`' socket-lookup guard: only the settings' guard flags depend
+    /// on it.
+    #[must_use]
+    pub fn with_guard_of(mut self, switches: Switches) -> Self {
+        self.settings.flags = self.settings.flags & !(GUARD | HOST_RESETS) | switches.guard_flags();
+        self
     }
 
     /// The plan with the host's own addresses added to where knocks may be sent.

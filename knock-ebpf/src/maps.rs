@@ -79,9 +79,9 @@ pub struct Scratch {
     pub failed: u32,
     /// The verdict decided before the state machine runs.
     pub verdict: u32,
-    /// Bit 0: the packet goes to a port of some door's sequence; bit 1: a first knock may go
-    /// to that port (`ports::may_start`).
-    pub at_knock_port: u32,
+    /// What the packet's port is to the knock state machine: the bits `AT_KNOCK_PORT` and
+    /// `FIRST_KNOCK_PORT`.
+    pub knock_port: u32,
     /// The packet is addressed to the host (or a door's target).
     pub to_host: u32,
     /// An SPA datagram's payload, copied out of the packet.
@@ -96,6 +96,12 @@ pub struct Scratch {
     /// The reset the gate program builds: too large for the stack.
     pub reset: Reset,
 }
+
+/// In `Scratch::knock_port`: the packet goes to a port of some door's sequence.
+pub const AT_KNOCK_PORT: u32 = 1;
+/// In `Scratch::knock_port`: a first knock may go to that port (`ports::may_start`). Only ever
+/// set with `AT_KNOCK_PORT`.
+pub const FIRST_KNOCK_PORT: u32 = 2;
 
 /// The most doors one packet can open: doors whose sequences end alike open together. A power
 /// of two, so a mask bounds an index.

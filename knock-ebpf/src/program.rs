@@ -19,8 +19,8 @@ use knock_common::{Addr, Door, HANDOFF_GATE, HANDOFF_OPEN, HANDOFF_SPA, ProtoPor
 
 use crate::frame::XdpFrame;
 use crate::maps::{
-    DOORS, FIRST_STEPS, HANDOFF, LOCAL_ADDRS, OPENS_PER_PACKET, Opens, PORTS, PROGRESS, SCRATCH,
-    SETTINGS, Scratch,
+    AT_KNOCK_PORT, DOORS, FIRST_KNOCK_PORT, FIRST_STEPS, HANDOFF, LOCAL_ADDRS, OPENS_PER_PACKET,
+    Opens, PORTS, PROGRESS, SCRATCH, SETTINGS, Scratch,
 };
 use crate::report::{count, emit, zero};
 use crate::{ban, gate, lane, observe, recent};
@@ -188,10 +188,11 @@ fn try_knock<const IP_FIRST: bool>(ctx: &XdpContext) -> Result<u32, Fault> {
     unsafe {
         core::ptr::write_volatile(&raw mut (*scratch).verdict, action);
         core::ptr::write_volatile(&raw mut (*scratch).to_gate, u32::from(to_gate));
-        // Bit 1: a first knock may go to this port (see `track`).
+        // Without branches, as before: the verifier walks one path on.
         let first_step = at_knock_port && ports::may_start(class);
-        let knock_port = u32::from(at_knock_port) | (u32::from(first_step) << 1);
-        core::ptr::write_volatile(&raw mut (*scratch).at_knock_port, knock_port);
+        let knock_port =
+            (u32::from(at_knock_port) * AT_KNOCK_PORT) | (u32::from(first_step) * FIRST_KNOCK_PORT);
+        core::ptr::write_volatile(&raw mut (*scratch).knock_port, knock_port);
         core::ptr::write_volatile(&raw mut (*scratch).to_host, u32::from(to_host));
         (*scratch).opens.count = 0;
         (*scratch).failed = 0;
@@ -261,13 +262,13 @@ fn malformed() -> u32 {
 #[inline(always)]
 fn track(scratch: *mut Scratch, port: ProtoPort, now_ns: u64) {
     // SAFETY: fields of this CPU's scratch slot, written by `try_knock` for this packet.
-    let knock_port = unsafe { core::ptr::read_volatile(&raw const (*scratch).at_knock_port) };
-    // Bit 1 is only ever set with bit 0.
+    let knock_port = unsafe { core::ptr::read_volatile(&raw const (*scratch).knock_port) };
+    // `FIRST_KNOCK_PORT` is only ever set with `AT_KNOCK_PORT`.
     let at_knock_port = knock_port != 0;
     // SAFETY: as above.
     let source = unsafe { (*scratch).segment.src };
     // Only ports that some door's sequence starts with are looked up.
-    let first_step_doors = if knock_port & 2 != 0 {
+    let first_step_doors = if knock_port & FIRST_KNOCK_PORT != 0 {
         match FIRST_STEPS.get_ptr(port) {
             // SAFETY: written only by user space when the configuration changes.
             Some(first) => unsafe { (*first).doors },

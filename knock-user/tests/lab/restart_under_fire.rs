@@ -8,7 +8,9 @@
 //! before the guard's attach had failed, and the earlier program handed packets to the new
 //! programs, which read them from a scratch slot it never wrote (now pinned, shared). A daemon
 //! without a guard of its own also detaches the earlier daemon's, which would go on judging by
-//! the earlier configuration.
+//! the earlier configuration. On an upgrade (here the running program's hand-over pins renamed
+//! as an earlier version's) the earlier program keeps its own hand-over until its links are
+//! taken over, and only then are its pins removed.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};

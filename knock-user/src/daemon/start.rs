@@ -161,6 +161,11 @@ impl Daemon {
         knock
             .push(&first.plan)
             .context("cannot write the configuration into the kernel")?;
+        // Only now may main programs hand packets to this object's programs: on a restart of
+        // the same object the earlier one does so at once, through the shared `HANDOFF`.
+        knock
+            .fill_handoff()
+            .context("cannot fill the XDP program's program array")?;
         let guard_attached = switches.guard && super::lookup_guard::attach(&mut knock, &journal);
         if !guard_attached {
             super::lookup_guard::release_earlier(&knock, &journal);
@@ -230,6 +235,8 @@ impl Daemon {
         };
         made_here.0 = None;
         daemon.release_other_links();
+        // No link runs an earlier object's main program any more: its hand-over pins can go.
+        daemon.knock.release_other_objects();
         daemon.report_attachments(&attached, &missing);
         Ok(daemon)
     }

@@ -65,6 +65,13 @@ fn object_fingerprint() -> String {
         .collect()
 }
 
+/// The programs the main program tail-calls, and their slots in `HANDOFF`.
+const HANDED_OFF_TO: [(&str, u32); 3] = [
+    (SPA_PROGRAM, HANDOFF_SPA),
+    (GATE_PROGRAM, HANDOFF_GATE),
+    (OPEN_PROGRAM, HANDOFF_OPEN),
+];
+
 /// Capacities of the maps that hold per-source state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacities {
@@ -78,6 +85,8 @@ pub struct Capacities {
 /// The loaded program and its maps.
 pub struct Knock {
     ebpf: Ebpf,
+    /// The program object's fingerprint, which names its hand-over pins.
+    object: String,
     /// What the configuration maps may hold (see `plan::diff::Held`).
     held: Held,
     /// The generation of the last complete push, and the settings it wrote (the clock is
@@ -99,11 +108,33 @@ pub struct Knock {
 
 impl Knock {
     /// Loads the program and creates its maps, or takes over the maps pinned in `state`.
-    /// `debug` turns on the program's per-packet logs.
+    /// `debug` turns on the program's per-packet logs. The main program hands nothing over
+    /// until [`Self::fill_handoff`].
     pub fn load(
         capacities: Capacities,
         debug: bool,
         state: Option<&StateDir>,
+    ) -> Result<Self, LoadError> {
+        Self::load_object(capacities, debug, state, object_fingerprint())
+    }
+
+    /// Loads the program as if it were another program object, with fingerprint `object`:
+    /// what an upgrade meets, the earlier daemon's object, for the privileged tests. Not in
+    /// the daemon's binary.
+    #[cfg(feature = "privileged-tests")]
+    pub fn load_as_object(
+        capacities: Capacities,
+        state: Option<&StateDir>,
+        object: &str,
+    ) -> Result<Self, LoadError> {
+        Self::load_object(capacities, false, state, object.to_owned())
+    }
+
+    fn load_object(
+        capacities: Capacities,
+        debug: bool,
+        state: Option<&StateDir>,
+        object: String,
     ) -> Result<Self, LoadError> {
         // aya-log levels: 0 disables every log statement, 5 enables up to trace.
         let log_level: u8 = if debug { 5 } else { 0 };
@@ -117,32 +148,23 @@ impl Knock {
             for name in PINNED {
                 loader.map_pin_path(name, dir.map_path(name));
             }
-            let object = object_fingerprint();
-            dir.remove_other_scratches(&object);
+            // Other objects' pins stay until their main programs are detached everywhere
+            // (`release_other_objects`).
+            loader.map_pin_path(HANDOFF, dir.handoff_path(&object));
             loader.map_pin_path(maps::SCRATCH, dir.scratch_path(&object));
         }
         let mut ebpf = loader.load(PROGRAM_OBJECT)?;
         program_mut(&mut ebpf, Link::Ethernet)?.load()?;
-        for (name, slot) in [
-            (SPA_PROGRAM, HANDOFF_SPA),
-            (GATE_PROGRAM, HANDOFF_GATE),
-            (OPEN_PROGRAM, HANDOFF_OPEN),
-        ] {
+        for name in HANDED_OFF_TO.map(|(name, _)| name) {
             let program: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or(LoadError::MissingProgram)?
                 .try_into()?;
             program.load()?;
-            let fd = program.fd()?.try_clone().map_err(ProgramError::from)?;
-            let mut handoff = ProgramArray::try_from(
-                ebpf.map_mut(HANDOFF)
-                    .ok_or(LoadError::MissingMap(HANDOFF))?,
-            )
-            .map_err(map_error(HANDOFF))?;
-            handoff.set(slot, &fd, 0).map_err(map_error(HANDOFF))?;
         }
         let mut knock = Self {
             ebpf,
+            object,
             held: Held::Unknown,
             generation: 0,
             settings: None,
@@ -156,6 +178,39 @@ impl Knock {
             .set(0, status::LAYOUT, 0)
             .map_err(map_error(maps::LAYOUT))?;
         Ok(knock)
+    }
+
+    /// Puts this object's SPA, gate and open programs in the slots of `HANDOFF`, where its
+    /// main programs tail-call them. Only once a plan is pushed: they judge by its maps, and
+    /// on a restart of the same object the earlier main program reaches them at once through
+    /// the shared, pinned `HANDOFF`, whose earlier programs judge until then by the earlier
+    /// configuration.
+    pub fn fill_handoff(&mut self) -> Result<(), LoadError> {
+        for (name, slot) in HANDED_OFF_TO {
+            let program: &Xdp = self
+                .ebpf
+                .program(name)
+                .ok_or(LoadError::MissingProgram)?
+                .try_into()?;
+            let fd = program.fd()?.try_clone().map_err(ProgramError::from)?;
+            let mut handoff = ProgramArray::try_from(
+                self.ebpf
+                    .map_mut(HANDOFF)
+                    .ok_or(LoadError::MissingMap(HANDOFF))?,
+            )
+            .map_err(map_error(HANDOFF))?;
+            handoff.set(slot, &fd, 0).map_err(map_error(HANDOFF))?;
+        }
+        Ok(())
+    }
+
+    /// Unpins the hand-over maps of other program objects (an earlier version's): only once
+    /// every link this daemon guards with runs this object's main program, since another's
+    /// tail-calls through its own pinned `HANDOFF`, which the kernel empties with its pin.
+    pub fn release_other_objects(&self) {
+        if let Some(dir) = &self.state {
+            dir.remove_other_objects(&self.object);
+        }
     }
 
     /// Records who runs the program, for `status` and the next daemon.

@@ -25,12 +25,11 @@ pub use links::{attached_ifindex, detach_pinned_link};
 
 /// The maps that outlive the daemon: state, counters, the event ring (events that happen while
 /// no daemon runs wait there), the door records and names that tie ids to doors, the
-/// fingerprint and daemon record that `status` and the next daemon read, and the program array
-/// that hands SPA datagrams to their program (the kernel empties a program array when the last
-/// descriptor or pin of it goes, and SPA would stop opening doors while no daemon runs), and the
-/// settings, whose IPv6 ban prefix `knock-user unban` needs when no daemon runs.
-pub const PINNED: [&str; 18] = [
-    knock_common::HANDOFF,
+/// fingerprint and daemon record that `status` and the next daemon read, and the settings, whose
+/// IPv6 ban prefix `knock-user unban` needs when no daemon runs. The program array and scratch
+/// slot that the main program hands packets over with are pinned too, but for each program
+/// object (see [`StateDir::handoff_path`]).
+pub const PINNED: [&str; 17] = [
     maps::SPENT,
     maps::PROGRESS,
     maps::LAST_KNOCK,
@@ -54,8 +53,12 @@ pub const PINNED: [&str; 18] = [
 const LINK_PREFIX: &str = "link-";
 /// The pinned link of the socket-lookup guard (no interface: it guards the namespace).
 const GUARD_LINK: &str = "socket-lookup";
-/// The prefix of the scratch map pinned for one program object; its fingerprint follows.
+/// The prefixes of the program array and the scratch map pinned for one program object; its
+/// fingerprint follows.
+const HANDOFF_PREFIX: &str = "HANDOFF-";
 const SCRATCH_PREFIX: &str = "SCRATCH-";
+/// The program array as versions before per-object hand-overs pinned it, for every object.
+const SHARED_HANDOFF: &str = knock_common::HANDOFF;
 /// The prefix of the empty directories that name the interfaces a daemon guards, attached or
 /// not (one that is missing has no link).
 const GUARD_PREFIX: &str = "guard-";
@@ -147,23 +150,40 @@ impl StateDir {
         self.path.join(GUARD_LINK)
     }
 
+    /// Where the program array of the program object with fingerprint `object` is pinned: the
+    /// main program tail-calls the object's other programs through it. Each object has its
+    /// own, with its own scratch slot ([`Self::scratch_path`]): on an upgrade the earlier main
+    /// program goes on calling its own programs, which read the slot it wrote, until its links
+    /// are taken over. A restart of the same object shares both. The kernel empties a program
+    /// array when its last pin or descriptor goes, so the pin stays as long as a main program
+    /// of that object may run (see [`Self::remove_other_objects`]).
+    pub fn handoff_path(&self, object: &str) -> PathBuf {
+        self.path.join(format!("{HANDOFF_PREFIX}{object}"))
+    }
+
     /// Where the scratch map of the program object with fingerprint `object` is pinned. The
-    /// main program leaves each packet there for the programs it tail-calls through the pinned
-    /// `HANDOFF`; on a restart the earlier main program calls the new daemon's programs until
-    /// its link is taken over, and they must read the slot it wrote. Only the same object
-    /// shares it: another one may lay the slot out differently.
+    /// main program leaves each packet there for the programs it tail-calls; only the same
+    /// object shares it: another one may lay the slot out differently.
     pub fn scratch_path(&self, object: &str) -> PathBuf {
         self.path.join(format!("{SCRATCH_PREFIX}{object}"))
     }
 
-    /// Unpins the scratch maps of program objects other than `object`. A program still
-    /// attached keeps its map: only the name goes.
-    pub fn remove_other_scratches(&self, object: &str) {
-        for other in self.names_with(SCRATCH_PREFIX) {
-            if other != object {
-                // Best effort: a pin left here costs a few KiB until `knock-user stop`.
-                let _ = std::fs::remove_file(self.scratch_path(&other));
-            }
+    /// Unpins the program arrays and scratch maps of program objects other than `object`
+    /// (and the program array earlier versions shared between objects). Only once no link
+    /// runs another object's main program: its tail calls would find an emptied array. A map
+    /// still held keeps working: only the name goes.
+    pub fn remove_other_objects(&self, object: &str) {
+        let names = std::fs::read_dir(&self.path)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|entry| entry.file_name().into_string().ok())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        for name in other_objects(&names, object) {
+            // Best effort: a pin left here costs a few KiB until `knock-user stop`.
+            let _ = std::fs::remove_file(self.path.join(name));
         }
     }
 
@@ -361,6 +381,23 @@ impl StateDir {
     }
 }
 
+/// The pins among `names` (a state directory's entries) that belong to program objects other
+/// than `object`: their program arrays and scratch maps, and the shared program array of
+/// earlier versions.
+fn other_objects<'a>(names: &'a [String], object: &str) -> Vec<&'a str> {
+    names
+        .iter()
+        .map(String::as_str)
+        .filter(|name| {
+            *name == SHARED_HANDOFF
+                || [HANDOFF_PREFIX, SCRATCH_PREFIX].iter().any(|prefix| {
+                    name.strip_prefix(prefix)
+                        .is_some_and(|fingerprint| fingerprint != object)
+                })
+        })
+        .collect()
+}
+
 /// Every state directory under `root`.
 pub fn all(root: &Path) -> Vec<StateDir> {
     let Ok(entries) = std::fs::read_dir(root) else {
@@ -403,22 +440,51 @@ mod tests {
     }
 
     #[test]
-    fn only_this_program_objects_scratch_pin_stays() {
-        let root = std::env::temp_dir().join(format!("knock-scratch-{}", std::process::id()));
+    fn another_program_objects_hand_over_pins_are_the_ones_to_remove() {
+        let names: Vec<String> = [
+            "HANDOFF-0badf00d",
+            "SCRATCH-0badf00d",
+            "HANDOFF-12345678",
+            "SCRATCH-12345678",
+            "HANDOFF",
+            "DOORS",
+            "GATE",
+            "link-eth0",
+            "guard-eth0",
+            "socket-lookup",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            other_objects(&names, "12345678"),
+            ["HANDOFF-0badf00d", "SCRATCH-0badf00d", "HANDOFF"]
+        );
+        assert_eq!(
+            other_objects(&names, "0badf00d"),
+            ["HANDOFF-12345678", "SCRATCH-12345678", "HANDOFF"]
+        );
+    }
+
+    #[test]
+    fn only_this_program_objects_hand_over_pins_stay() {
+        let root = std::env::temp_dir().join(format!("knock-handoff-{}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
         let dir = StateDir::at(root.clone());
         for object in ["0badf00d", "12345678"] {
             std::fs::write(dir.scratch_path(object), "").unwrap();
+            std::fs::write(dir.handoff_path(object), "").unwrap();
         }
-        std::fs::write(dir.map_path(maps::DOORS), "").unwrap();
-        dir.remove_other_scratches("12345678");
+        for name in [SHARED_HANDOFF, maps::DOORS] {
+            std::fs::write(dir.map_path(name), "").unwrap();
+        }
+        dir.remove_other_objects("12345678");
         let mut left: Vec<String> = std::fs::read_dir(&root)
             .unwrap()
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
         std::fs::remove_dir_all(&root).unwrap();
-        assert_eq!(left, ["DOORS", "SCRATCH-12345678"]);
+        assert_eq!(left, ["DOORS", "HANDOFF-12345678", "SCRATCH-12345678"]);
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub fn load(
     adjust(&mut plan);
     let mut knock = Knock::load(capacities, false, None)?;
     knock.push(&plan)?;
+    knock.fill_handoff()?;
     Ok(knock)
 }
 

@@ -10,5 +10,6 @@ mod aimed;
 mod corpus;
 mod observe;
 mod push;
+mod upgrade;
 mod verdicts;
 mod verifier;

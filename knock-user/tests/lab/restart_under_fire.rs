@@ -8,7 +8,9 @@
 //! before the guard's attach had failed, and the earlier program handed packets to the new
 //! programs, which read them from a scratch slot it never wrote (now pinned, shared). A daemon
 //! without a guard of its own also detaches the earlier daemon's, which would go on judging by
-//! the earlier configuration.
+//! the earlier configuration. On an upgrade (here the running program's hand-over pins renamed
+//! as an earlier version's) the earlier program keeps its own hand-over until its links are
+//! taken over, and only then are its pins removed.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -204,4 +206,52 @@ fn a_daemon_whose_guard_cannot_attach_detaches_the_earlier_guard_and_its_old_jud
         !state_dir(&scene).join("socket-lookup").exists(),
         "the earlier guard's pin is gone"
     );
+}
+
+/// The fingerprint of the program object an earlier version ran.
+const EARLIER_OBJECT: &str = "0badf00d";
+
+/// Makes the running daemon's program object pass for an earlier version's: its program array
+/// and scratch slot are pinned under another fingerprint, as an upgrade's next daemon finds
+/// them (the running programs keep both, whatever their names).
+fn pass_for_an_earlier_version(scene: &Scene) -> Vec<PathBuf> {
+    let dir = state_dir(scene);
+    let mut renamed = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("the state directory reads") {
+        let name = entry.expect("an entry").file_name();
+        let name = name.to_string_lossy();
+        for prefix in ["HANDOFF-", "SCRATCH-"] {
+            if name.starts_with(prefix) {
+                let earlier = dir.join(format!("{prefix}{EARLIER_OBJECT}"));
+                std::fs::rename(dir.join(name.as_ref()), &earlier).expect("the pin is renamed");
+                renamed.push(earlier);
+            }
+        }
+    }
+    assert_eq!(renamed.len(), 2, "a program array and a scratch slot");
+    renamed
+}
+
+#[test]
+fn an_upgrade_under_a_flood_of_strangers_syns_never_answers_one_with_a_syn_ack() {
+    let mut scene = scene();
+    // Without a guard, only the XDP programs stand between the strangers and the host.
+    refuse_guards(&scene);
+    let first = scene.take_daemon().expect("the first daemon runs");
+    let second = restart(&scene, first);
+    said_unguarded(&second);
+    let earlier = pass_for_an_earlier_version(&scene);
+    let (resets, syn_acks, _third) = restart_under_fire(&scene, second);
+    eprintln!("upgrade without a guard under fire: {resets} resets, {syn_acks} SYN-ACKs");
+    assert_eq!(
+        syn_acks, 0,
+        "no stranger got a SYN-ACK while the earlier version's program ran"
+    );
+    for pin in earlier {
+        assert!(
+            !pin.exists(),
+            "{} goes once the links are taken over",
+            pin.display()
+        );
+    }
 }

@@ -187,11 +187,13 @@ mod tests {
     fn every_prefix_length_keeps_exactly_its_leading_bits() {
         let client = v6("2001:db8:1:2:aaaa:bbbb:cccc:dddd");
         let bits = u128::from_be_bytes(client.octets());
-        for prefix in 0..=128u32 {
-            let kept = if prefix == 0 {
+        for prefix in 0..=255u32 {
+            // Past 128, the whole address.
+            let length = prefix.min(128);
+            let kept = if length == 0 {
                 0
             } else {
-                bits & (u128::MAX << (128 - prefix))
+                bits & (u128::MAX << (128 - length))
             };
             assert_eq!(
                 key(client, prefix as u8).octets(),

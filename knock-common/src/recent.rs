@@ -97,6 +97,15 @@ mod tests {
         assert!(may_be_knocking(last, tick(BOOT + 20 * S), 30));
     }
 
+    /// The slots of two addresses as the byte-wise fold of the first version computed them:
+    /// pinned LAST_KNOCK, BAN_SEEN and PASS_SEEN entries keep their meaning across upgrades.
+    #[test]
+    fn slots_are_those_of_earlier_versions() {
+        assert_eq!(slot(&v4(2)), 12945);
+        let v6 = Addr::from_ipv6([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        assert_eq!(slot(&v6), 12167);
+    }
+
     #[test]
     fn neighbouring_addresses_spread_over_the_slots() {
         let slots: std::collections::BTreeSet<u32> = (0..=255).map(|i| slot(&v4(i))).collect();

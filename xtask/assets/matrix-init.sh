@@ -154,7 +154,7 @@ pass "knock-user run loaded and attached the XDP programs"
 # walk, JIT image): the host judges these lines.
 grep -o 'program knock[a-z_]*: .*' /tmp/daemon.log | sed 's/^/MATRIX PROGRAM /'
 # The JIT also names each program it compiled in kallsyms (bpf_prog_TAG_NAME).
-for program in knock knock_spa knock_gate knock_open; do
+for program in knock knock_spa knock_gate knock_open knock_guard; do
     if grep -q -E " bpf_prog_[0-9a-f]+_$program([[:space:]]|\$)" /proc/kallsyms; then
         echo "MATRIX KALLSYMS $program"
     fi

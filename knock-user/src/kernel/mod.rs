@@ -246,11 +246,19 @@ impl Knock {
     }
 
     /// The programs loaded into the kernel: the entry points for the kinds of link in use
-    /// (the Ethernet one always), and the SPA program.
+    /// (the Ethernet one always), the programs they tail-call, and the socket-lookup guard once
+    /// it is loaded.
     pub(crate) fn loaded_programs(&self) -> Vec<&'static str> {
         let mut names = vec![PROGRAM, SPA_PROGRAM, GATE_PROGRAM, OPEN_PROGRAM];
         if self.program_on(Link::Ip).is_ok() {
             names.push(IP_PROGRAM);
+        }
+        if self
+            .ebpf
+            .program(knock_common::GUARD_PROGRAM)
+            .is_some_and(|program| program.fd().is_ok())
+        {
+            names.push(knock_common::GUARD_PROGRAM);
         }
         names
     }

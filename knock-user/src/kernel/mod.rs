@@ -22,8 +22,8 @@ use knock_common::gate::Pass;
 use knock_common::progress::Progress;
 use knock_common::status::{self, DaemonInfo};
 use knock_common::{
-    Addr, Door, GATE_PROGRAM, HANDOFF, HANDOFF_GATE, HANDOFF_OPEN, HANDOFF_SPA, IP_PROGRAM,
-    OPEN_PROGRAM, PROGRAM, SPA_PROGRAM, maps, program_for,
+    Addr, Door, GATE_PROGRAM, GUARD_PROGRAM, HANDOFF, HANDOFF_GATE, HANDOFF_OPEN, HANDOFF_SPA,
+    IP_PROGRAM, OPEN_PROGRAM, PROGRAM, SPA_PROGRAM, maps, program_for,
 };
 
 pub use attach::{
@@ -255,10 +255,10 @@ impl Knock {
         }
         if self
             .ebpf
-            .program(knock_common::GUARD_PROGRAM)
+            .program(GUARD_PROGRAM)
             .is_some_and(|program| program.fd().is_ok())
         {
-            names.push(knock_common::GUARD_PROGRAM);
+            names.push(GUARD_PROGRAM);
         }
         names
     }
